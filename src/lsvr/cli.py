@@ -1,0 +1,269 @@
+"""The `lsvr` command: parses arguments and wires the library's parts together.
+
+    lsvr prepare|train|eval|predict|info|models|plot|convert ...
+
+Exit status: 0 on success, 2 on bad usage or bad input (one line on stderr, no
+traceback), 1 on an internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from lsvr.errors import InputError
+
+
+def _read_names(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{file}: no such classes file")
+    return [line.strip() for line in file.read_text().splitlines() if line.strip()]
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from lsvr.data.prepare import prepare
+    from lsvr.data.sources import idx_splits, open_source
+
+    source_path, out = Path(args.source), Path(args.out)
+    classes = _read_names(args.classes)
+    if not source_path.exists():
+        raise InputError(f"{source_path}: no such file or directory")
+    splits = [args.split]
+    if args.split is None and source_path.is_dir() and len(idx_splits(source_path)) > 1:
+        splits = list(idx_splits(source_path))  # a folder of idx files: one output per split
+    command = shlex.join(["lsvr", *sys.argv[1:]])
+    for split in splits:
+        target = out / split if len(splits) > 1 else out
+        source = open_source(source_path, split=split, classes=classes)
+        meta = prepare(
+            source, target, size=args.size, resize_policy=args.resize, encoding=args.encoding,
+            channels=args.channels, quality=args.quality, workers=args.workers, overwrite=args.overwrite,
+            progress=not args.no_progress, command=command,
+        )  # fmt: skip
+        rejected = meta["num_rejected"]
+        note = f", {rejected} rejected (see {target / 'rejects.tsv'})" if rejected else ""
+        print(f"prepared {meta['num_images']} images of {len(meta['classes'])} classes into {target}{note}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import os
+
+    from lsvr.config import describe_keys, load_config
+    from lsvr.train import checkpoint
+    from lsvr.train.engine import NonFiniteLossError, train
+
+    if args.keys:
+        print(describe_keys())
+        return 0
+    if args.config is None:
+        raise InputError("train: a CONFIG file is needed (see configs/)")
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    resume = args.resume
+    if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+        resume = "auto"  # a worker restarted by torchrun continues from its run folder
+    if resume is None and checkpoint.find(out) is not None:
+        raise InputError(f"{out}: already holds checkpoints; pass --resume auto to continue, or another --out")
+    try:
+        summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]))
+    except NonFiniteLossError as exc:
+        print(f"lsvr train: stopped: {exc}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        val = summary["val"]
+        if val:
+            print(f"val top-1 {val['top1']:.2f}%  top-5 {val['top5']:.2f}%  ({val['images']} images)")
+        print(f"run: {summary['run']}  (step {summary['step']})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from lsvr.data.dataset import PreparedDataset
+    from lsvr.data.loader import Loader
+    from lsvr.evaluate import evaluate
+    from lsvr.inference import augment_for, load_model
+    from lsvr.train.parallel import pick_device
+
+    device = pick_device(args.device)
+    dataset = PreparedDataset(args.dataset)
+    model, state = load_model(Path(args.checkpoint), device)
+    pre = state["preprocess"]
+    if list(dataset.shape) != [pre["size"], pre["size"], pre["channels"]]:
+        raise InputError(
+            f"{dataset.path}: images of {list(dataset.shape)}, the checkpoint expects"
+            f" {[pre['size'], pre['size'], pre['channels']]} (prepare with --size {pre['size']})"
+        )
+    if dataset.classes != list(state["classes"]):
+        raise InputError(f"{dataset.path}: its classes differ from the checkpoint's")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loader = Loader(dataset, batch_size=args.batch, shuffle=False, workers=2, prefetch=2, device=device)
+    result = evaluate(model, loader, augment_for(pre, device), crops=args.crops)
+    result.update(crops=args.crops, checkpoint=str(args.checkpoint), dataset=str(dataset.path))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['images']} images")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from lsvr.inference import augment_for, load_images, load_model, predict
+    from lsvr.train.parallel import pick_device
+
+    device = pick_device(args.device)
+    model, state = load_model(Path(args.checkpoint), device)
+    images = load_images([Path(p) for p in args.images], state["preprocess"])
+    probs = predict(model, augment_for(state["preprocess"], device), images, device)
+    k = min(args.top, probs.shape[1])
+    results = []
+    for path, row in zip(args.images, probs, strict=True):
+        values, indices = row.topk(k)
+        top = [
+            {"class": state["classes"][i], "index": int(i), "probability": float(v)}
+            for v, i in zip(values, indices, strict=True)
+        ]
+        results.append({"image": path, "top": top})
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "predictions": results}))
+    else:
+        for r in results:
+            print(r["image"])
+            for t in r["top"]:
+                print(f"  {t['probability']:7.2%}  {t['class']}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from lsvr.info import describe
+
+    info = describe(Path(args.target), verify=args.verify)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            print(f"{key}: {value}")
+    if args.verify and info.get("problems"):
+        for problem in info["problems"]:
+            print(f"lsvr info: {problem}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from lsvr.models.registry import describe_models
+
+    rows = describe_models()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'name':18} {'parameters':>12}  {'at':>20}  about")
+    for r in rows:
+        at = f"crop {r['crop']}, {r['classes']} cls"
+        print(f"{r['name']:18} {r['parameters']:>12,}  {at:>20}  {r['about']}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from lsvr.plot import plot_run
+
+    print(plot_run(Path(args.run), Path(args.out) if args.out else None))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from lsvr.convert import convert
+
+    result = convert(Path(args.weights), Path(args.out), model_name=args.model, classes=_read_names(args.classes))
+    print(f"wrote {result['checkpoint']} ({result['model']}, {result['classes']} classes)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="convert images or idx files into a prepared dataset")
+    p.add_argument("source", help="class-folder tree, idx images file, or folder of idx files")
+    p.add_argument("out", help="output folder (a folder of idx files with two splits gives OUT/train, OUT/test)")
+    p.add_argument("--size", type=int, default=256, help="stored image side in pixels (default 256)")
+    p.add_argument("--encoding", choices=("raw", "jpeg"), default="raw")
+    p.add_argument("--resize", choices=("squash", "center", "pad"), default="squash", help="squash is the paper's")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB); default: 1 for idx, else 3")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality for --encoding jpeg")
+    p.add_argument("--workers", type=int, help="decoding threads (default: all cores)")
+    p.add_argument("--classes", help="file of class names, one per line")
+    p.add_argument("--split", choices=("train", "test"), help="which split of a folder of idx files")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model from a config")
+    p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/fashion_mnist.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--out", help="run folder (default runs/<config name>)")
+    p.add_argument("--resume", help="auto (the run folder's latest checkpoint) or a checkpoint/run path")
+    p.add_argument("--keys", action="store_true", help="list every config key with its default and exit")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a prepared dataset")
+    p.add_argument("checkpoint")
+    p.add_argument("dataset")
+    p.add_argument("--crops", type=int, choices=(1, 10), default=1)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top classes of image files")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("info", help="describe a prepared dataset, checkpoint or run folder")
+    p.add_argument("target")
+    p.add_argument("--verify", action="store_true", help="re-check a dataset's checksums")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("models", help="model names and parameter counts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("plot", help="loss and error curves of a run as a PNG")
+    p.add_argument("run")
+    p.add_argument("--out", help="PNG path (default RUN/plot.png)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("convert", help="torchvision AlexNet weights -> lsvr checkpoint")
+    p.add_argument("weights")
+    p.add_argument("out")
+    p.add_argument("--model", default="alexnet_tv")
+    p.add_argument("--classes", help="file of class names, one per line")
+    p.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"lsvr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lsvr {args.command}: interrupted", file=sys.stderr)
+        return 130

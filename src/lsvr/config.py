@@ -1,0 +1,234 @@
+"""Typed, strict configuration: nested dataclasses, YAML presets, `--set a.b=c` overrides.
+
+Every field carries a one-line doc (its `metadata["doc"]`); an unknown key or a value of
+the wrong type raises InputError naming the valid keys, before anything else starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lsvr.errors import InputError
+
+
+def _f(default: Any, doc: str) -> Any:
+    """A dataclass field with its one-line doc; lists get a fresh copy per instance."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("alexnet", "model name, see `lsvr models`")
+    dropout: float = _f(0.5, "dropout probability before fc6 and fc7")
+    init_from: str | None = _f(None, "weights to start from: a torchvision state_dict or an lsvr checkpoint")
+
+
+@dataclass
+class DataConfig:
+    train: str = _f("", "prepared training dataset folder (see `lsvr prepare`)")
+    val: str | None = _f(None, "prepared validation dataset folder; none: no validation")
+    holdout: int = _f(0, "training images set aside (fixed by seed) as validation instead of data.val")
+    crop: int = _f(0, "crop size fed to the model; 0: the model's default, capped at the image size")
+    flip: bool = _f(True, "random horizontal mirror during training (the paper: p=0.5)")
+    normalize: str = _f("mean_image", "mean_image (the paper: subtract the mean image) or channel (mean/std)")
+    workers: int = _f(2, "background threads that read batches")
+    prefetch: int = _f(2, "batches read ahead of the training step")
+
+
+@dataclass
+class TrainConfig:
+    global_batch: int = _f(256, "images per step over all ranks")
+    epochs: int = _f(60, "training epochs")
+    max_steps: int = _f(0, "stop after this many steps in all; 0: no limit")
+    seed: int = _f(0, "seed of the weights, the epoch order and the augmentation")
+    precision: str = _f("fp32", "fp32, bf16 or fp16 (autocast)")
+    threads: int = _f(0, "CPU intra-op threads; 0: torch's default")
+    accumulate: int = _f(1, "micro-batches per step (gradient accumulation)")
+    device: str = _f("auto", "auto, cpu or cuda")
+    label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
+    channels_last: bool = _f(False, "run the model in channels_last memory format")
+    log_every: int = _f(50, "steps between metrics.jsonl lines")
+    progress: bool = _f(True, "show a progress bar on stderr")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = _f(0.01, "base learning rate (weights); biases get optim.bias_lr_mult times it")
+    lr_steps: list[int] = _f([20, 40], "epochs at which the step schedule divides lr by 10")
+    schedule: str = _f("step", "step (the paper) or cosine")
+    warmup_epochs: float = _f(0.0, "linear warm-up from 0 over this many epochs")
+    momentum: float = _f(0.9, "momentum m in v = m*v - lr*(g + wd*W)")
+    nesterov: bool = _f(False, "Nesterov momentum")
+    weight_decay: float = _f(0.0005, "weight decay on weights (never on biases)")
+    bias_lr_mult: float = _f(2.0, "learning-rate multiplier of biases (the paper: 2)")
+
+
+@dataclass
+class ParallelConfig:
+    mode: str = _f("ddp", "ddp (gradient all-reduce) or average (the paper's weight averaging)")
+    average_every: int = _f(1, "steps between averages in average mode (1: the paper)")
+    timeout_s: int = _f(600, "process-group timeout in seconds")
+    bucket_mb: int = _f(25, "DDP gradient bucket size in MB")
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = _f(0, "steps between checkpoints; 0: at the end of each epoch only")
+    keep: int = _f(2, "newest checkpoints kept (>= 2); the best by val top-1 is kept besides")
+
+
+@dataclass
+class GuardConfig:
+    nonfinite: str = _f("stop", "on a NaN/Inf loss: stop (exit non-zero) or skip the update")
+    max_skips: int = _f(10, "consecutive skipped steps before stopping")
+    clip_norm: float = _f(0.0, "clip the gradient norm to this; 0: no clipping")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+
+    def __post_init__(self) -> None:
+        _choice("train.precision", self.train.precision, ("fp32", "bf16", "fp16"))
+        _choice("train.device", self.train.device, ("auto", "cpu", "cuda"))
+        _choice("data.normalize", self.data.normalize, ("mean_image", "channel"))
+        _choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
+        _choice("parallel.mode", self.parallel.mode, ("ddp", "average"))
+        _choice("guard.nonfinite", self.guard.nonfinite, ("stop", "skip"))
+        for key, value, low in (
+            ("train.global_batch", self.train.global_batch, 1),
+            ("train.epochs", self.train.epochs, 1),
+            ("train.accumulate", self.train.accumulate, 1),
+            ("train.log_every", self.train.log_every, 1),
+            ("data.prefetch", self.data.prefetch, 1),
+            ("data.workers", self.data.workers, 1),
+            ("checkpoint.keep", self.checkpoint.keep, 2),
+            ("parallel.average_every", self.parallel.average_every, 1),
+            ("parallel.timeout_s", self.parallel.timeout_s, 1),
+        ):
+            if value < low:
+                raise InputError(f"config: {key} must be >= {low}, got {value}")
+        if not 0.0 <= self.model.dropout < 1.0:
+            raise InputError(f"config: model.dropout must be in [0, 1), got {self.model.dropout}")
+        if self.optim.lr <= 0:
+            raise InputError(f"config: optim.lr must be > 0, got {self.optim.lr}")
+        if self.train.global_batch % self.train.accumulate:
+            raise InputError("config: train.global_batch must divide by train.accumulate")
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"config: {key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def valid_keys() -> list[str]:
+    """Every settable key, as `section.name`."""
+    return [f"{s.name}.{f.name}" for s in dataclasses.fields(Config) for f in dataclasses.fields(s.type)]
+
+
+def describe_keys() -> str:
+    """One line per key: name, default and doc (for `lsvr train --keys` and the README)."""
+    lines = []
+    default = Config()
+    for s in dataclasses.fields(Config):
+        for f in dataclasses.fields(s.type):
+            value = getattr(getattr(default, s.name), f.name)
+            lines.append(f"{s.name}.{f.name} = {value!r}  # {f.metadata['doc']}")
+    return "\n".join(lines)
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    """Return value if it fits the annotation (ints widen to floats), else raise InputError."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [a for a in options if a is not type(None)]
+        return _check_type(key, value, inner)
+    if origin is list:
+        (inner,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise InputError(f"config: {key} must be a list, got {value!r}")
+        return [_check_type(f"{key}[]", v, inner) for v in value]
+    ok = isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise InputError(f"config: {key} must be {annotation.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build a Config from nested mappings, refusing unknown keys and wrong types."""
+    if not isinstance(raw, dict):
+        raise InputError("config: the top level must be a mapping of sections")
+    hints = typing.get_type_hints(Config)
+    sections = {}
+    for name, value in raw.items():
+        if name not in hints:
+            raise InputError(f"config: unknown section {name!r}; valid keys: {', '.join(valid_keys())}")
+        if not isinstance(value, dict):
+            raise InputError(f"config: section {name!r} must be a mapping")
+        cls = hints[name]
+        fields = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, v in value.items():
+            if key not in fields:
+                raise InputError(f"config: unknown key {name}.{key}; valid keys: {', '.join(valid_keys())}")
+            kwargs[key] = _check_type(f"{name}.{key}", v, fields[key])
+        sections[name] = cls(**kwargs)
+    return Config(**sections)
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings; values are YAML (`[20,40]`, `true`, `0.1`, `null`)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise InputError(f"--set {item!r}: expected section.key=value")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise InputError(f"--set {item!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+        raw.setdefault(parts[0], {})
+        if not isinstance(raw[parts[0]], dict):
+            raise InputError(f"--set {item!r}: {parts[0]} is not a section")
+        raw[parts[0]][parts[1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML preset (or start from the defaults when path is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise InputError(f"{path}: the top level must be a mapping of sections")
+    return from_dict(apply_overrides(raw, list(overrides)))

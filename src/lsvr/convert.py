@@ -1,0 +1,61 @@
+"""`lsvr convert`: a torchvision AlexNet weights file -> an lsvr checkpoint for eval/predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lsvr.config import Config, to_dict
+from lsvr.errors import InputError
+from lsvr.models.registry import build_model
+from lsvr.models.weights import read_state_dict
+from lsvr.train.state import provenance
+
+# torchvision's ImageNet preprocessing: shorter side 256, centre crop 224, channel mean/std.
+TV_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+TV_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
+
+
+def convert(weights: Path, out: Path, *, model_name: str, classes: list[str] | None) -> dict:
+    if model_name != "alexnet_tv":
+        raise InputError(f"--model {model_name}: only alexnet_tv takes torchvision weights")
+    state = read_state_dict(weights)
+    fc = state.get("classifier.6.weight")
+    if fc is None:
+        raise InputError(f"{weights}: no classifier.6.weight, not a torchvision AlexNet")
+    count = fc.shape[0]
+    classes = classes or [str(i) for i in range(count)]
+    if len(classes) != count:
+        raise InputError(f"--classes: {len(classes)} names for a classifier of {count} classes")
+    model = build_model(model_name, num_classes=count, in_channels=3, crop=224, dropout=0.5)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"{weights}: does not fit {model_name} ({str(exc).splitlines()[0]})") from None
+    cfg = Config()
+    cfg.model.name = model_name
+    checkpoint = {
+        "model": model.state_dict(),
+        "config": to_dict(cfg),
+        "classes": classes,
+        "preprocess": {
+            "crop": 224,
+            "size": 256,
+            "channels": 3,
+            "resize": "center",
+            "normalize": "channel",
+            "mean_image": torch.from_numpy(np.tile(np.float32(TV_MEAN), (256, 256, 1))),
+            "channel_mean": TV_MEAN,
+            "channel_std": TV_STD,
+        },
+        "step": 0,
+        "epoch": 0,
+        "metrics": {},
+        "source": str(weights),
+        **provenance(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    return {"checkpoint": str(out), "classes": count, "model": model_name}

@@ -1,0 +1,1 @@
+"""Data: raw sources, offline preparation, the prepared format, the loader, augmentation."""

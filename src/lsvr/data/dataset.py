@@ -1,0 +1,123 @@
+"""The prepared-dataset format (docs/DATA_FORMAT.md): open, read batches, verify, describe.
+
+Plain numpy files that anyone can read without lsvr; images.npy is opened with
+mmap_mode="r" so every thread and process shares the page cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+
+from lsvr.errors import InputError
+
+FORMAT_VERSION = 1
+REQUIRED = ("format_version", "num_images", "classes", "image_shape", "encoding", "checksums")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PreparedDataset:
+    """A prepared split: `len(ds)`, `ds.labels`, `ds.classes`, `ds.read(indices)`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        meta_path = self.path / "meta.json"
+        if not meta_path.is_file():
+            what = "no such folder" if not self.path.exists() else "no meta.json (not a prepared dataset)"
+            raise InputError(f"{self.path}: {what}; make one with `lsvr prepare`")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
+        missing = [k for k in REQUIRED if k not in self.meta]
+        if missing:
+            raise InputError(f"{meta_path}: missing keys {', '.join(missing)}")
+        if self.meta["format_version"] != FORMAT_VERSION:
+            raise InputError(f"{meta_path}: format version {self.meta['format_version']}, lsvr reads {FORMAT_VERSION}")
+        self.classes: list[str] = list(self.meta["classes"])
+        self.shape: tuple[int, int, int] = tuple(self.meta["image_shape"])  # (H, W, C)
+        self.encoding: str = self.meta["encoding"]
+        self.labels = self._load("labels.npy").astype(np.int64)
+        self.mean_image = self._load("mean.npy").astype(np.float32)  # (H, W, C), 0..255
+        if self.encoding == "raw":
+            self.images = self._load("images.npy", mmap=True)  # (N, H, W, C) uint8
+            found = self.images.shape
+        else:
+            self.offsets = self._load("offsets.npy")
+            self.blob = np.memmap(self.path / "images.bin", dtype=np.uint8, mode="r")
+            found = (len(self.offsets) - 1, *self.shape)
+        if found != (len(self), *self.shape) or len(self.labels) != len(self):
+            raise InputError(f"{self.path}: files disagree with meta.json ({found} vs {self.meta['num_images']})")
+
+    def _load(self, name: str, mmap: bool = False) -> np.ndarray:
+        try:
+            return np.load(self.path / name, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except FileNotFoundError:
+            raise InputError(f"{self.path / name}: missing") from None
+        except ValueError as exc:
+            raise InputError(f"{self.path / name}: unreadable ({exc})") from None
+
+    def __len__(self) -> int:
+        return int(self.meta["num_images"])
+
+    @property
+    def channel_mean(self) -> list[float]:
+        return list(self.meta["channel_mean"])
+
+    @property
+    def channel_std(self) -> list[float]:
+        return list(self.meta["channel_std"])
+
+    def read(self, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Images at indices as (B, H, W, C) uint8, written into `out` when given."""
+        if out is None:
+            out = np.empty((len(indices), *self.shape), dtype=np.uint8)
+        if self.encoding == "raw":
+            np.take(self.images, indices, axis=0, out=out)
+        else:
+            colorspace = "GRAY" if self.shape[2] == 1 else "RGB"
+            for j, i in enumerate(indices):
+                data = self.blob[self.offsets[i] : self.offsets[i + 1]]
+                pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace)
+                out[j] = pixels.reshape(self.shape)
+        return out
+
+    def verify(self) -> list[str]:
+        """Problems found by re-hashing every file against meta.json; empty when all is well."""
+        problems = []
+        for name, expected in self.meta["checksums"].items():
+            path = self.path / name
+            if not path.is_file():
+                problems.append(f"{path}: missing")
+                continue
+            if file_sha256(path) != expected:
+                problems.append(f"{path}: checksum mismatch")
+        return problems
+
+    def describe(self) -> dict:
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {
+            "path": str(self.path),
+            "images": len(self),
+            "rejected": self.meta.get("num_rejected", 0),
+            "classes": len(self.classes),
+            "image_shape": list(self.shape),
+            "encoding": self.encoding,
+            "resize": self.meta.get("resize"),
+            "channel_mean": self.channel_mean,
+            "channel_std": self.channel_std,
+            "images_per_class": {"min": int(counts.min()), "max": int(counts.max())},
+            "source": self.meta.get("source"),
+            "created": self.meta.get("created"),
+        }

@@ -1,0 +1,141 @@
+"""The loader: epoch order, per-rank slices, background reads with prefetch, device copy.
+
+Order: epoch e visits a permutation drawn from (seed, e). A global batch of B*W images is
+cut into W rank slices of B, so the position (epoch, step) says exactly where any rank is,
+whatever the world size. Each sample also gets a 63-bit key hashed from (seed, epoch,
+position in the epoch's order): augmentation draws its crop and flip from it, so any rank
+at any world size replays the same augmentation without saved generator state.
+Background threads (numpy's take and simplejpeg release the GIL) read `prefetch`
+batches ahead: the paper's parallel loading, without processes or sockets.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lsvr.data.dataset import PreparedDataset
+
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """A strong 64-bit mix (SplitMix64's finaliser), vectorised; uint64 arithmetic wraps."""
+    x = (x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)) & _MASK
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def sample_keys(seed: int, epoch: int, positions: np.ndarray) -> np.ndarray:
+    """Per-sample random keys in [0, 2**63), from (seed, epoch, position in the epoch order)."""
+    base = splitmix64(splitmix64(np.array([seed], np.uint64)) ^ np.uint64(epoch))
+    return (splitmix64(base ^ positions.astype(np.uint64)) >> np.uint64(1)).astype(np.int64)
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (B, H, W, C) uint8, on the device
+    labels: torch.Tensor  # (B,) int64, on the device
+    keys: torch.Tensor  # (B,) int64 augmentation keys, on the device
+    step: int  # step within the epoch
+
+
+class Loader:
+    """Batches of one rank's share of each global batch, read ahead by background threads.
+
+    indices: the dataset rows this loader covers (all of them when None), e.g. a holdout.
+    shuffle: a fresh (seed, epoch) permutation each epoch and no partial last batch
+    (training); otherwise the given order, every image exactly once (evaluation).
+    """
+
+    def __init__(
+        self,
+        dataset: PreparedDataset,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        indices: np.ndarray | None = None,
+        rank: int = 0,
+        world: int = 1,
+        workers: int = 2,
+        prefetch: int = 2,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size  # per rank
+        self.shuffle = shuffle
+        self.seed = seed
+        self.indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.rank, self.world = rank, world
+        self.workers, self.prefetch = workers, prefetch
+        self.device = torch.device(device)
+        self.global_batch = batch_size * world
+        self._labels = torch.from_numpy(dataset.labels)
+
+    def __len__(self) -> int:
+        """Steps in an epoch."""
+        if self.shuffle:
+            return len(self.indices) // self.global_batch
+        return -(-len(self.indices) // self.global_batch)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Dataset rows in the order epoch `epoch` visits them (the same on every rank)."""
+        if not self.shuffle:
+            return self.indices
+        rng = np.random.default_rng([self.seed, epoch])
+        return self.indices[rng.permutation(len(self.indices))]
+
+    def rank_slice(self, step: int, count: int) -> slice:
+        """This rank's share of global batch `step` among `count` images (an even split,
+        the first ranks taking one more when count does not divide by the world size)."""
+        start = step * self.global_batch
+        size = min(self.global_batch, count - start)
+        share, extra = divmod(size, self.world)
+        begin = start + self.rank * share + min(self.rank, extra)
+        return slice(begin, begin + share + (self.rank < extra))
+
+    def _read(self, order: np.ndarray, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        where = self.rank_slice(step, len(order))
+        rows = order[where]
+        positions = np.arange(where.start, where.stop)
+        return self.dataset.read(rows), rows, sample_keys(self.seed, epoch, positions)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        """The batches of epoch `epoch` from `start_step` on, read `prefetch` ahead."""
+        order = self.epoch_order(epoch)
+        steps = range(start_step, len(self))
+        cuda = self.device.type == "cuda"
+        stream = torch.cuda.Stream(self.device) if cuda else None
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="lsvr-loader") as pool:
+            pending: deque = deque()
+            todo = iter(steps)
+            for step in todo:
+                pending.append((step, pool.submit(self._read, order, epoch, step)))
+                if len(pending) >= self.prefetch:
+                    break
+            while pending:
+                step, future = pending.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(self._read, order, epoch, nxt)))
+                images, rows, keys = future.result()
+                yield self._to_device(images, rows, keys, step, stream)
+
+    def _to_device(self, images: np.ndarray, rows: np.ndarray, keys: np.ndarray, step: int, stream) -> Batch:
+        host = (torch.from_numpy(images), self._labels[torch.from_numpy(rows)], torch.from_numpy(keys))
+        if stream is None:
+            return Batch(*host, step=step)
+        # Pinned copy on a side stream; the compute stream waits for it, not the host.
+        with torch.cuda.stream(stream):
+            moved = [t.pin_memory().to(self.device, non_blocking=True) for t in host]
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        for t in moved:
+            t.record_stream(torch.cuda.current_stream(self.device))
+        return Batch(*moved, step=step)

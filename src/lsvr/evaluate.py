@@ -1,0 +1,66 @@
+"""Top-1 / top-5 over a loader: one centre crop (the paper) or ten crops.
+
+Knows no checkpoints: the engine and the CLI both hand it a model. Ten-crop averages the
+softmax of the four corners, the centre and their mirrors. Counts are summed over ranks
+through `reduce`, so every image is scored exactly once whatever the world size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lsvr.data.augment import Augment
+from lsvr.data.loader import Loader
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for a precision name (fp32: disabled)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: Loader,
+    augment: Augment,
+    *,
+    crops: int = 1,
+    precision: str = "fp32",
+    reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+) -> dict[str, float]:
+    """{"top1", "top5" (accuracy, percent), "loss" (mean NLL), "images"} over every image."""
+    was_training = model.training
+    model.eval()
+    device = loader.device
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # correct1, correct5, nll, images
+    for batch in loader.batches(epoch=0):
+        if not len(batch.labels):
+            continue
+        views = [augment.center(batch.images)] if crops == 1 else augment.ten_crops(batch.images)
+        probs = 0
+        for view in views:
+            with autocast(device, precision):
+                probs = probs + F.softmax(model(view).float(), dim=1)
+        probs = probs / len(views)  # (B, classes)
+        labels = batch.labels
+        k = min(5, probs.shape[1])
+        top = probs.topk(k, dim=1).indices  # (B, k)
+        hits = top == labels[:, None]
+        totals[0] += hits[:, 0].sum()
+        totals[1] += hits.any(dim=1).sum()
+        totals[2] += -torch.log(probs.gather(1, labels[:, None]).clamp_min(1e-12)).sum()
+        totals[3] += len(labels)
+    totals = reduce(totals)
+    model.train(was_training)
+    n = max(1.0, float(totals[3]))
+    return {
+        "top1": 100.0 * float(totals[0]) / n,
+        "top5": 100.0 * float(totals[1]) / n,
+        "loss": float(totals[2]) / n,
+        "images": int(totals[3]),
+    }

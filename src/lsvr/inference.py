@@ -1,0 +1,71 @@
+"""A trained model from a checkpoint, and single images prepared the way training saw them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lsvr.data.augment import Augment
+from lsvr.data.prepare import resize, to_channels
+from lsvr.data.sources import DecodeError, decode_file
+from lsvr.errors import InputError
+from lsvr.models.registry import build_model
+from lsvr.train import checkpoint
+
+NEEDED = ("model", "config", "classes", "preprocess")
+
+
+def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """The checkpoint's model in eval mode on device, and the checkpoint's other contents."""
+    state = checkpoint.load(path, map_location="cpu")
+    missing = [k for k in NEEDED if k not in state]
+    if missing:
+        raise InputError(f"{path}: not an lsvr checkpoint (no {', '.join(missing)}); see `lsvr convert`")
+    pre, name = state["preprocess"], state["config"]["model"]["name"]
+    model = build_model(
+        name, num_classes=len(state["classes"]), in_channels=pre["channels"], crop=pre["crop"], dropout=0.0
+    )
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise InputError(f"{path}: its weights do not fit model {name} ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval(), state
+
+
+def augment_for(pre: dict[str, Any], device: torch.device) -> Augment:
+    """The evaluation-time preprocessing stored in a checkpoint (no random crop or mirror)."""
+    return Augment(
+        mean_image=pre["mean_image"].float().numpy(),
+        channel_mean=list(pre["channel_mean"]),
+        channel_std=list(pre["channel_std"]),
+        crop=pre["crop"],
+        normalize=pre["normalize"],
+        flip=False,
+        device=device,
+    )
+
+
+def load_images(paths: list[Path], pre: dict[str, Any]) -> np.ndarray:
+    """Image files as one (N, size, size, C) uint8 batch, resized as the training data was."""
+    out = []
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"{path}: no such image file")
+        try:
+            pixels = decode_file(path)
+        except DecodeError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        policy = pre.get("resize") or "squash"
+        out.append(to_channels(resize(pixels, pre["size"], policy), pre["channels"]))
+    return np.stack(out)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, augment: Augment, images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Class probabilities (N, classes) from the centre crop of each image."""
+    batch = torch.from_numpy(images).to(device)
+    return torch.softmax(model(augment.center(batch)).float(), dim=1).cpu()

@@ -1,0 +1,1 @@
+"""Models: the paper's AlexNet, torchvision's layout, a small variant; `registry` names them."""

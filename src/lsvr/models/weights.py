@@ -1,0 +1,36 @@
+"""Starting weights from a file: a torchvision state_dict or an lsvr checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lsvr.errors import InputError
+from lsvr.safe_load import safe_load
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (safe load); an lsvr checkpoint gives its "model"."""
+    state = safe_load(path, what="weights")
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: not a state_dict of tensors")
+    return state
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> list[str]:
+    """Load every tensor whose name and shape match; the others keep their fresh init.
+
+    Returns the names left at their init (e.g. a classifier of another class count). A
+    file that matches none of the model's layers is an InputError: it is another model.
+    """
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    body = [k for k in own if k in matched]
+    if not body or len(body) < len(own) // 2:
+        raise InputError(f"{source}: its tensors do not fit this model (matched {len(body)} of {len(own)})")
+    model.load_state_dict(matched, strict=False)
+    return [k for k in own if k not in matched]

@@ -1,0 +1,1 @@
+"""Training: the loop, the paper's optimiser and schedules, checkpoints, parallelism."""

@@ -1,0 +1,233 @@
+"""The training loop: step, validate, log, checkpoint.
+
+lsvr train CONFIG [--set key=value ...] [--out RUN] [--resume auto|PATH]
+torchrun --nproc-per-node N -m lsvr train CONFIG ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from lsvr.config import Config, to_dict
+from lsvr.data.augment import Augment
+from lsvr.data.loader import Loader
+from lsvr.errors import InputError
+from lsvr.evaluate import autocast, evaluate
+from lsvr.models.registry import build_model
+from lsvr.models.weights import load_matching, read_state_dict
+from lsvr.train import checkpoint, parallel
+from lsvr.train.metrics import MetricsLog
+from lsvr.train.optim import Schedule, build_optimizer
+from lsvr.train.setup import RunInputs, check_inputs
+from lsvr.train.state import provenance, rng_state, set_rng_state
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf and guard.nonfinite says stop (or too many skips)."""
+
+
+def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "") -> dict[str, Any]:
+    """Run (or continue) training into the run folder `out`; returns a summary."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    inputs = check_inputs(cfg, out=out, resume=resume, world=world)  # before the process group
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    env = parallel.setup(cfg)
+    try:
+        return _run(cfg, inputs, env, out=out, command=command)
+    finally:
+        parallel.teardown()
+
+
+def _say(env: parallel.Distributed, text: str) -> None:
+    if env.is_main:
+        tqdm.write(text, file=sys.stderr)
+
+
+def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path, command: str) -> dict:
+    ds, device = inputs.train, env.device
+    log = MetricsLog(out / "metrics.jsonl", enabled=env.is_main)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        _say(env, f"lsvr train: run {out}, world {env.world}, device {device}, crop {inputs.crop}")
+        _say(env, yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
+
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+    model = build_model(
+        cfg.model.name,
+        num_classes=len(ds.classes),
+        in_channels=ds.shape[2],
+        crop=inputs.crop,
+        dropout=cfg.model.dropout,
+    )
+    if cfg.model.init_from and inputs.resume_from is None:
+        fresh = load_matching(model, read_state_dict(Path(cfg.model.init_from)), source=cfg.model.init_from)
+        note = f"; re-initialised: {', '.join(fresh)}" if fresh else ""
+        _say(env, f"lsvr train: weights from {cfg.model.init_from}{note}")
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
+    optimizer = build_optimizer(model, cfg.optim)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+
+    per_rank = cfg.train.global_batch // env.world
+    common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": device}
+    loader = Loader(
+        ds, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
+        prefetch=cfg.data.prefetch, **common,
+    )  # fmt: skip
+    val_loader = None
+    if inputs.val is not None:
+        val_loader = Loader(inputs.val, batch_size=per_rank, shuffle=False, indices=inputs.val_rows, **common)
+    augment = Augment(
+        mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=inputs.crop,
+        normalize=cfg.data.normalize, flip=cfg.data.flip, channels_last=cfg.train.channels_last, device=device,
+    )  # fmt: skip
+    total_steps = len(loader) * cfg.train.epochs
+    if cfg.train.max_steps:
+        total_steps = min(total_steps, cfg.train.max_steps)
+    schedule = Schedule(cfg.optim, steps_per_epoch=len(loader), total_steps=total_steps)
+
+    step, epoch, start_step, best_top1, last_val = 0, 0, 0, None, None
+    if inputs.resume_from is not None:
+        state = checkpoint.load(inputs.resume_from, map_location=device)
+        if state.get("config", {}).get("model", {}).get("name") != cfg.model.name:
+            raise InputError(f"{inputs.resume_from}: a checkpoint of another model than {cfg.model.name}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        step, epoch, start_step = state["step"], state["loader"]["epoch"], state["loader"]["step"]
+        best_top1, last_val = state.get("best_top1"), state.get("metrics")
+        set_rng_state(state["rng"])
+        _say(env, f"lsvr train: resumed from {inputs.resume_from} at step {step} (epoch {epoch + 1})")
+    net = parallel.wrap(model, env, cfg)
+
+    preprocess = {
+        "crop": inputs.crop, "size": ds.shape[0], "channels": ds.shape[2], "resize": ds.meta.get("resize"),
+        "normalize": cfg.data.normalize, "mean_image": torch.from_numpy(ds.mean_image),
+        "channel_mean": ds.channel_mean, "channel_std": ds.channel_std,
+    }  # fmt: skip
+
+    def save(position: dict[str, int], metrics: dict | None) -> None:
+        nonlocal best_top1
+        top1 = metrics["top1"] if metrics else None
+        if top1 is not None and (best_top1 is None or top1 > best_top1):
+            best_top1 = top1
+        if not env.is_main:
+            return
+        state = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": {"step": step},
+            "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "step": step, "epoch": position["epoch"],
+            "loader": position, "rng": rng_state(), "config": to_dict(cfg), "classes": ds.classes,
+            "preprocess": preprocess, "metrics": metrics or {}, "best_top1": best_top1,
+            "threads": torch.get_num_threads(), "world": env.world, **provenance(),
+        }  # fmt: skip
+        checkpoint.save(out / "checkpoints", state, keep=cfg.checkpoint.keep, top1=top1)
+
+    def validate() -> dict | None:
+        if val_loader is None:
+            return None
+        result = evaluate(
+            net, val_loader, augment, precision=cfg.train.precision, reduce=lambda t: parallel.all_sum(t, env)
+        )
+        log.write("val", step=step, epoch=epoch + 1, **result)
+        _say(
+            env,
+            f"epoch {epoch + 1}: val top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"
+            f"  loss {result['loss']:.4f}",
+        )
+        return result
+
+    skips = 0
+    loss_sum = torch.zeros((), device=device)
+    loss_count = 0
+    mark_time, mark_step = time.perf_counter(), step
+    sec_per_20 = float("nan")
+    show = env.is_main and cfg.train.progress
+    while epoch < cfg.train.epochs and step < total_steps:
+        bar = tqdm(total=len(loader), initial=start_step, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                   disable=not show, dynamic_ncols=True, file=sys.stderr, unit="step")  # fmt: skip
+        epoch_start = time.perf_counter()
+        for batch in loader.batches(epoch, start_step):
+            lr = schedule.apply(optimizer, step)
+            loss = _step(net, optimizer, scaler, augment.train(batch.images, batch.keys), batch.labels, cfg)
+            bad = parallel.all_sum((~torch.isfinite(loss)).float(), env)
+            if bad.item():  # every rank sees a NaN on any rank, at the same step
+                skips += 1
+                if cfg.guard.nonfinite == "stop" or skips > cfg.guard.max_skips:
+                    raise NonFiniteLossError(f"non-finite loss at step {step + 1}; the last checkpoint is kept")
+                optimizer.zero_grad(set_to_none=True)
+                _say(env, f"step {step + 1}: non-finite loss, update skipped ({skips} in a row)")
+            else:
+                skips = 0
+                _apply(net, optimizer, scaler, cfg)
+                if cfg.parallel.mode == "average" and (step + 1) % cfg.parallel.average_every == 0:
+                    parallel.average_replicas(model, optimizer, env)
+                loss_sum += loss.detach()
+                loss_count += 1
+            step += 1
+            bar.update(1)
+            if step % 20 == 0:
+                now = time.perf_counter()
+                sec_per_20 = (now - mark_time) * 20 / (step - mark_step)
+                mark_time, mark_step = now, step
+            if step % cfg.train.log_every == 0 or step == total_steps:
+                mean = parallel.all_sum(loss_sum.clone(), env).item() / max(1, loss_count * env.world)
+                ips = cfg.train.global_batch * (batch.step + 1 - start_step) / (time.perf_counter() - epoch_start)
+                bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.4g}", img_s=f"{ips:.0f}", s_20it=f"{sec_per_20:.2f}")
+                log.write("train", step=step, epoch=epoch + 1, loss=mean, lr=lr, images_per_sec=round(ips, 1),
+                          sec_per_20_iter=None if math.isnan(sec_per_20) else round(sec_per_20, 3))  # fmt: skip
+                loss_sum.zero_()
+                loss_count = 0
+            if cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0 and step < total_steps:
+                save({"epoch": epoch, "step": batch.step + 1}, last_val)
+            if step >= total_steps:
+                break
+        bar.close()
+        finished_epoch = batch.step + 1 == len(loader)
+        last_val = validate() or last_val
+        if finished_epoch:
+            epoch, start_step = epoch + 1, 0
+            save({"epoch": epoch, "step": 0}, last_val)
+        else:
+            start_step = batch.step + 1
+            save({"epoch": epoch, "step": start_step}, last_val)
+    return {"run": str(out), "step": step, "epoch": epoch, "val": last_val, "best_top1": best_top1}
+
+
+def _step(net, optimizer, scaler, images: torch.Tensor, labels: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Forward and backward over train.accumulate micro-batches; returns the mean loss."""
+    optimizer.zero_grad(set_to_none=True)
+    chunks = cfg.train.accumulate
+    total = torch.zeros((), device=images.device)
+    for i, (x, y) in enumerate(zip(images.chunk(chunks), labels.chunk(chunks), strict=True)):
+        sync = i == chunks - 1 or not hasattr(net, "no_sync")
+        with (
+            contextlib.nullcontext() if sync else net.no_sync(),
+            autocast(images.device, cfg.train.precision),
+        ):
+            loss = F.cross_entropy(net(x).float(), y, label_smoothing=cfg.train.label_smoothing)
+        scaler.scale(loss / chunks).backward()
+        total += loss.detach()
+    return total / chunks
+
+
+def _apply(net, optimizer, scaler, cfg: Config) -> None:
+    if cfg.guard.clip_norm:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.guard.clip_norm)
+    scaler.step(optimizer)
+    scaler.update()

@@ -1,0 +1,112 @@
+"""The paper's SGD and the learning-rate schedules.
+
+The paper's rule (PAPER.md, "Optimiser"): v = m*v - lr*(g + wd*W); W += v, with biases at
+2x the learning rate and no weight decay. torch's SGD keeps lr OUTSIDE its momentum buffer
+(buf = m*buf + g; W -= lr*buf), which is the same while lr is constant but not across an
+lr drop: there the paper's velocity still carries the old lr for a while. PaperSGD
+follows the paper exactly, with foreach kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from lsvr.config import OptimConfig
+
+
+class PaperSGD(torch.optim.Optimizer):
+    """Momentum SGD with the learning rate inside the velocity (the paper's update)."""
+
+    def __init__(self, params, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, nesterov=False):
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            lr, m, wd = group["lr"], group["momentum"], group["weight_decay"]
+            if wd:
+                grads = torch._foreach_add(grads, params, alpha=wd)  # g + wd*W
+            velocity = []
+            for p in params:
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                velocity.append(state["velocity"])
+            torch._foreach_mul_(velocity, m)
+            torch._foreach_add_(velocity, grads, alpha=-lr)  # v = m*v - lr*(g + wd*W)
+            if group["nesterov"]:
+                torch._foreach_add_(params, velocity, alpha=m)  # W += m*v - lr*d
+                torch._foreach_add_(params, grads, alpha=-lr)
+            else:
+                torch._foreach_add_(params, velocity)  # W += v
+        return loss
+
+
+def parameter_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
+    """Weights: lr and decay. Biases: bias_lr_mult x lr, no decay. Other 1-D tensors (norm
+    scales): lr, no decay. Each group keeps its multiplier in "lr_mult"."""
+    weights, biases, scales = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.endswith("bias"):
+            biases.append(p)
+        elif p.ndim <= 1:
+            scales.append(p)
+        else:
+            weights.append(p)
+    groups = [
+        {"params": weights, "weight_decay": cfg.weight_decay, "lr_mult": 1.0},
+        {"params": biases, "weight_decay": 0.0, "lr_mult": cfg.bias_lr_mult},
+        {"params": scales, "weight_decay": 0.0, "lr_mult": 1.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> PaperSGD:
+    return PaperSGD(
+        parameter_groups(model, cfg),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=0.0,
+        nesterov=cfg.nesterov,
+    )
+
+
+class Schedule:
+    """The learning rate as a function of the step: warm-up, then step or cosine decay."""
+
+    def __init__(self, cfg: OptimConfig, *, steps_per_epoch: int, total_steps: int) -> None:
+        self.cfg = cfg
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.total_steps = max(1, total_steps)
+        self.warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+
+    def factor(self, step: int) -> float:
+        """Multiplier of the base lr at `step` (0-based)."""
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.cfg.schedule == "step":
+            epoch = step // self.steps_per_epoch
+            return 0.1 ** sum(epoch >= s for s in self.cfg.lr_steps)
+        progress = (step - self.warmup) / max(1, self.total_steps - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        """Set every group's lr for `step`; returns the base lr."""
+        lr = self.cfg.lr * self.factor(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
+        return lr

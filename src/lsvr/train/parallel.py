@@ -1,0 +1,97 @@
+"""Distribution: the process group from torchrun's environment, model wrapping, reductions.
+
+The model knows nothing of this module. One code path serves 1 process and N nodes:
+with WORLD_SIZE unset or 1 no process group is created and every call here is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from lsvr.config import Config
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone prints and writes."""
+        return self.rank == 0
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        from lsvr.errors import InputError
+
+        raise InputError("train.device=cuda but no CUDA device is available")
+    return torch.device("cuda", local_rank)
+
+
+def setup(cfg: Config) -> Distributed:
+    """Join the process group torchrun describes (gloo on CPU, NCCL on GPUs), if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(cfg.train.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            timeout=datetime.timedelta(seconds=cfg.parallel.timeout_s),
+        )
+    return Distributed(rank=rank, world=world, local_rank=local_rank, device=device)
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, env: Distributed, cfg: Config) -> nn.Module:
+    """DDP in ddp mode at world > 1; the bare model otherwise (average mode syncs by hand)."""
+    if env.world == 1 or cfg.parallel.mode != "ddp":
+        return model
+    ids = [env.device.index] if env.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, bucket_cap_mb=cfg.parallel.bucket_mb)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def all_sum(tensor: torch.Tensor, env: Distributed) -> torch.Tensor:
+    """Sum over ranks, in place; returns the tensor."""
+    if env.world > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+@torch.no_grad()
+def average_replicas(model: nn.Module, optimizer: torch.optim.Optimizer, env: Distributed) -> None:
+    """The paper's exchange: set every parameter AND momentum buffer to the mean over ranks."""
+    if env.world == 1:
+        return
+    tensors = [p for p in model.parameters()]
+    tensors += [s["velocity"] for s in optimizer.state.values() if "velocity" in s]
+    for t in tensors:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t.div_(env.world)
+
+
+def barrier(env: Distributed) -> None:
+    if env.world > 1:
+        dist.barrier()
