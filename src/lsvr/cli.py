@@ -108,7 +108,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     loader = Loader(dataset, batch_size=args.batch, shuffle=False, workers=2, prefetch=2, device=device)
     result = evaluate(model, loader, augment_for(pre, device), crops=args.crops)
-    result.update(crops=args.crops, checkpoint=str(args.checkpoint), dataset=str(dataset.path))
+    result.update(crops=args.crops, checkpoint=state["path"], dataset=str(dataset.path))
     if args.json:
         print(json.dumps(result))
     else:
@@ -134,7 +134,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ]
         results.append({"image": path, "top": top})
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "predictions": results}))
+        print(json.dumps({"checkpoint": state["path"], "predictions": results}))
     else:
         for r in results:
             print(r["image"])

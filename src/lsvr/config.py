@@ -30,6 +30,7 @@ class ModelConfig:
     name: str = _f("alexnet", "model name, see `lsvr models`")
     dropout: float = _f(0.5, "dropout probability before fc6 and fc7")
     init_from: str | None = _f(None, "weights to start from: a torchvision state_dict or an lsvr checkpoint")
+    width: float = _f(1.0, "channel-width multiplier (alexnet_small models only)")
 
 
 @dataclass
@@ -125,6 +126,8 @@ class Config:
                 raise InputError(f"config: {key} must be >= {low}, got {value}")
         if not 0.0 <= self.model.dropout < 1.0:
             raise InputError(f"config: model.dropout must be in [0, 1), got {self.model.dropout}")
+        if not 0.1 <= self.model.width <= 4.0:
+            raise InputError(f"config: model.width must be in [0.1, 4], got {self.model.width}")
         if self.optim.lr <= 0:
             raise InputError(f"config: optim.lr must be > 0, got {self.optim.lr}")
         if self.train.global_batch % self.train.accumulate:
@@ -136,19 +139,23 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise InputError(f"config: {key} must be one of {', '.join(allowed)}; got {value!r}")
 
 
+def _sections() -> dict[str, type]:
+    return typing.get_type_hints(Config)
+
+
 def valid_keys() -> list[str]:
     """Every settable key, as `section.name`."""
-    return [f"{s.name}.{f.name}" for s in dataclasses.fields(Config) for f in dataclasses.fields(s.type)]
+    return [f"{name}.{f.name}" for name, cls in _sections().items() for f in dataclasses.fields(cls)]
 
 
 def describe_keys() -> str:
     """One line per key: name, default and doc (for `lsvr train --keys` and the README)."""
     lines = []
     default = Config()
-    for s in dataclasses.fields(Config):
-        for f in dataclasses.fields(s.type):
-            value = getattr(getattr(default, s.name), f.name)
-            lines.append(f"{s.name}.{f.name} = {value!r}  # {f.metadata['doc']}")
+    for name, cls in _sections().items():
+        for f in dataclasses.fields(cls):
+            value = getattr(getattr(default, name), f.name)
+            lines.append(f"{name}.{f.name} = {value!r}  # {f.metadata['doc']}")
     return "\n".join(lines)
 
 
@@ -178,7 +185,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
     """Build a Config from nested mappings, refusing unknown keys and wrong types."""
     if not isinstance(raw, dict):
         raise InputError("config: the top level must be a mapping of sections")
-    hints = typing.get_type_hints(Config)
+    hints = _sections()
     sections = {}
     for name, value in raw.items():
         if name not in hints:

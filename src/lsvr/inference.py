@@ -20,14 +20,25 @@ NEEDED = ("model", "config", "classes", "preprocess")
 
 
 def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """The checkpoint's model in eval mode on device, and the checkpoint's other contents."""
-    state = checkpoint.load(path, map_location="cpu")
+    """The checkpoint's model in eval mode on device, and the checkpoint's other contents.
+
+    path: a checkpoint file, or a run folder (its latest checkpoint)."""
+    found = checkpoint.find(path)
+    if found is None:
+        raise InputError(f"{path}: no checkpoint there (expected a .pt file or a run folder)")
+    state = checkpoint.load(found, map_location="cpu")
+    state["path"] = str(found)
     missing = [k for k in NEEDED if k not in state]
     if missing:
         raise InputError(f"{path}: not an lsvr checkpoint (no {', '.join(missing)}); see `lsvr convert`")
     pre, name = state["preprocess"], state["config"]["model"]["name"]
     model = build_model(
-        name, num_classes=len(state["classes"]), in_channels=pre["channels"], crop=pre["crop"], dropout=0.0
+        name,
+        num_classes=len(state["classes"]),
+        in_channels=pre["channels"],
+        crop=pre["crop"],
+        dropout=0.0,
+        width=state["config"]["model"].get("width", 1.0),
     )
     try:
         model.load_state_dict(state["model"])

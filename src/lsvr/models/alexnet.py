@@ -151,11 +151,12 @@ class AlexNetSmall(nn.Module):
         in_channels: int = 1,
         crop: int = 28,
         dropout: float = 0.5,
-        widths: tuple[int, int, int, int, int, int] = (64, 128, 192, 192, 128, 512),
+        width: float = 1.0,
         batchnorm: bool = False,
     ):
         super().__init__()
-        c1, c2, c3, c4, c5, fc = widths
+        # Widths at width 1.0, in multiples of 8 so the groups=2 convs split evenly.
+        c1, c2, c3, c4, c5, fc = (max(8, round(w * width / 8) * 8) for w in (64, 128, 192, 192, 128, 512))
 
         def conv(name: str, c_in: int, c_out: int, kernel: int, groups: int) -> list:
             layers = [(f"conv{name}", nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups))]

@@ -16,14 +16,15 @@ class ModelSpec:
     build: Callable[..., nn.Module]
     default_crop: int
     about: str
+    scalable: bool = False  # takes a width multiplier
 
 
 MODELS: dict[str, ModelSpec] = {
     "alexnet": ModelSpec(AlexNet, 227, "the paper's AlexNet: groups=2, pool->LRN(k=2), Gaussian init"),
     "alexnet_tv": ModelSpec(AlexNetTV, 224, "torchvision's AlexNet layout: its weights files load as they are"),
-    "alexnet_small": ModelSpec(AlexNetSmall, 28, "the paper's structure for 28-64 px inputs"),
+    "alexnet_small": ModelSpec(AlexNetSmall, 28, "the paper's structure for 28-64 px inputs", True),
     "alexnet_small_bn": ModelSpec(
-        lambda **kw: AlexNetSmall(batchnorm=True, **kw), 28, "alexnet_small with BatchNorm in place of LRN"
+        lambda **kw: AlexNetSmall(batchnorm=True, **kw), 28, "alexnet_small with BatchNorm in place of LRN", True
     ),
 }
 
@@ -34,11 +35,18 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def build_model(name: str, *, num_classes: int, in_channels: int, crop: int, dropout: float) -> nn.Module:
+def build_model(
+    name: str, *, num_classes: int, in_channels: int, crop: int, dropout: float, width: float = 1.0
+) -> nn.Module:
     """Build a model by name; a crop the model cannot take is an InputError."""
     spec = model_spec(name)
+    extra = {}
+    if width != 1.0:
+        if not spec.scalable:
+            raise InputError(f"model.width: {name} has the paper's fixed widths; only alexnet_small* scale")
+        extra["width"] = width
     try:
-        return spec.build(num_classes=num_classes, in_channels=in_channels, crop=crop, dropout=dropout)
+        return spec.build(num_classes=num_classes, in_channels=in_channels, crop=crop, dropout=dropout, **extra)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 

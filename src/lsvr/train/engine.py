@@ -72,6 +72,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         in_channels=ds.shape[2],
         crop=inputs.crop,
         dropout=cfg.model.dropout,
+        width=cfg.model.width,
     )
     if cfg.model.init_from and inputs.resume_from is None:
         fresh = load_matching(model, read_state_dict(Path(cfg.model.init_from)), source=cfg.model.init_from)

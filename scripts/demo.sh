@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make demo`: prepare the embedded Fashion-MNIST subset, train a short schedule,
+# evaluate, predict a few test images, plot; ends with the test top-1 and the run folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=${DEMO:-runs/demo}
+data=prepared/demo
+
+if [ ! -f "$data/train/meta.json" ] || [ ! -f "$data/test/meta.json" ]; then
+  lsvr prepare data/fashion-mnist-small "$data" --size 32 --resize pad --overwrite
+fi
+lsvr info "$data/train" --verify >/dev/null
+
+rm -rf "$run"
+lsvr train configs/demo.yaml --out "$run"
+
+echo
+echo "== evaluate (centre crop, then 10 crops)"
+lsvr eval "$run" "$data/test"
+lsvr eval "$run" "$data/test" --crops 10
+
+echo
+echo "== predict three test images"
+mkdir -p "$run/samples"
+python - "$run/samples" <<'PY'
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from lsvr.data.sources import read_idx
+
+images = read_idx(Path("data/fashion-mnist-small/t10k-images-idx3-ubyte.gz"))
+for i in range(3):
+    Image.fromarray(images[i * 700]).save(Path(sys.argv[1]) / f"test-{i * 700}.png")
+PY
+lsvr predict "$run" "$run"/samples/*.png --top 3
+
+echo
+lsvr plot "$run" >/dev/null
+top1=$(lsvr eval "$run" "$data/test" --json | python -c 'import json,sys; print(f"{json.load(sys.stdin)[\"top1\"]:.2f}")')
+echo "test top-1: ${top1}%   run: $run   (curves: $run/plot.png)"

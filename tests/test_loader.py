@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+
+from lsvr.data.augment import Augment
+from lsvr.data.dataset import PreparedDataset
+from lsvr.data.loader import Loader, sample_keys
+
+
+@pytest.fixture(scope="module")
+def train_set(demo_prepared) -> PreparedDataset:
+    return PreparedDataset(demo_prepared / "train")
+
+
+def epoch_rows(loader: Loader, epoch: int) -> list[int]:
+    """Dataset rows of an epoch, recovered from the labels and pixels is indirect; use the order."""
+    order = loader.epoch_order(epoch)
+    rows = []
+    for batch in loader.batches(epoch):
+        where = loader.rank_slice(batch.step, len(order))
+        assert torch.equal(batch.labels, torch.from_numpy(loader.dataset.labels[order[where]]))
+        assert torch.equal(batch.images, torch.from_numpy(loader.dataset.read(order[where])))
+        rows.extend(order[where].tolist())
+    return rows
+
+
+def test_every_image_once_per_epoch_deterministic_and_reshuffled(train_set):
+    loader = Loader(train_set, batch_size=1000, shuffle=True, seed=3, workers=2, prefetch=3)
+    first = epoch_rows(loader, 0)
+    assert sorted(first) == list(range(len(train_set)))  # 10,000 divides by 1,000: nothing dropped
+    assert first == epoch_rows(Loader(train_set, batch_size=1000, shuffle=True, seed=3), 0)
+    assert first != epoch_rows(loader, 1)
+    assert first != epoch_rows(Loader(train_set, batch_size=1000, shuffle=True, seed=4), 0)
+
+
+def test_rank_slices_are_disjoint_and_make_the_global_batch(train_set):
+    whole = Loader(train_set, batch_size=64, shuffle=True, seed=1)
+    ranks = [Loader(train_set, batch_size=32, shuffle=True, seed=1, rank=r, world=2) for r in range(2)]
+    order = whole.epoch_order(0)
+    for step in (0, 5, len(whole) - 1):
+        halves = [order[r.rank_slice(step, len(order))] for r in ranks]
+        assert len(halves[0]) == len(halves[1]) == 32
+        assert not set(halves[0]) & set(halves[1])
+        assert np.array_equal(np.concatenate(halves), order[whole.rank_slice(step, len(order))])
+
+
+def test_evaluation_covers_every_image_once_across_ranks(train_set):
+    rows = np.arange(1001)  # does not divide by the world size or the batch
+    seen = []
+    for rank in range(3):
+        loader = Loader(train_set, batch_size=100, shuffle=False, indices=rows, rank=rank, world=3)
+        seen += [n for b in loader.batches(0) for n in [len(b.labels)]]
+    assert sum(seen) == 1001
+
+
+def test_resume_position_replays_the_same_batches(train_set):
+    loader = Loader(train_set, batch_size=500, shuffle=True, seed=0)
+    full = [b.images for b in loader.batches(2)]
+    rest = [b.images for b in loader.batches(2, start_step=7)]
+    assert len(rest) == len(full) - 7 and all(torch.equal(a, b) for a, b in zip(full[7:], rest, strict=True))
+
+
+def test_crops_stay_inside_and_flip_mirrors():
+    size, crop, n = 12, 8, 400
+    # pixel value = column index, so a crop's first and last columns give its offset and direction
+    images = torch.arange(size, dtype=torch.uint8).repeat(n, size, 1)[..., None]  # (n, H, W, 1)
+    zero = np.zeros((size, size, 1), np.float32)
+    augment = Augment(mean_image=zero, channel_mean=[0.0], channel_std=[1.0], crop=crop, normalize="mean_image")
+    keys = torch.from_numpy(sample_keys(0, 0, np.arange(n)))
+    out = augment.train(images, keys)  # (n, 1, crop, crop)
+    assert out.shape == (n, 1, crop, crop)
+    left, right = out[:, 0, 0, 0], out[:, 0, 0, -1]
+    assert torch.all(torch.minimum(left, right) >= 0) and torch.all(torch.maximum(left, right) <= size - 1)
+    assert torch.all((left - right).abs() == crop - 1)
+    mirrored = (left > right).float().mean().item()
+    assert 0.4 < mirrored < 0.6  # about half flipped
+    assert len(set(torch.minimum(left, right).tolist())) == size - crop + 1  # every offset is drawn
+    centre = augment.center(images)
+    assert torch.all(centre[:, 0, 0, 0] == (size - crop) // 2)
+
+
+def test_mean_image_is_subtracted_at_the_source_positions():
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (5, 10, 10, 3), dtype=np.uint8))
+    mean = rng.random((10, 10, 3)).astype(np.float32) * 100
+    augment = Augment(mean_image=mean, channel_mean=[0] * 3, channel_std=[1] * 3, crop=6, normalize="mean_image")
+    keys = torch.from_numpy(sample_keys(1, 0, np.arange(5)))
+    out = augment.train(images, keys)
+    expected = images.float() - torch.from_numpy(mean)  # subtract first, then crop and mirror
+    for i, key in enumerate(keys.tolist()):
+        top, left, flip = key % 5, (key // 65536) % 5, (key // 2**32) % 2
+        patch = expected[i, top : top + 6, left : left + 6].permute(2, 0, 1)
+        assert torch.allclose(out[i], patch.flip(-1) if flip else patch)
+    ten = augment.ten_crops(images)
+    assert len(ten) == 10 and all(v.shape == (5, 3, 6, 6) for v in ten)

@@ -1,0 +1,105 @@
+import gzip
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lsvr.data.dataset import PreparedDataset
+from lsvr.data.prepare import resize
+from tests.conftest import cli, write_tree
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_round_trip_keeps_pixels_labels_and_order(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 50).astype(np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    assert cli("prepare", tmp_path / "train-images-idx3-ubyte.gz", tmp_path / "a", "--size", "28", "--no-progress") == 0
+    ds = PreparedDataset(tmp_path / "a")
+    assert ds.shape == (28, 28, 1) and len(ds) == 50
+    assert np.array_equal(ds.read(np.arange(50))[:, :, :, 0], images)
+    assert np.array_equal(ds.labels, labels)
+    assert np.allclose(ds.mean_image[:, :, 0], images.mean(axis=0), atol=1e-4)
+    assert ds.verify() == []
+    # the same command twice gives the same data files, whatever the worker count
+    cli("prepare", tmp_path / "train-images-idx3-ubyte.gz", tmp_path / "b", "--size", "28", "--workers", "1",
+        "--no-progress")  # fmt: skip
+    for name in ("images.npy", "labels.npy", "mean.npy"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_folder_tree_with_bad_files_goes_to_rejects(tmp_path, capsys):
+    src = write_tree(tmp_path / "src", {"cat": 3, "dog": 3})
+    Image.fromarray(np.full((20, 30), 128, np.uint8)).save(src / "cat" / "grey.png")
+    Image.fromarray(np.zeros((20, 30, 4), np.uint8)).save(src / "dog" / "rgba.png")
+    Image.fromarray((np.arange(600).reshape(20, 30) * 100).astype(np.uint16)).save(src / "dog" / "wide16.png")
+    (src / "cat" / "empty.jpg").write_bytes(b"")
+    (src / "cat" / "noise.jpg").write_bytes(os.urandom(500))
+    good = (src / "dog" / "img000.JPEG").read_bytes()
+    (src / "dog" / "truncated.JPEG").write_bytes(good[: len(good) // 2])
+    (src / "dog" / "folder.jpg").mkdir()
+    os.symlink(src / "nowhere.jpg", src / "cat" / "dangling.jpg")
+    out = tmp_path / "out"
+    assert cli("prepare", src, out, "--size", "32", "--no-progress") == 0
+    ds = PreparedDataset(out)
+    assert ds.classes == ["cat", "dog"] and ds.shape == (32, 32, 3)
+    assert len(ds) == 9  # 6 JPEGs, grey, RGBA and 16-bit PNGs
+    rejects = (out / "rejects.tsv").read_text().splitlines()
+    reasons = dict(line.split("\t") for line in rejects[1:])
+    assert set(reasons) == {"cat/empty.jpg", "cat/noise.jpg", "dog/truncated.JPEG", "cat/dangling.jpg"}
+    assert "empty" in reasons["cat/empty.jpg"]
+    assert "4 rejected" in capsys.readouterr().out
+    grey = ds.read(np.array([0]))[0]  # cat/grey.png sorts first (dangling.jpg was rejected)
+    assert np.all(grey == 128)  # grey made RGB by repetition
+    wide = ds.read(np.flatnonzero(ds.labels == 1)[-1:])[0]  # dog/wide16.png, scaled not clipped
+    assert 0 < wide.mean() < 255
+
+
+def test_resize_policies():
+    tall = np.zeros((40, 20, 1), np.uint8)
+    tall[:, 8:12] = 255
+    assert resize(tall, 16, "squash").shape == (16, 16, 1)
+    centre = resize(tall, 16, "center")  # 20 -> 16 wide, centre band kept
+    assert centre.shape == (16, 16, 1) and centre[:, 7].min() > 200
+    padded = resize(np.full((28, 28, 1), 9, np.uint8), 32, "pad")
+    assert padded[2:30, 2:30].min() == 9 and padded[:2].max() == 0
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "all_bad"])
+def test_unusable_sources_exit_2_with_one_line(tmp_path, capsys, case):
+    src = tmp_path / "src"
+    if case != "missing":
+        (src / "a").mkdir(parents=True)
+    if case == "all_bad":
+        (src / "a" / "x.jpg").write_bytes(b"not an image")
+    assert cli("prepare", src, tmp_path / "out", "--no-progress") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(src) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
+    src = write_tree(tmp_path / "src", {"a": 2, "b": 2})
+    assert cli("prepare", src, tmp_path / "out", "--size", "16", "--no-progress") == 0
+    assert cli("prepare", src, tmp_path / "out", "--size", "16", "--no-progress") == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli("prepare", src, tmp_path / "out", "--size", "16", "--overwrite", "--no-progress") == 0
+
+
+def test_jpeg_encoding_round_trip(tmp_path):
+    src = write_tree(tmp_path / "src", {"a": 3, "b": 3})
+    cli("prepare", src, tmp_path / "raw", "--size", "32", "--no-progress")
+    cli("prepare", src, tmp_path / "jpg", "--size", "32", "--encoding", "jpeg", "--quality", "95", "--no-progress")
+    raw, jpg = PreparedDataset(tmp_path / "raw"), PreparedDataset(tmp_path / "jpg")
+    assert jpg.encoding == "jpeg" and np.array_equal(raw.labels, jpg.labels)
+    diff = np.abs(raw.read(np.arange(6)).astype(int) - jpg.read(np.arange(6)).astype(int))
+    assert diff.mean() < 8
+    assert cli("info", tmp_path / "jpg", "--verify") == 0
