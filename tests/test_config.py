@@ -1,8 +1,8 @@
 import pytest
+from tests.conftest import ROOT
 
 from lsvr.config import Config, load_config, valid_keys
 from lsvr.errors import InputError
-from tests.conftest import ROOT
 
 
 def test_presets_load_and_overrides_apply():

@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import cli, write_tree
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.prepare import resize
-from tests.conftest import cli, write_tree
 
 
 def write_idx(path, array):

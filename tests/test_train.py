@@ -6,10 +6,10 @@ import sys
 
 import pytest
 import torch
+from tests.conftest import ROOT, cli
 
 from lsvr.train import checkpoint
 from lsvr.train.metrics import read_metrics
-from tests.conftest import ROOT, cli
 
 DEBUG = ROOT / "configs" / "debug.yaml"
 
