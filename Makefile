@@ -21,12 +21,12 @@ demo: install
 	DEMO=$(DEMO) PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 format: install
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -127,3 +127,12 @@ def test_entry_points_exit_2_without_traceback(tmp_path):
         )
         assert done.returncode == 2
         assert done.stderr.strip() == f"lsvr train: error: {tmp_path / 'missing.yaml'}: config file not found"
+
+
+def test_time_to_accuracy_reads_the_run(trained_run):
+    from lsvr.train.metrics import time_to_accuracy
+
+    records = read_metrics(trained_run / "metrics.jsonl")
+    reached = time_to_accuracy(records, 40.0)
+    assert reached["epoch"] == 1 and reached["seconds"] > 0 and reached["final_top1"] > 40
+    assert time_to_accuracy(records, 100.1)["seconds"] is None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -38,8 +40,6 @@ class NonFiniteLossError(RuntimeError):
 
 def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "") -> dict[str, Any]:
     """Run (or continue) training into the run folder `out`; returns a summary."""
-    import os
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     inputs = check_inputs(cfg, out=out, resume=resume, world=world)  # before the process group
     if cfg.train.threads:
@@ -63,6 +63,11 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         _say(env, f"lsvr train: run {out}, world {env.world}, device {device}, crop {inputs.crop}")
+        log.write(
+            "start", command=command, config=to_dict(cfg), world=env.world, device=str(device),
+            threads=torch.get_num_threads(), host=platform.node(), cpus=os.cpu_count(),
+            resume_from=str(inputs.resume_from) if inputs.resume_from else None, **provenance(),
+        )  # fmt: skip
         _say(env, yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
 
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
@@ -188,7 +193,11 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
             if step % cfg.train.log_every == 0 or step == total_steps:
                 mean = parallel.all_sum(loss_sum.clone(), env).item() / max(1, loss_count * env.world)
                 ips = cfg.train.global_batch * (batch.step + 1 - start_step) / (time.perf_counter() - epoch_start)
-                bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.4g}", img_s=f"{ips:.0f}", s_20it=f"{sec_per_20:.2f}")
+                eta = (total_steps - step) * cfg.train.global_batch / ips  # the whole run, not just this epoch
+                bar.set_postfix(
+                    loss=f"{mean:.4f}", lr=f"{lr:.4g}", img_s=f"{ips:.0f}", s_20it=f"{sec_per_20:.2f}",
+                    run_eta=f"{eta / 60:.1f}min",
+                )  # fmt: skip
                 log.write("train", step=step, epoch=epoch + 1, loss=mean, lr=lr, images_per_sec=round(ips, 1),
                           sec_per_20_iter=None if math.isnan(sec_per_20) else round(sec_per_20, 3))  # fmt: skip
                 loss_sum.zero_()

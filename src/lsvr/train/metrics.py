@@ -29,3 +29,19 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def time_to_accuracy(records: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """Seconds from a run's first `start` record to its first validation at >= target top-1,
+    with the epoch and the final and best top-1. None where the target was never reached."""
+    starts = [r["time"] for r in records if r.get("kind") == "start"]
+    val = [r for r in records if r.get("kind") == "val"]
+    hit = next((r for r in val if r["top1"] >= target), None)
+    return {
+        "target": target,
+        "seconds": round(hit["time"] - starts[0], 1) if hit and starts else None,
+        "epoch": hit["epoch"] if hit else None,
+        "final_top1": val[-1]["top1"] if val else None,
+        "best_top1": max((r["top1"] for r in val), default=None),
+        "total_seconds": round(val[-1]["time"] - starts[0], 1) if val and starts else None,
+    }
