@@ -15,8 +15,10 @@ rm -rf "$run"
 lsvr train configs/demo.yaml --out "$run"
 
 echo
-echo "== evaluate (centre crop, then 10 crops)"
-lsvr eval "$run" "$data/test"
+echo "== evaluate on the test split (centre crop, then 10 crops)"
+lsvr eval "$run" "$data/test" --json > "$run/test.json"
+top1=$(python -c 'import json, sys; print("%.2f" % json.load(open(sys.argv[1]))["top1"])' "$run/test.json")
+echo "centre crop: top-1 ${top1}%  ($run/test.json)"
 lsvr eval "$run" "$data/test" --crops 10
 
 echo
@@ -38,5 +40,4 @@ lsvr predict "$run" "$run"/samples/*.png --top 3
 
 echo
 lsvr plot "$run" >/dev/null
-top1=$(lsvr eval "$run" "$data/test" --json | python -c 'import json,sys; print(f"{json.load(sys.stdin)[\"top1\"]:.2f}")')
 echo "test top-1: ${top1}%   run: $run   (curves: $run/plot.png)"
