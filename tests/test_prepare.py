@@ -103,3 +103,14 @@ def test_jpeg_encoding_round_trip(tmp_path):
     diff = np.abs(raw.read(np.arange(6)).astype(int) - jpg.read(np.arange(6)).astype(int))
     assert diff.mean() < 8
     assert cli("info", tmp_path / "jpg", "--verify") == 0
+
+
+def test_verify_names_a_damaged_file(tmp_path, capsys):
+    src = write_tree(tmp_path / "src", {"a": 2, "b": 2})
+    cli("prepare", src, tmp_path / "out", "--size", "16", "--no-progress")
+    images = tmp_path / "out" / "images.npy"
+    data = bytearray(images.read_bytes())
+    data[-1] ^= 0xFF
+    images.write_bytes(bytes(data))
+    assert cli("info", tmp_path / "out", "--verify") == 2
+    assert f"{images}: checksum mismatch" in capsys.readouterr().err

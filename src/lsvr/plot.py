@@ -24,9 +24,9 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    left.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss (objective)")
     if val:
-        left.plot([r["step"] for r in val], [r["loss"] for r in val], "o-", label="val loss")
+        left.plot([r["step"] for r in val], [r["loss"] for r in val], "o-", label="val loss (NLL)")
         right.plot([r["epoch"] for r in val], [100 - r["top1"] for r in val], "o-", label="top-1 error")
         right.plot([r["epoch"] for r in val], [100 - r["top5"] for r in val], "s-", label="top-5 error")
     left.set(xlabel="step", ylabel="loss", title="loss")

@@ -1,6 +1,6 @@
 """Checkpoints: atomic save, keep the newest N and the best, safe load, resume lookup.
 
-Layout: RUN/checkpoints/step-00001234.pt, plus pointer files `latest` and `best` that
+Layout: RUN/checkpoints/step-00001234.pt (the step, 8 digits), plus pointer files `latest` and `best` that
 hold a file name. A save writes a temp file, fsyncs it and renames it into place, then
 updates the pointers the same way, and only then deletes old files. Loading always uses
 weights_only=True: a checkpoint holds tensors, numbers, strings, lists and dicts only.
@@ -44,7 +44,7 @@ def _pointer(folder: Path, name: str) -> Path | None:
 
 
 def save(folder: Path, state: dict[str, Any], *, keep: int, top1: float | None = None) -> Path:
-    """Write step-XXXXXXXX.pt for state["step"], point `latest` at it (and `best` when its
+    """Write step-<8 digits>.pt for state["step"], point `latest` at it (and `best` when its
     top1 beats the best so far), then prune to the newest `keep` plus the best."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{state['step']:08d}.pt"

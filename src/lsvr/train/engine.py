@@ -146,8 +146,10 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
     def validate() -> dict | None:
         if val_loader is None:
             return None
+        # The bare model: replicas hold the same weights, and DDP's forward must not run
+        # where ranks score different numbers of batches.
         result = evaluate(
-            net, val_loader, augment, precision=cfg.train.precision, reduce=lambda t: parallel.all_sum(t, env)
+            model, val_loader, augment, precision=cfg.train.precision, reduce=lambda t: parallel.all_sum(t, env)
         )
         log.write("val", step=step, epoch=epoch + 1, **result)
         _say(

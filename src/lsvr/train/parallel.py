@@ -82,10 +82,11 @@ def all_sum(tensor: torch.Tensor, env: Distributed) -> torch.Tensor:
 
 @torch.no_grad()
 def average_replicas(model: nn.Module, optimizer: torch.optim.Optimizer, env: Distributed) -> None:
-    """The paper's exchange: set every parameter AND momentum buffer to the mean over ranks."""
+    """The paper's exchange: set every parameter AND momentum buffer to the mean over ranks
+    (and floating-point buffers such as BatchNorm statistics, which the paper's net lacks)."""
     if env.world == 1:
         return
-    tensors = [p for p in model.parameters()]
+    tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
     tensors += [s["velocity"] for s in optimizer.state.values() if "velocity" in s]
     for t in tensors:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
