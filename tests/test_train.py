@@ -106,6 +106,9 @@ def test_checkpoint_of_another_model_is_refused(trained_run, demo_prepared, tmp_
     args = [*data_args(demo_prepared), "--set", "model.name=alexnet_small_bn", "--resume", trained_run]
     assert cli("train", DEBUG, "--out", tmp_path / "r", *args) == 2
     assert "another model" in capsys.readouterr().err
+    wider = [*data_args(demo_prepared), "--set", "model.width=1.0", "--resume", trained_run]
+    assert cli("train", DEBUG, "--out", tmp_path / "r2", *wider) == 2
+    assert "does not fit this config's model" in capsys.readouterr().err
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
     assert cli("eval", tmp_path / "other.pt", demo_prepared / "test") == 2
     assert "not an lsvr checkpoint" in capsys.readouterr().err

@@ -111,8 +111,12 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         state = checkpoint.load(inputs.resume_from, map_location=device)
         if state.get("config", {}).get("model", {}).get("name") != cfg.model.name:
             raise InputError(f"{inputs.resume_from}: a checkpoint of another model than {cfg.model.name}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            message = str(exc).splitlines()[0]
+            raise InputError(f"{inputs.resume_from}: does not fit this config's model ({message})") from None
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step, epoch, start_step = state["step"], state["loader"]["epoch"], state["loader"]["step"]
