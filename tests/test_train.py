@@ -35,6 +35,8 @@ def test_tiny_config_learns(trained_run):
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert len(losses) == 8 and losses[-1] < 0.6 * losses[0]
     (val,) = [r for r in records if r["kind"] == "val"]
+    (epoch,) = [r for r in records if r["kind"] == "epoch"]
+    assert epoch["step"] == 80 and epoch["images_per_sec"] > 0 and not epoch["complete"]  # max_steps mid-epoch
     assert val["images"] == 2000 and val["top1"] > 50.0  # chance is 10%
     assert all(r["sec_per_20_iter"] is None or r["sec_per_20_iter"] > 0 for r in records if r["kind"] == "train")
 

@@ -214,6 +214,10 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                 break
         bar.close()
         finished_epoch = batch.step + 1 == len(loader)
+        seconds = time.perf_counter() - epoch_start
+        images = cfg.train.global_batch * (batch.step + 1 - start_step)
+        log.write("epoch", step=step, epoch=epoch + 1, seconds=round(seconds, 2),
+                  images_per_sec=round(images / seconds, 1), complete=finished_epoch)  # fmt: skip
         last_val = validate() or last_val
         if finished_epoch:
             epoch, start_step = epoch + 1, 0
