@@ -21,14 +21,15 @@ def unpickling_reason(exc: Exception) -> str:
     return lines[0] if lines else "unsafe content"
 
 
-def safe_load(path: Path, *, what: str, map_location: str | torch.device = "cpu") -> Any:
+def safe_load(path: Path, *, what: str, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
     """torch.load with weights_only=True: tensors, numbers, strings, lists and dicts only.
 
-    A pickle that asks for anything else is refused before any of it runs."""
+    A pickle that asks for anything else is refused before any of it runs. mmap=True maps
+    the tensors instead of reading them (a cheap look at a large checkpoint)."""
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise InputError(f"{path}: refused, not a plain-data {what} ({unpickling_reason(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:

@@ -68,9 +68,9 @@ def _read_best_top1(folder: Path) -> float | None:
     return float(lines[1]) if len(lines) > 1 else None
 
 
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> dict[str, Any]:
     """A checkpoint's contents, loaded safely; anything else is an InputError naming the file."""
-    state = safe_load(path, what="checkpoint", map_location=map_location)
+    state = safe_load(path, what="checkpoint", map_location=map_location, mmap=mmap)
     if not isinstance(state, dict):
         raise InputError(f"{path}: not a checkpoint (holds a {type(state).__name__})")
     return state

@@ -109,8 +109,6 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
     step, epoch, start_step, best_top1, last_val = 0, 0, 0, None, None
     if inputs.resume_from is not None:
         state = checkpoint.load(inputs.resume_from, map_location=device)
-        if state.get("config", {}).get("model", {}).get("name") != cfg.model.name:
-            raise InputError(f"{inputs.resume_from}: a checkpoint of another model than {cfg.model.name}")
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

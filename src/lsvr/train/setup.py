@@ -61,4 +61,9 @@ def check_inputs(cfg: Config, *, out: Path, resume: str | None, world: int) -> R
         resume_from = checkpoint.find(resume)
         if resume_from is None:
             raise InputError(f"{resume}: no checkpoint there (expected a .pt file or a run folder)")
+    if resume_from is not None:
+        # Read (memory-mapped) before any process group exists, so a wrong file fails fast everywhere.
+        name = checkpoint.load(resume_from, mmap=True).get("config", {}).get("model", {}).get("name")
+        if name != cfg.model.name:
+            raise InputError(f"{resume_from}: a checkpoint of another model ({name}) than {cfg.model.name}")
     return RunInputs(train, val, rows, val_rows, crop, resume_from)
