@@ -101,11 +101,20 @@ class Loader:
         begin = start + self.rank * share + min(self.rank, extra)
         return slice(begin, begin + share + (self.rank < extra))
 
-    def _read(self, order: np.ndarray, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _read(self, order: np.ndarray, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One rank's batch on the host, read in a worker thread: (images, labels, keys).
+
+        On CUDA the images are read straight into pinned memory here, off the training
+        thread, so the device copy needs no staging copy and no pinning on the hot path."""
         where = self.rank_slice(step, len(order))
         rows = order[where]
-        positions = np.arange(where.start, where.stop)
-        return self.dataset.read(rows), rows, sample_keys(self.seed, epoch, positions)
+        keys = torch.from_numpy(sample_keys(self.seed, epoch, np.arange(where.start, where.stop)))
+        labels = self._labels[torch.from_numpy(rows)]
+        if self.device.type != "cuda":
+            return torch.from_numpy(self.dataset.read(rows)), labels, keys
+        images = torch.empty((len(rows), *self.dataset.shape), dtype=torch.uint8, pin_memory=True)
+        self.dataset.read(rows, out=images.numpy())
+        return images, labels.pin_memory(), keys.pin_memory()
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         """The batches of epoch `epoch` from `start_step` on, read `prefetch` ahead."""
@@ -125,16 +134,14 @@ class Loader:
                 nxt = next(todo, None)
                 if nxt is not None:
                     pending.append((nxt, pool.submit(self._read, order, epoch, nxt)))
-                images, rows, keys = future.result()
-                yield self._to_device(images, rows, keys, step, stream)
+                yield self._to_device(future.result(), step, stream)
 
-    def _to_device(self, images: np.ndarray, rows: np.ndarray, keys: np.ndarray, step: int, stream) -> Batch:
-        host = (torch.from_numpy(images), self._labels[torch.from_numpy(rows)], torch.from_numpy(keys))
+    def _to_device(self, host: tuple[torch.Tensor, ...], step: int, stream) -> Batch:
         if stream is None:
             return Batch(*host, step=step)
-        # Pinned copy on a side stream; the compute stream waits for it, not the host.
+        # Copy from pinned memory on a side stream; the compute stream waits for it, not the host.
         with torch.cuda.stream(stream):
-            moved = [t.pin_memory().to(self.device, non_blocking=True) for t in host]
+            moved = [t.to(self.device, non_blocking=True) for t in host]
         torch.cuda.current_stream(self.device).wait_stream(stream)
         for t in moved:
             t.record_stream(torch.cuda.current_stream(self.device))
