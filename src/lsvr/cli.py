@@ -27,11 +27,18 @@ def _read_names(path: str | None) -> list[str] | None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from lsvr.data.dataset import PreparedDataset
     from lsvr.data.prepare import prepare
     from lsvr.data.sources import idx_splits, open_source
 
     source_path, out = Path(args.source), Path(args.out)
     classes = _read_names(args.classes)
+    if args.classes_from:
+        if classes is not None:
+            raise InputError("prepare: give --classes or --classes-from, not both")
+        classes = PreparedDataset(args.classes_from).classes
+    labels = Path(args.labels) if args.labels else None
+    devkit_meta = Path(args.devkit_meta) if args.devkit_meta else None
     if not source_path.exists():
         raise InputError(f"{source_path}: no such file or directory")
     splits = [args.split]
@@ -40,14 +47,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     command = shlex.join(["lsvr", *sys.argv[1:]])
     for split in splits:
         target = out / split if len(splits) > 1 else out
-        source = open_source(source_path, split=split, classes=classes)
+        source = open_source(source_path, split=split, classes=classes, labels=labels, devkit_meta=devkit_meta)
         meta = prepare(
             source, target, size=args.size, resize_policy=args.resize, encoding=args.encoding,
-            channels=args.channels, quality=args.quality, workers=args.workers, overwrite=args.overwrite,
-            progress=not args.no_progress, command=command,
+            channels=args.channels, quality=args.quality, workers=args.workers, max_rejects=args.max_rejects,
+            overwrite=args.overwrite, progress=not args.no_progress, command=command,
         )  # fmt: skip
         rejected = meta["num_rejected"]
-        note = f", {rejected} rejected (see {target / 'rejects.tsv'})" if rejected else ""
+        kinds = ", ".join(f"{count} {kind}" for kind, count in meta.get("rejected_by_kind", {}).items())
+        note = f", {rejected} rejected: {kinds} (see {target / 'rejects.tsv'})" if rejected else ""
         print(f"prepared {meta['num_images']} images of {len(meta['classes'])} classes into {target}{note}")
     return 0
 
@@ -202,8 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=90, help="JPEG quality for --encoding jpeg")
     p.add_argument("--workers", type=int, help="decoding threads (default: all cores)")
     p.add_argument("--classes", help="file of class names, one per line")
+    p.add_argument("--classes-from", metavar="PREPARED", help="take the class list of a prepared dataset (val: train's)")
+    p.add_argument("--labels", help="label file of a flat image folder: val.txt, LOC_val_solution.csv or the devkit's"
+                   " ILSVRC2012_validation_ground_truth.txt")  # fmt: skip
+    p.add_argument("--devkit-meta", help="the devkit's meta.mat (default: beside the ground-truth file)")
+    p.add_argument("--max-rejects", type=float, default=1.0, metavar="FRACTION",
+                   help="abort (exit 2) once more than this fraction of inputs is rejected (default 1: never)")  # fmt: skip
     p.add_argument("--split", choices=("train", "test"), help="which split of a folder of idx files")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT (and discard an unfinished one)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_prepare)
 

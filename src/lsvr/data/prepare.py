@@ -1,20 +1,25 @@
 """`lsvr prepare`: convert a raw source into a prepared dataset (see docs/DATA_FORMAT.md).
 
-Every item is decoded, resized to size x size and converted to the dataset's channel
-count in a thread pool (Pillow, simplejpeg and numpy release the GIL). Items that cannot
-become an image go to rejects.tsv with the reason; they never stop the run. The output
-is written into OUT.partial and renamed to OUT at the end, so OUT is complete or absent.
-The mean is summed in integers, so it does not depend on how the work was split.
+Every item is decoded (JPEGs at a reduced scale where the size allows), resized to
+size x size, converted to the dataset's channel count and, for --encoding jpeg, encoded,
+in a thread pool (libjpeg-turbo, Pillow and numpy release the GIL). Items that cannot
+become an image go to rejects.tsv with the reason; they never stop the run. Results are
+committed in source order, shard by shard (data/build.py), so the data files do not depend
+on the worker count and a killed run continues where it stopped. The output is built in
+OUT.partial and renamed to OUT at the end, so OUT is complete or absent. The mean is summed
+in integers, so it does not depend on how the work was split.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import shutil
 import sys
 import time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,12 +29,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from lsvr import __version__
+from lsvr.data.build import Build
 from lsvr.data.dataset import FORMAT_VERSION, file_sha256
 from lsvr.data.sources import DecodeError, IdxSource, Source
 from lsvr.errors import InputError
 
 RESIZE_POLICIES = ("squash", "center", "pad")
-CHUNK = 1024  # items decoded per round: bounds memory, and the mean's summation order
+OUTPUT_FILES = ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv")
+SHARD = 512  # items per commit: what a kill can lose, and the unit of work ahead
 
 
 def resize(pixels: np.ndarray, size: int, policy: str) -> np.ndarray:
@@ -73,6 +80,52 @@ def _tsv_field(text: str) -> str:
     return text.replace("\t", " ").replace("\n", " ")
 
 
+class Converter:
+    """One item from source to stored form: (pixels, payload) or a DecodeError."""
+
+    def __init__(self, source: Source, *, size: int, resize_policy: str, channels: int, encoding: str, quality: int):
+        self.source, self.size, self.policy, self.channels = source, size, resize_policy, channels
+        self.encoding, self.quality = encoding, quality
+        self.min_side = size if resize_policy in ("squash", "center") else 0
+
+    def __call__(self, i: int) -> tuple[np.ndarray, bytes | np.ndarray] | DecodeError:
+        try:
+            pixels = self.source.decode(i, self.min_side)
+        except DecodeError as exc:
+            return exc
+        pixels = np.ascontiguousarray(to_channels(resize(pixels, self.size, self.policy), self.channels))
+        if self.encoding == "raw":
+            return pixels, pixels
+        colorspace = "GRAY" if self.channels == 1 else "RGB"
+        data = simplejpeg.encode_jpeg(pixels, quality=self.quality, colorspace=colorspace, colorsubsampling="420")
+        return pixels, data
+
+
+def _fingerprint(source: Source) -> str:
+    digest = hashlib.sha256()
+    for name, label in zip(source.names, source.labels.tolist(), strict=True):
+        digest.update(name.encode("utf-8", "surrogateescape") + b"\0" + str(label).encode() + b"\n")
+    digest.update("\n".join(source.classes).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _check_disk(folder: Path, convert: Converter, remaining: int, n: int) -> None:
+    """Refuse to start when the disk cannot hold what is left to write (JPEG: estimated
+    from a sample of the items, with a margin)."""
+    if remaining == 0:
+        return
+    per_item = convert.size * convert.size * convert.channels
+    if convert.encoding == "jpeg":
+        sizes = [len(r[1]) for r in map(convert, np.linspace(0, n - 1, min(n, 16)).astype(int)) if isinstance(r, tuple)]
+        per_item = 1.25 * (np.mean(sizes) if sizes else per_item)
+    need = int(per_item * remaining) + (64 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise InputError(
+            f"{folder}: the output needs about {need / 2**30:.2f} GiB, the disk has {free / 2**30:.2f} GiB free"
+        )
+
+
 def prepare(
     source: Source,
     out: Path,
@@ -83,118 +136,171 @@ def prepare(
     channels: int | None = None,
     quality: int = 90,
     workers: int | None = None,
+    max_rejects: float = 1.0,
     overwrite: bool = False,
     progress: bool = True,
     command: str = "",
 ) -> dict:
-    """Write the prepared dataset of `source` to `out`; returns its meta.json contents."""
+    """Write the prepared dataset of `source` to `out`, continuing an unfinished run of the
+    same command; returns its meta.json contents."""
     if resize_policy not in RESIZE_POLICIES:
         raise InputError(f"--resize must be one of {', '.join(RESIZE_POLICIES)}")
     if encoding not in ("raw", "jpeg"):
         raise InputError("--encoding must be raw or jpeg")
     if not 8 <= size <= 4096:
         raise InputError(f"--size must be in 8..4096, got {size}")
+    if not 1 <= quality <= 100:
+        raise InputError(f"--quality must be in 1..100, got {quality}")
+    if not 0.0 <= max_rejects <= 1.0:
+        raise InputError(f"--max-rejects must be a fraction in 0..1, got {max_rejects}")
+    channels = channels or (1 if isinstance(source, IdxSource) else 3)
+    plan = {
+        "format_version": FORMAT_VERSION, "source": os.path.abspath(source.root), "items": len(source),
+        "fingerprint": _fingerprint(source), "size": size, "resize": resize_policy, "channels": channels,
+        "encoding": encoding, "jpeg_quality": quality if encoding == "jpeg" else None,
+    }  # fmt: skip
+    if (out / "meta.json").is_file() and not overwrite:
+        done = json.loads((out / "meta.json").read_text())
+        if done.get("plan") == plan:
+            print(f"{out}: already prepared by the same command", file=sys.stderr)
+            return done
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: already exists and is not empty (pass --overwrite to replace it)")
-    channels = channels or (1 if isinstance(source, IdxSource) else 3)
-    workers = workers or os.cpu_count() or 1
-    n = len(source)
     partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-
-    shape = (size, size, channels)
-    # Every item gets a row; rejected rows are dropped in the compaction below.
-    staged = np.lib.format.open_memmap(partial / "staged.npy", mode="w+", dtype=np.uint8, shape=(n, *shape))
-    ok = np.zeros(n, dtype=bool)
-    pixel_sum = np.zeros(shape, dtype=np.uint64)
-    rejects: list[tuple[str, str]] = []
-
-    def convert(i: int) -> tuple[int, str | None]:
-        try:
-            staged[i] = to_channels(resize(source.decode(i), size, resize_policy), channels)
-            return i, None
-        except DecodeError as exc:
-            return i, str(exc)
-
-    started = time.time()
-    bar = tqdm(total=n, unit="img", desc="prepare", disable=not progress, dynamic_ncols=True, file=sys.stderr)
-    with ThreadPoolExecutor(workers) as pool:
-        for first in range(0, n, CHUNK):
-            for i, reason in pool.map(convert, range(first, min(n, first + CHUNK))):
-                if reason is None:
-                    ok[i] = True
-                else:
-                    rejects.append((source.names[i], reason))
-            chunk = staged[first : first + CHUNK][ok[first : first + CHUNK]]
-            pixel_sum += chunk.sum(axis=0, dtype=np.uint64)
-            bar.update(min(CHUNK, n - first))
-    bar.close()
-
-    with open(partial / "rejects.tsv", "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write("path\treason\n")
-        for name, reason in rejects:
-            f.write(f"{_tsv_field(name)}\t{_tsv_field(reason)}\n")
-    kept = np.flatnonzero(ok)
-    if not len(kept):
-        shutil.rmtree(partial)
-        raise InputError(f"{source.root}: none of its {n} items could be decoded (first: {rejects[0][1]})")
-
-    labels = source.labels[kept].astype(np.int16 if len(source.classes) < 2**15 else np.int32)
-    np.save(partial / "labels.npy", labels)
-    mean = (pixel_sum / len(kept)).astype(np.float32)  # (H, W, C), 0..255
-    np.save(partial / "mean.npy", mean)
-    sq = np.zeros(channels, dtype=np.float64)
-    if encoding == "raw":
-        images = np.lib.format.open_memmap(partial / "images.npy", mode="w+", dtype=np.uint8, shape=(len(kept), *shape))
-        for first in range(0, len(kept), CHUNK):
-            block = staged[kept[first : first + CHUNK]]
-            images[first : first + len(block)] = block
-            sq += np.square(block, dtype=np.float64).sum(axis=(0, 1, 2))
-        images.flush()
-        del images
+    if _finished_plan(partial) == plan and not overwrite:  # killed between its meta.json and the rename
+        meta = json.loads((partial / "meta.json").read_text())
     else:
-        offsets = np.zeros(len(kept) + 1, dtype=np.int64)
-        colorspace = "GRAY" if channels == 1 else "RGB"
-        with open(partial / "images.bin", "wb") as f:
-            for j, i in enumerate(kept):
-                block = np.ascontiguousarray(staged[i])
-                sq += np.square(block, dtype=np.float64).sum(axis=(0, 1))
-                data = simplejpeg.encode_jpeg(block, quality=quality, colorspace=colorspace, colorsubsampling="420")
-                f.write(data)
-                offsets[j + 1] = offsets[j] + len(data)
-        np.save(partial / "offsets.npy", offsets)
-    (partial / "staged.npy").unlink()  # the open memmap keeps its pages until it is dropped
+        build = Build.open(partial, plan, (size, size, channels), discard=overwrite)
+        convert = Converter(source, size=size, resize_policy=resize_policy, channels=channels, encoding=encoding,
+                            quality=quality)  # fmt: skip
+        n = len(source)
+        if build.done:
+            print(f"{partial}: continuing from image {min(n, build.done * SHARD)} of {n}", file=sys.stderr)
+        _check_disk(partial.parent, convert, n - min(n, build.done * SHARD), n)
+        started = time.time()
+        _convert_all(build, convert, -(-n // SHARD), workers or os.cpu_count() or 1, max_rejects, progress)
+        meta = _finish(build, source, plan, command, time.time() - started)
+    Build.clean(partial)
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return meta
 
+
+def _finished_plan(partial: Path) -> dict | None:
+    try:
+        return json.loads((partial / "meta.json").read_text()).get("plan")
+    except (OSError, ValueError):
+        return None
+
+
+def _convert_all(build: Build, convert: Converter, shards: int, workers: int, max_rejects: float,
+                 progress: bool) -> None:  # fmt: skip
+    n = len(convert.source)
+    limit = int(max_rejects * n)
+    bar = tqdm(total=n, initial=min(n, build.done * SHARD), unit="img", desc="prepare", disable=not progress,
+               dynamic_ncols=True, file=sys.stderr, smoothing=0.05)  # fmt: skip
+    ahead = max(2, -(-4 * workers // SHARD) + 1)  # shards in flight: keeps every worker busy across a commit
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="lsvr-prepare")
+    try:
+        pending: deque = deque()
+        todo = iter(range(build.done, shards))
+
+        def submit(shard: int) -> None:
+            items = range(shard * SHARD, min(n, shard * SHARD + SHARD))
+            pending.append((shard, [pool.submit(convert, i) for i in items]))
+
+        for shard in todo:
+            submit(shard)
+            if len(pending) >= ahead:
+                break
+        while pending:
+            shard, futures = pending.popleft()
+            _commit(build, shard, [f.result() for f in futures])
+            nxt = next(todo, None)
+            if nxt is not None:
+                submit(nxt)
+            bar.update(len(futures))
+            if build.rejected > limit:
+                raise InputError(
+                    f"{convert.source.root}: {build.rejected} of {n} inputs rejected, over --max-rejects {max_rejects}"
+                    " (the work done is kept: rerun with a larger --max-rejects to continue)"
+                )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {min(n, build.done * SHARD)} of {n} images are kept; the same command continues",
+              file=sys.stderr)  # fmt: skip
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+
+def _commit(build: Build, shard: int, results: list) -> None:
+    kept, payloads, rejects = [], [], []
+    pixel_sum = np.zeros(build.shape, np.uint32)  # a shard of 512 sums to at most 512 * 255
+    square_sum = np.zeros(build.shape[2], np.uint64)
+    for i, result in enumerate(results, start=shard * SHARD):
+        if isinstance(result, DecodeError):
+            rejects.append((i, result.kind, str(result)))
+            continue
+        pixels, payload = result
+        kept.append(i)
+        payloads.append(payload)
+        pixel_sum += pixels
+        wide = pixels.astype(np.uint32)
+        square_sum += np.einsum("hwc,hwc->c", wide, wide).astype(np.uint64)
+    build.commit(shard, kept, payloads, rejects, pixel_sum.astype(np.uint64), square_sum)
+
+
+def _finish(build: Build, source: Source, plan: dict, command: str, seconds: float) -> dict:
+    """Write labels, offsets, mean, rejects and meta.json from the committed shards."""
+    partial, (size, _, channels) = build.path, build.shape
+    kept, sizes, rejects = build.records()
+    n = len(source)
+    if not kept:
+        first = rejects[0][2] if rejects else "no items"
+        raise InputError(f"{source.root}: none of its {n} items could be decoded (first: {first})")
+    build.seal_data()
+    with open(partial / "rejects.tsv", "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write("path\tkind\treason\n")
+        for i, kind, reason in rejects:
+            f.write(f"{_tsv_field(source.names[i])}\t{kind}\t{_tsv_field(reason)}\n")
+    labels = source.labels[np.array(kept)].astype(np.int16 if len(source.classes) < 2**15 else np.int32)
+    np.save(partial / "labels.npy", labels)
+    np.save(partial / "mean.npy", (build.pixel_sum / len(kept)).astype(np.float32))  # (H, W, C), 0..255
+    if build.encoding == "jpeg":
+        np.save(partial / "offsets.npy", np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
     count = len(kept) * size * size
-    channel_mean = pixel_sum.sum(axis=(0, 1), dtype=np.float64) / count
-    channel_std = np.sqrt(np.maximum(sq / count - channel_mean**2, 0.0))
-    files = sorted(p.name for p in partial.iterdir())
+    channel_mean = build.pixel_sum.sum(axis=(0, 1), dtype=np.float64) / count
+    channel_std = np.sqrt(np.maximum(build.square_sum.astype(np.float64) / count - channel_mean**2, 0.0))
+    files = sorted(p.name for p in partial.iterdir() if p.name in OUTPUT_FILES)
     meta = {
         "format_version": FORMAT_VERSION,
         "num_images": len(kept),
         "num_rejected": len(rejects),
+        "rejected_by_kind": dict(sorted(Counter(kind for _, kind, _ in rejects).items())),
         "classes": list(source.classes),
-        "image_shape": list(shape),
+        "image_shape": [size, size, channels],
         "channels": channels,
-        "encoding": encoding,
-        "jpeg_quality": quality if encoding == "jpeg" else None,
-        "resize": resize_policy,
+        "encoding": build.encoding,
+        "jpeg_quality": plan["jpeg_quality"],
+        "resize": plan["resize"],
         "size": size,
         "channel_mean": [round(float(v), 6) for v in channel_mean],
         "channel_std": [round(float(v), 6) for v in channel_std],
-        "source": os.path.abspath(source.root),
+        "source": plan["source"],
+        "plan": plan,
         "created": {
             "command": command,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "host": platform.node(),
             "lsvr_version": __version__,
-            "seconds": round(time.time() - started, 2),
+            "seconds": round(seconds, 2),
         },
         "checksums": {name: file_sha256(partial / name) for name in files},
     }
-    (partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    tmp = partial / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, partial / "meta.json")
     return meta

@@ -26,8 +26,17 @@ MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit; above it an im
 IDX_IMAGES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
 
 
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+SCALES = (8, 4, 2)  # libjpeg-turbo's reduced-size decodes that pay (3/4 and the like do not)
+
+
 class DecodeError(Exception):
-    """An input that cannot become an image; the message is the reason written to rejects.tsv."""
+    """An input that cannot become an image: `kind` (a short class of failure, counted in
+    the summary) and the message (the reason written to rejects.tsv)."""
+
+    def __init__(self, reason: str, kind: str = "undecodable") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass
@@ -43,8 +52,9 @@ class Source(ABC):
         return len(self.names)
 
     @abstractmethod
-    def decode(self, i: int) -> np.ndarray:  # -> (H, W, C) uint8, C in {1, 3}
-        """Item i as pixels, or DecodeError with the reason."""
+    def decode(self, i: int, min_side: int = 0) -> np.ndarray:  # -> (H, W, C) uint8, C in {1, 3}
+        """Item i as pixels, or DecodeError with the reason. A JPEG may be decoded at a
+        reduced scale (1/2, 1/4, 1/8) as long as its shorter side stays >= min_side."""
 
 
 # ---------------------------------------------------------------- idx (Fashion-MNIST)
@@ -83,7 +93,7 @@ class IdxSource(Source):
         names = [f"{images_path.name}[{i}]" for i in range(len(labels))]
         super().__init__(root=images_path, names=names, labels=labels, classes=classes)
 
-    def decode(self, i: int) -> np.ndarray:
+    def decode(self, i: int, min_side: int = 0) -> np.ndarray:
         return self.images[i][:, :, None]
 
 
@@ -130,66 +140,108 @@ class FolderSource(Source):
                 labels.append(index[name])
         super().__init__(root=root, names=names, labels=np.array(labels, dtype=np.int64), classes=classes)
 
-    def decode(self, i: int) -> np.ndarray:
-        return decode_file(self.root / self.names[i])
+    def decode(self, i: int, min_side: int = 0) -> np.ndarray:
+        return decode_file(self.root / self.names[i], min_side)
+
+
+class ListSource(Source):
+    """Files of a folder with labels given by a list (a flat ILSVRC val/ and its label file)."""
+
+    def decode(self, i: int, min_side: int = 0) -> np.ndarray:
+        return decode_file(self.root / self.names[i], min_side)
+
+
+def looks_like_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
 
 
 def _walk(folder: Path) -> list[str]:
-    """Every non-hidden entry under folder, sorted, without following symlinked folders."""
+    """Every non-hidden file under folder, sorted, without following symlinked folders.
+    A folder named like an image (x.JPEG/) is listed as an item, to be rejected as such."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(os.path.join(dirpath, d) for d in dirnames if looks_like_image(d) and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not looks_like_image(d))
         found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith("."))
     return sorted(found)
 
 
-def decode_file(path: Path) -> np.ndarray:
+def list_folder(folder: Path) -> list[str]:
+    """The non-hidden entries directly in a folder (files, and folders named like images)."""
+    names = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:  # a symlink loop and the like: listed, rejected when read
+            is_dir = False
+        if not is_dir or looks_like_image(entry.name):
+            names.append(entry.name)
+    return sorted(names)
+
+
+def decode_file(path: Path, min_side: int = 0) -> np.ndarray:
     """Decode one image file to (H, W, C) uint8, C = 1 for grey and 3 otherwise."""
     try:
         data = path.read_bytes()
     except IsADirectoryError:
-        raise DecodeError("is a directory") from None
+        raise DecodeError("is a directory", "directory") from None
     except OSError as exc:
-        raise DecodeError(f"unreadable: {exc.strerror or exc}") from None
+        raise DecodeError(f"unreadable: {exc.strerror or exc}", "unreadable") from None
     if not data:
-        raise DecodeError("empty file")
-    return decode_bytes(data)
+        raise DecodeError("empty file", "empty")
+    return decode_bytes(data, min_side)
 
 
-def decode_bytes(data: bytes) -> np.ndarray:
+def reduced_scale(width: int, height: int, min_side: int) -> int:
+    """The largest libjpeg-turbo scale denominator (8, 4, 2, else 1) keeping the shorter side >= min_side."""
+    if min_side <= 0:
+        return 1
+    short = min(width, height)
+    return next((f for f in SCALES if -(-short // f) >= min_side), 1)
+
+
+def decode_bytes(data: bytes, min_side: int = 0) -> np.ndarray:
     if data[:2] == b"\xff\xd8":
         try:
             width, height, _, colorspace = simplejpeg.decode_jpeg_header(data)
         except ValueError as exc:
-            raise DecodeError(f"bad JPEG header: {exc}") from None
+            raise DecodeError(f"bad JPEG header: {exc}", "bad-jpeg") from None
         if width * height > MAX_PIXELS:
-            raise DecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS} limit")
+            raise DecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS} limit", "too-large")
+        scale = reduced_scale(width, height, min_side)
         try:
             grey = colorspace == "Gray"
-            pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY" if grey else "RGB")
+            pixels = simplejpeg.decode_jpeg(
+                data, colorspace="GRAY" if grey else "RGB", min_width=-(-width // scale), min_height=-(-height // scale)
+            )
             return pixels if pixels.ndim == 3 else pixels[:, :, None]
         except ValueError as exc:
             jpeg_error = str(exc)  # CMYK and some odd JPEGs: Pillow decodes them, else this reason
             try:
-                return _decode_pillow(data)
+                return _decode_pillow(data, min_side)
             except DecodeError:
-                raise DecodeError(f"bad JPEG: {jpeg_error}") from None
-    return _decode_pillow(data)
+                raise DecodeError(f"bad JPEG: {jpeg_error}", "bad-jpeg") from None
+    return _decode_pillow(data, min_side)
 
 
-def _decode_pillow(data: bytes) -> np.ndarray:
+def _decode_pillow(data: bytes, min_side: int = 0) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_PIXELS:
-                raise DecodeError(f"{image.width}x{image.height} pixels is over the {MAX_PIXELS} limit")
+                raise DecodeError(f"{image.width}x{image.height} pixels is over the {MAX_PIXELS} limit", "too-large")
+            scale = reduced_scale(image.width, image.height, min_side)
+            if scale > 1 and image.format == "JPEG":  # CMYK JPEGs: Pillow's own reduced-size decode
+                image.draft(image.mode, (-(-image.width // scale), -(-image.height // scale)))
             image.load()
             return _to_array(image)
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DecodeError(f"decompression bomb: {exc}") from None
+        raise DecodeError(f"decompression bomb: {exc}", "too-large") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise DecodeError(f"not a decodable image: {exc}") from None
+        raise DecodeError(f"not a decodable image: {exc}", "not-an-image") from None
 
 
 def _to_array(image: Image.Image) -> np.ndarray:
@@ -204,10 +256,24 @@ def _to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def open_source(path: Path, *, split: str | None = None, classes: list[str] | None = None) -> Source:
-    """The source at path: an idx images file, a folder of idx files (split picks one), or class folders."""
+def open_source(
+    path: Path,
+    *,
+    split: str | None = None,
+    classes: list[str] | None = None,
+    labels: Path | None = None,
+    devkit_meta: Path | None = None,
+) -> Source:
+    """The source at path: an idx images file, a folder of idx files (split picks one), class
+    folders, or a flat folder of images with a label file (`labels`)."""
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
+    if labels is not None:
+        from lsvr.data.labels import labelled_folder  # labels imports this module
+
+        if not path.is_dir():
+            raise InputError(f"{path}: --labels needs a folder of images")
+        return labelled_folder(path, labels, classes, devkit_meta)
     if path.is_file():
         if not any(stem in path.name for stem in ("images-idx3",)):
             raise InputError(f"{path}: expected an idx images file or a folder")
@@ -221,5 +287,7 @@ def open_source(path: Path, *, split: str | None = None, classes: list[str] | No
         return IdxSource(splits[split], classes)
     source = FolderSource(path, classes)
     if not len(source):
+        if any(looks_like_image(name) for name in list_folder(path)):
+            raise InputError(f"{path}: images but no class folders: give their labels with --labels FILE")
         raise InputError(f"{path}: no images found (expected class folders of images, or idx files)")
     return source

@@ -1,0 +1,137 @@
+"""A prepared dataset under construction in OUT.partial, resumable after a kill at any moment.
+
+The items are converted in shards, committed in source order. A commit writes the shard's
+data at its place in the data file and fsyncs it, then its record (shards/NNNNNN.json: kept
+items, JPEG sizes, rejects), then the state (state.npz: shards done, rows and bytes written,
+the integer pixel sums), each by write-to-temp and rename. After a kill, the state names
+the last whole shard; anything written past it is overwritten by the run that continues.
+plan.json pins what is being built, so a run with other options never continues it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from lsvr.errors import InputError
+
+HEADER_BYTES = 128  # the .npy header of images.npy, fixed so it can be rewritten in place
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    """A version 1.0 .npy header for C-ordered uint8 of `shape`, padded to HEADER_BYTES."""
+    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {tuple(shape)!r}, }}"
+    body = text.ljust(HEADER_BYTES - 10 - 1) + "\n"
+    header = b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+    assert len(header) == HEADER_BYTES, shape
+    return header
+
+
+class Build:
+    """OUT.partial: `done` shards committed, `rows` images and `nbytes` data bytes written."""
+
+    def __init__(self, partial: Path, plan: dict, image_shape: tuple[int, int, int]) -> None:
+        self.path, self.plan, self.shape = partial, plan, image_shape
+        self.encoding = plan["encoding"]
+        self.data_path = partial / ("images.npy" if self.encoding == "raw" else "images.bin")
+        self.row_bytes = int(np.prod(image_shape))
+        self.done = self.rows = self.nbytes = 0
+        self.rejected = 0
+        self.pixel_sum = np.zeros(image_shape, np.uint64)
+        self.square_sum = np.zeros(image_shape[2], np.uint64)
+
+    @classmethod
+    def open(cls, partial: Path, plan: dict, image_shape: tuple[int, int, int], *, discard: bool) -> Build:
+        """Continue the build in `partial` if it has the same plan, else start one."""
+        build = cls(partial, plan, image_shape)
+        plan_path = partial / "plan.json"
+        if partial.exists():
+            found = json.loads(plan_path.read_text()) if plan_path.is_file() else None
+            if found == plan and not discard:
+                build._load_state()
+                return build
+            if found is not None and not discard:
+                raise InputError(
+                    f"{partial}: an unfinished prepare with other options or input (pass --overwrite to discard it)"
+                )
+            shutil.rmtree(partial)
+        (partial / "shards").mkdir(parents=True)
+        write_atomic(plan_path, json.dumps(plan, indent=1).encode())
+        return build
+
+    def _load_state(self) -> None:
+        state_path = self.path / "state.npz"
+        if not state_path.is_file():
+            return
+        with np.load(state_path, allow_pickle=False) as state:
+            self.done, self.rows, self.nbytes, self.rejected = (int(v) for v in state["counts"])
+            self.pixel_sum = state["pixel_sum"]
+            self.square_sum = state["square_sum"]
+
+    def commit(self, shard: int, kept: list[int], payloads: list, rejects: list[tuple[int, str, str]],
+               pixel_sum: np.ndarray, square_sum: np.ndarray) -> None:  # fmt: skip
+        """Make shard `shard` durable: data, then its record, then the state."""
+        assert shard == self.done, (shard, self.done)
+        data = b"".join(p if isinstance(p, bytes) else p.tobytes() for p in payloads)
+        at = HEADER_BYTES + self.rows * self.row_bytes if self.encoding == "raw" else self.nbytes
+        fd = os.open(self.data_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            if self.encoding == "raw" and at == HEADER_BYTES:
+                os.pwrite(fd, npy_header((0, *self.shape)), 0)
+            os.pwrite(fd, data, at)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        sizes = [len(p) for p in payloads] if self.encoding == "jpeg" else []
+        record = {"kept": kept, "sizes": sizes, "rejects": rejects}
+        write_atomic(self.path / "shards" / f"{shard:06d}.json", json.dumps(record).encode())
+        self.done, self.rows, self.nbytes = shard + 1, self.rows + len(kept), self.nbytes + len(data)
+        self.rejected += len(rejects)
+        self.pixel_sum = self.pixel_sum + pixel_sum
+        self.square_sum = self.square_sum + square_sum
+        tmp = self.path / "state.tmp.npz"
+        counts = np.array([self.done, self.rows, self.nbytes, self.rejected], np.int64)
+        np.savez(tmp, counts=counts, pixel_sum=self.pixel_sum, square_sum=self.square_sum)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path / "state.npz")
+
+    def records(self) -> tuple[list[int], list[int], list[tuple[int, str, str]]]:
+        """Every committed shard's kept items, JPEG sizes and rejects, in order."""
+        kept, sizes, rejects = [], [], []
+        for shard in range(self.done):
+            record = json.loads((self.path / "shards" / f"{shard:06d}.json").read_text())
+            kept += record["kept"]
+            sizes += record["sizes"]
+            rejects += [tuple(r) for r in record["rejects"]]
+        return kept, sizes, rejects
+
+    def seal_data(self) -> None:
+        """Cut the data file to what the committed shards wrote (a kill may have left more)."""
+        if self.encoding == "raw":
+            with open(self.data_path, "r+b" if self.data_path.exists() else "w+b") as f:
+                f.write(npy_header((self.rows, *self.shape)))
+                f.truncate(HEADER_BYTES + self.rows * self.row_bytes)
+        else:
+            with open(self.data_path, "ab") as f:
+                f.truncate(self.nbytes)
+
+    @staticmethod
+    def clean(partial: Path) -> None:
+        """Remove the construction files once meta.json is written."""
+        shutil.rmtree(partial / "shards", ignore_errors=True)
+        for name in ("state.npz", "state.tmp.npz", "plan.json", "meta.json.tmp"):
+            (partial / name).unlink(missing_ok=True)

@@ -1,0 +1,107 @@
+"""Label files for a flat folder of images: the ILSVRC val/ layouts.
+
+Three forms, told apart by their content:
+- Caffe's `val.txt`: `FILENAME INDEX` per line; INDEX counts in the class order of the
+  training set (sorted wnids), so the classes must be given (--classes-from).
+- `LOC_val_solution.csv`: a header `ImageId,PredictionString`, then `ID,WNID x y x y ...`.
+- The devkit's `ILSVRC2012_validation_ground_truth.txt`: one ILSVRC2012_ID per line, line k
+  for `ILSVRC2012_val_<k, 8 digits>`. The ids follow the devkit's own synset order, NOT the
+  sorted wnids: they are mapped to wnids through the devkit's `meta.mat` (beside the file,
+  or given with --devkit-meta), else every label would be silently wrong.
+Images are matched to labels by file stem, so `ID` and `ID.JPEG` name the same image.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lsvr.data.sources import ListSource, list_folder
+from lsvr.errors import InputError
+
+
+def _stem(name: str) -> str:
+    return os.path.splitext(name)[0]
+
+
+def devkit_synsets(meta_path: Path) -> dict[int, str]:
+    """ILSVRC2012_ID -> wnid, read from the devkit's meta.mat."""
+    if not meta_path.is_file():
+        raise InputError(f"{meta_path}: no devkit meta.mat (needed to map ILSVRC2012_IDs to wnids; see --devkit-meta)")
+    from scipy.io import loadmat  # only the devkit form needs scipy
+
+    try:
+        synsets = loadmat(meta_path, squeeze_me=True)["synsets"]
+        return {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in np.atleast_1d(synsets)}
+    except (KeyError, ValueError, TypeError, OSError) as exc:
+        raise InputError(f"{meta_path}: not a devkit meta.mat with synsets ({exc})") from None
+
+
+def read_label_file(path: Path, classes: list[str] | None, devkit_meta: Path | None = None) -> dict[str, str]:
+    """Image stem -> class name (wnid), from any of the three forms."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such label file")
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text label file") from None
+    if not lines:
+        raise InputError(f"{path}: empty label file")
+    if lines[0].lower().startswith("imageid"):  # LOC_val_solution.csv
+        labels = {}
+        for row in csv.DictReader(lines):
+            words = (row.get("PredictionString") or "").split()
+            if not row.get("ImageId") or not words:
+                raise InputError(f"{path}: a row without ImageId or PredictionString: {row}")
+            labels[_stem(row["ImageId"])] = words[0]
+        return labels
+    fields = [line.split() for line in lines]
+    if all(len(f) == 1 and f[0].isdigit() for f in fields):  # devkit ground truth
+        synsets = devkit_synsets(devkit_meta or path.with_name("meta.mat"))
+        labels = {}
+        for k, (ident,) in enumerate(fields, start=1):
+            if int(ident) not in synsets:
+                raise InputError(f"{path}:{k}: ILSVRC2012_ID {ident} is not in the devkit's meta.mat")
+            labels[f"ILSVRC2012_val_{k:08d}"] = synsets[int(ident)]
+        return labels
+    if all(len(f) == 2 for f in fields):  # val.txt: FILENAME INDEX (or FILENAME WNID)
+        labels = {}
+        for k, (name, label) in enumerate(fields, start=1):
+            if label.isdigit():
+                if classes is None:
+                    raise InputError(f"{path}: class indices need the class order: pass --classes-from PREPARED_TRAIN")
+                if int(label) >= len(classes):
+                    raise InputError(f"{path}:{k}: class index {label} but only {len(classes)} classes")
+                label = classes[int(label)]
+            labels[_stem(name)] = label
+        return labels
+    raise InputError(f"{path}: not a known label file (val.txt, LOC_val_solution.csv or the devkit ground truth)")
+
+
+def labelled_folder(
+    root: Path, label_file: Path, classes: list[str] | None, devkit_meta: Path | None = None
+) -> ListSource:
+    """A flat folder of images labelled by a label file. Every image needs a label, every
+    label an image, and every class must be known: each is checked here, not at the loss."""
+    by_stem = read_label_file(label_file, classes, devkit_meta)
+    if classes is None:
+        classes = sorted(set(by_stem.values()))  # the ImageFolder order, as train's
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({c for c in by_stem.values() if c not in index})
+    if unknown:
+        shown = ", ".join(unknown[:5])
+        raise InputError(f"{label_file}: {len(unknown)} labels name classes not in the class list: {shown}")
+    names = list_folder(root)
+    unlabelled = [n for n in names if _stem(n) not in by_stem]
+    if unlabelled:
+        shown = ", ".join(os.fsencode(n).decode("utf-8", "replace") for n in unlabelled[:5])
+        raise InputError(f"{root}: {len(unlabelled)} images have no label in {label_file}: {shown}")
+    present = {_stem(n) for n in names}
+    missing = sorted(s for s in by_stem if s not in present)
+    if missing:
+        raise InputError(f"{label_file}: {len(missing)} labelled images are not in {root}: {', '.join(missing[:5])}")
+    labels = np.array([index[by_stem[_stem(n)]] for n in names], dtype=np.int64)
+    return ListSource(root=root, names=names, labels=labels, classes=classes)
