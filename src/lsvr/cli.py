@@ -210,12 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=90, help="JPEG quality for --encoding jpeg")
     p.add_argument("--workers", type=int, help="decoding threads (default: all cores)")
     p.add_argument("--classes", help="file of class names, one per line")
-    p.add_argument("--classes-from", metavar="PREPARED", help="take the class list of a prepared dataset (val: train's)")
+    p.add_argument("--classes-from", metavar="PREPARED", help="use a prepared set's classes (val: train's)")
     p.add_argument("--labels", help="label file of a flat image folder: val.txt, LOC_val_solution.csv or the devkit's"
                    " ILSVRC2012_validation_ground_truth.txt")  # fmt: skip
     p.add_argument("--devkit-meta", help="the devkit's meta.mat (default: beside the ground-truth file)")
     p.add_argument("--max-rejects", type=float, default=1.0, metavar="FRACTION",
-                   help="abort (exit 2) once more than this fraction of inputs is rejected (default 1: never)")  # fmt: skip
+                   help="abort (exit 2) once more than this fraction is rejected (default 1: never)")  # fmt: skip
     p.add_argument("--split", choices=("train", "test"), help="which split of a folder of idx files")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT (and discard an unfinished one)")
     p.add_argument("--no-progress", action="store_true")
