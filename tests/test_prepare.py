@@ -1,9 +1,7 @@
 import gzip
-import os
 
 import numpy as np
 import pytest
-from PIL import Image
 from tests.conftest import cli, write_tree
 
 from lsvr.data.dataset import PreparedDataset
@@ -36,33 +34,6 @@ def test_idx_round_trip_keeps_pixels_labels_and_order(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_folder_tree_with_bad_files_goes_to_rejects(tmp_path, capsys):
-    src = write_tree(tmp_path / "src", {"cat": 3, "dog": 3})
-    Image.fromarray(np.full((20, 30), 128, np.uint8)).save(src / "cat" / "grey.png")
-    Image.fromarray(np.zeros((20, 30, 4), np.uint8)).save(src / "dog" / "rgba.png")
-    Image.fromarray((np.arange(600).reshape(20, 30) * 100).astype(np.uint16)).save(src / "dog" / "wide16.png")
-    (src / "cat" / "empty.jpg").write_bytes(b"")
-    (src / "cat" / "noise.jpg").write_bytes(os.urandom(500))
-    good = (src / "dog" / "img000.JPEG").read_bytes()
-    (src / "dog" / "truncated.JPEG").write_bytes(good[: len(good) // 2])
-    (src / "dog" / "folder.jpg").mkdir()
-    os.symlink(src / "nowhere.jpg", src / "cat" / "dangling.jpg")
-    out = tmp_path / "out"
-    assert cli("prepare", src, out, "--size", "32", "--no-progress") == 0
-    ds = PreparedDataset(out)
-    assert ds.classes == ["cat", "dog"] and ds.shape == (32, 32, 3)
-    assert len(ds) == 9  # 6 JPEGs, grey, RGBA and 16-bit PNGs
-    rejects = (out / "rejects.tsv").read_text().splitlines()
-    reasons = dict(line.split("\t") for line in rejects[1:])
-    assert set(reasons) == {"cat/empty.jpg", "cat/noise.jpg", "dog/truncated.JPEG", "cat/dangling.jpg"}
-    assert "empty" in reasons["cat/empty.jpg"]
-    assert "4 rejected" in capsys.readouterr().out
-    grey = ds.read(np.array([0]))[0]  # cat/grey.png sorts first (dangling.jpg was rejected)
-    assert np.all(grey == 128)  # grey made RGB by repetition
-    wide = ds.read(np.flatnonzero(ds.labels == 1)[-1:])[0]  # dog/wide16.png, scaled not clipped
-    assert 0 < wide.mean() < 255
-
-
 def test_resize_policies():
     tall = np.zeros((40, 20, 1), np.uint8)
     tall[:, 8:12] = 255
@@ -89,7 +60,9 @@ def test_unusable_sources_exit_2_with_one_line(tmp_path, capsys, case):
 def test_existing_output_is_not_overwritten(tmp_path, capsys):
     src = write_tree(tmp_path / "src", {"a": 2, "b": 2})
     assert cli("prepare", src, tmp_path / "out", "--size", "16", "--no-progress") == 0
-    assert cli("prepare", src, tmp_path / "out", "--size", "16", "--no-progress") == 2
+    assert cli("prepare", src, tmp_path / "out", "--size", "16", "--no-progress") == 0  # the same command: done
+    assert "already prepared" in capsys.readouterr().err
+    assert cli("prepare", src, tmp_path / "out", "--size", "20", "--no-progress") == 2
     assert "--overwrite" in capsys.readouterr().err
     assert cli("prepare", src, tmp_path / "out", "--size", "16", "--overwrite", "--no-progress") == 0
 

@@ -1,0 +1,83 @@
+"""A prepare killed again and again (kill -9, Ctrl-C) continues where it stopped, and its
+result equals an uninterrupted run's, whatever the worker count."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from tests.conftest import ROOT, cli
+from tests.test_prepare import write_idx
+
+from lsvr.data.build import Build
+from lsvr.data.dataset import PreparedDataset
+
+DATA_FILES = ("images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv")
+
+
+def committed(partial) -> int:
+    try:
+        with np.load(partial / "state.npz") as state:
+            return int(state["counts"][0])
+    except (OSError, ValueError, KeyError, EOFError):
+        return -1
+
+
+def test_killed_prepare_resumes_to_the_same_bytes(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5000, 64, 64), dtype=np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 5000))
+    source = tmp_path / "train-images-idx3-ubyte.gz"
+    args = ["prepare", str(source), "--size", "160", "--encoding", "jpeg", "--no-progress"]
+    assert cli(*args[:2], tmp_path / "whole", *args[2:], "--workers", "2") == 0
+
+    out, partial = tmp_path / "killed", tmp_path / "killed.partial"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, "-m", "lsvr", *args[:2], str(out), *args[2:], "--workers", "1"]
+    randomness = random.Random(0)
+    kills = {"SIGKILL": 0, "SIGINT": 0}
+    for attempt in range(40):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        start = committed(partial)
+        deadline = time.time() + 60
+        while process.poll() is None and committed(partial) <= start and time.time() < deadline:
+            time.sleep(0.005)
+        time.sleep(randomness.uniform(0, 0.15))  # mid-shard, mid-commit, or during the final steps
+        if process.poll() is not None:
+            break
+        sig = signal.SIGINT if attempt % 3 == 2 else signal.SIGKILL
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=60)
+        if process.returncode == 0:
+            break  # it finished before the signal landed
+        kills[sig.name] += 1
+        if sig == signal.SIGINT:
+            assert process.returncode == 130 and "the same command continues" in err, err
+    assert process.wait(timeout=120) == 0, process.communicate()
+    assert kills["SIGKILL"] >= 3 and kills["SIGINT"] >= 1, kills
+    assert not partial.exists()
+    for name in DATA_FILES:
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    meta_whole = json.loads((tmp_path / "whole" / "meta.json").read_text())
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["checksums"] == meta_whole["checksums"]
+    assert {k: v for k, v in meta.items() if k != "created"} == {k: v for k, v in meta_whole.items() if k != "created"}
+    assert PreparedDataset(out).verify() == []
+
+
+def test_a_different_command_does_not_continue_an_unfinished_prepare(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 28, 28)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 20))
+    source = tmp_path / "train-images-idx3-ubyte.gz"
+    partial = tmp_path / "out.partial"
+    Build.open(partial, {"encoding": "raw", "size": 99}, (99, 99, 1), discard=False)
+    assert cli("prepare", source, tmp_path / "out", "--size", "28", "--no-progress") == 2
+    assert "--overwrite" in capsys.readouterr().err and partial.exists()
+    assert cli("prepare", source, tmp_path / "out", "--size", "28", "--overwrite", "--no-progress") == 0
+    assert len(PreparedDataset(tmp_path / "out")) == 20 and not partial.exists()
