@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from tests.conftest import cli, write_tree
 
 from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset
@@ -93,3 +94,17 @@ def test_mean_image_is_subtracted_at_the_source_positions():
         assert torch.allclose(out[i], patch.flip(-1) if flip else patch)
     ten = augment.ten_crops(images)
     assert len(ten) == 10 and all(v.shape == (5, 3, 6, 6) for v in ten)
+
+
+@pytest.mark.parametrize("encoding", ["raw", "jpeg"])
+def test_crops_cut_by_the_loader_equal_the_augment_gather(tmp_path, encoding):
+    write_tree(tmp_path / "src", {"a": 20, "b": 20}, size=(50, 40))
+    assert cli("prepare", tmp_path / "src", tmp_path / "ds", "--size", "36", "--encoding", encoding,
+               "--no-progress") == 0  # fmt: skip
+    ds = PreparedDataset(tmp_path / "ds")
+    augment = Augment(mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=30)
+    whole = Loader(ds, batch_size=8, shuffle=True, seed=5, workers=2)
+    cut = Loader(ds, batch_size=8, shuffle=True, seed=5, workers=2, crop=30)
+    for a, b in zip(whole.batches(1), cut.batches(1), strict=True):
+        assert b.images.shape == (8, 30, 30, 3) and torch.equal(a.keys, b.keys)
+        assert torch.equal(augment.train(a.images, a.keys), augment.train(b.images, b.keys, cropped=True))

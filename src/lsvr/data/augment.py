@@ -12,6 +12,13 @@ import numpy as np
 import torch
 
 
+def crop_offsets(keys, size: int, crop: int, flip: bool = True):
+    """Each sample's random crop (top, left in 0..size-crop) and mirror, drawn from its key.
+    Works on numpy arrays (the loader crops on the host) and tensors (here) alike."""
+    span = size - crop + 1
+    return keys % span, (keys // 65536) % span, ((keys // 2**32) % 2 == 1) & flip
+
+
 class Augment:
     """normalize: "mean_image" subtracts the dataset's mean image (the paper; pixel scale
     0..255 kept), "channel" subtracts the per-channel mean and divides by the std."""
@@ -39,11 +46,16 @@ class Augment:
         self.channel_inv_std = 1.0 / torch.tensor(channel_std, dtype=torch.float32, device=device).clamp_min(1e-3)
         self.arange = torch.arange(crop, device=device)
 
-    def _gather(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirror: torch.Tensor):
+    def _gather(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirror: torch.Tensor,
+                cropped: bool = False):  # fmt: skip
+        """cropped: the loader already cut and mirrored the images; only the normalisation is left."""
         rows = top[:, None] + self.arange  # (B, crop)
         cols = torch.where(mirror[:, None], left[:, None] + self.crop - 1 - self.arange, left[:, None] + self.arange)
-        batch = torch.arange(len(images), device=images.device)[:, None, None]
-        pixels = images[batch, rows[:, :, None], cols[:, None, :]].float()  # (B, crop, crop, C)
+        if cropped:
+            pixels = images.float()
+        else:
+            batch = torch.arange(len(images), device=images.device)[:, None, None]
+            pixels = images[batch, rows[:, :, None], cols[:, None, :]].float()  # (B, crop, crop, C)
         if self.normalize == "mean_image":
             pixels = pixels - self.mean_image[rows[:, :, None], cols[:, None, :]]
         else:
@@ -51,13 +63,11 @@ class Augment:
         out = pixels.permute(0, 3, 1, 2)  # (B, C, crop, crop), NHWC in memory
         return out if self.channels_last else out.contiguous()
 
-    def train(self, images: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """Random crop (offsets 0..H-crop) and mirror (p=0.5), drawn per image from its key."""
-        span = self.size - self.crop + 1
-        top = keys % span
-        left = (keys // 65536) % span
-        mirror = ((keys // 2**32) % 2 == 1) & self.flip
-        return self._gather(images, top, left, mirror)
+    def train(self, images: torch.Tensor, keys: torch.Tensor, *, cropped: bool = False) -> torch.Tensor:
+        """Random crop (offsets 0..H-crop) and mirror (p=0.5), drawn per image from its key.
+        cropped: the loader has done both (Loader(crop=...)), with the same draws."""
+        top, left, mirror = crop_offsets(keys, self.size, self.crop, self.flip)
+        return self._gather(images, top, left, mirror, cropped)
 
     def center(self, images: torch.Tensor, *, mirror: bool = False) -> torch.Tensor:
         """The centre crop (offset (H-crop)//2: 14 for 227 of 256, as the paper)."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import simplejpeg
+import torch
 
 from lsvr.errors import InputError
 
@@ -59,6 +61,8 @@ class PreparedDataset:
             found = (len(self.offsets) - 1, *self.shape)
         if found != (len(self), *self.shape) or len(self.labels) != len(self):
             raise InputError(f"{self.path}: files disagree with meta.json ({found} vs {self.meta['num_images']})")
+        self._colorspace = "GRAY" if self.shape[2] == 1 else "RGB"
+        self._scratch = threading.local()  # a decode buffer per reading thread
 
     def _load(self, name: str, mmap: bool = False) -> np.ndarray:
         try:
@@ -86,11 +90,33 @@ class PreparedDataset:
         if self.encoding == "raw":
             np.take(self.images, indices, axis=0, out=out)
         else:
-            colorspace = "GRAY" if self.shape[2] == 1 else "RGB"
             for j, i in enumerate(indices):
-                data = self.blob[self.offsets[i] : self.offsets[i + 1]]
-                pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace)
-                out[j] = pixels.reshape(self.shape)
+                self._decode(i, out[j])
+        return out
+
+    def _decode(self, i: int, out: np.ndarray) -> np.ndarray:
+        """Image i decoded by libjpeg-turbo straight into `out` (C-contiguous, H x W x C)."""
+        data = self.blob[self.offsets[i] : self.offsets[i + 1]]
+        return simplejpeg.decode_jpeg(data, colorspace=self._colorspace, buffer=out)
+
+    def read_crops(self, indices: np.ndarray, top: np.ndarray, left: np.ndarray, mirror: np.ndarray, crop: int,
+                   out: np.ndarray) -> np.ndarray:  # fmt: skip
+        """The crop x crop windows at (top, left) of the images at indices, mirrored where
+        `mirror`, into out (B, crop, crop, C). Raw: copied from the memory map, never the
+        whole image; JPEG: decoded into a per-thread buffer, then cut."""
+        for j, i in enumerate(indices):
+            if self.encoding == "raw":
+                image = self.images[i]
+            else:
+                image = getattr(self._scratch, "buffer", None)
+                if image is None:
+                    image = self._scratch.buffer = np.empty(self.shape, np.uint8)
+                self._decode(i, image)
+            t, lft = int(top[j]), int(left[j])
+            out[j] = image[t : t + crop, lft : lft + crop]
+            if mirror[j]:  # torch's flip is about 10x numpy's on 3-byte pixels
+                row = torch.from_numpy(out[j])
+                row.copy_(row.flip(1))
         return out
 
     def verify(self) -> list[str]:

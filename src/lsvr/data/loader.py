@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lsvr.data.augment import crop_offsets
 from lsvr.data.dataset import PreparedDataset
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -52,6 +53,8 @@ class Loader:
     indices: the dataset rows this loader covers (all of them when None), e.g. a holdout.
     shuffle: a fresh (seed, epoch) permutation each epoch and no partial last batch
     (training); otherwise the given order, every image exactly once (evaluation).
+    crop: cut each image's random crop x crop window (and mirror it, if flip) in the reading
+    threads, with the draws Augment.train(cropped=True) expects: less to copy and to move.
     """
 
     def __init__(
@@ -67,6 +70,8 @@ class Loader:
         workers: int = 2,
         prefetch: int = 2,
         device: torch.device | str = "cpu",
+        crop: int | None = None,
+        flip: bool = True,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size  # per rank
@@ -77,6 +82,8 @@ class Loader:
         self.workers, self.prefetch = workers, prefetch
         self.device = torch.device(device)
         self.global_batch = batch_size * world
+        self.crop, self.flip = crop, flip
+        self.image_shape = dataset.shape if crop is None else (crop, crop, dataset.shape[2])
         self._labels = torch.from_numpy(dataset.labels)
 
     def __len__(self) -> int:
@@ -108,13 +115,17 @@ class Loader:
         thread, so the device copy needs no staging copy and no pinning on the hot path."""
         where = self.rank_slice(step, len(order))
         rows = order[where]
-        keys = torch.from_numpy(sample_keys(self.seed, epoch, np.arange(where.start, where.stop)))
+        keys = sample_keys(self.seed, epoch, np.arange(where.start, where.stop))
         labels = self._labels[torch.from_numpy(rows)]
-        if self.device.type != "cuda":
-            return torch.from_numpy(self.dataset.read(rows)), labels, keys
-        images = torch.empty((len(rows), *self.dataset.shape), dtype=torch.uint8, pin_memory=True)
-        self.dataset.read(rows, out=images.numpy())
-        return images, labels.pin_memory(), keys.pin_memory()
+        cuda = self.device.type == "cuda"
+        images = torch.empty((len(rows), *self.image_shape), dtype=torch.uint8, pin_memory=cuda)
+        if self.crop is None:
+            self.dataset.read(rows, out=images.numpy())
+        else:
+            top, left, mirror = crop_offsets(keys, self.dataset.shape[0], self.crop, self.flip)
+            self.dataset.read_crops(rows, top, left, mirror, self.crop, images.numpy())
+        keys = torch.from_numpy(keys)
+        return (images, labels.pin_memory(), keys.pin_memory()) if cuda else (images, labels, keys)
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         """The batches of epoch `epoch` from `start_step` on, read `prefetch` ahead."""

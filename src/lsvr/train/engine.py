@@ -92,7 +92,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
     common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": device}
     loader = Loader(
         ds, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
-        prefetch=cfg.data.prefetch, **common,
+        prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, **common,
     )  # fmt: skip
     val_loader = None
     if inputs.val is not None:
@@ -173,7 +173,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         epoch_start = time.perf_counter()
         for batch in loader.batches(epoch, start_step):
             lr = schedule.apply(optimizer, step)
-            loss = _step(net, optimizer, scaler, augment.train(batch.images, batch.keys), batch.labels, cfg)
+            inputs_ = augment.train(batch.images, batch.keys, cropped=True)
+            loss = _step(net, optimizer, scaler, inputs_, batch.labels, cfg)
             bad = parallel.all_sum((~torch.isfinite(loss)).float(), env)
             if bad.item():  # every rank sees a NaN on any rank, at the same step
                 skips += 1
