@@ -196,6 +196,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "loader":
+        from lsvr.bench.loader import bench_loader
+
+        bench_loader(images=args.images, batch=args.batch, workers=args.workers, epochs=args.epochs,
+                     folder=args.dir, as_json=args.json)  # fmt: skip
+    else:
+        from lsvr.bench.prepare import bench_prepare
+
+        bench_prepare(images=args.images, workers=args.workers, folder=args.dir, as_json=args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="alexnet_tv")
     p.add_argument("--classes", help="file of class names, one per line")
     p.set_defaults(func=cmd_convert)
+    p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")
+    p.add_argument("what", choices=("loader", "prepare"))
+    p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=2, help="epochs of each lsvr loader run")
+    p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")
+    p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

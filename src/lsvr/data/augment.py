@@ -19,6 +19,16 @@ def crop_offsets(keys, size: int, crop: int, flip: bool = True):
     return keys % span, (keys // 65536) % span, ((keys // 2**32) % 2 == 1) & flip
 
 
+def mirror_images(images: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mirror (B, H, W, C) images left-right where `where` is True, in place. On CPU a loop
+    of flips (about 10x a uint8 gather or torch.where); on a GPU one batched select."""
+    if images.device.type != "cpu":
+        return torch.where(where[:, None, None, None], images.flip(2), images)
+    for j in torch.nonzero(where).flatten().tolist():
+        images[j] = images[j].flip(1)
+    return images
+
+
 class Augment:
     """normalize: "mean_image" subtracts the dataset's mean image (the paper; pixel scale
     0..255 kept), "channel" subtracts the per-channel mean and divides by the std."""
@@ -46,13 +56,13 @@ class Augment:
         self.channel_inv_std = 1.0 / torch.tensor(channel_std, dtype=torch.float32, device=device).clamp_min(1e-3)
         self.arange = torch.arange(crop, device=device)
 
-    def _gather(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirror: torch.Tensor,
+    def _gather(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirror_: torch.Tensor,
                 cropped: bool = False):  # fmt: skip
-        """cropped: the loader already cut and mirrored the images; only the normalisation is left."""
+        """cropped: the loader already cut the images; the mirror and normalisation are left."""
         rows = top[:, None] + self.arange  # (B, crop)
-        cols = torch.where(mirror[:, None], left[:, None] + self.crop - 1 - self.arange, left[:, None] + self.arange)
+        cols = torch.where(mirror_[:, None], left[:, None] + self.crop - 1 - self.arange, left[:, None] + self.arange)
         if cropped:
-            pixels = images.float()
+            pixels = mirror_images(images, mirror_).float()
         else:
             batch = torch.arange(len(images), device=images.device)[:, None, None]
             pixels = images[batch, rows[:, :, None], cols[:, None, :]].float()  # (B, crop, crop, C)
@@ -65,7 +75,7 @@ class Augment:
 
     def train(self, images: torch.Tensor, keys: torch.Tensor, *, cropped: bool = False) -> torch.Tensor:
         """Random crop (offsets 0..H-crop) and mirror (p=0.5), drawn per image from its key.
-        cropped: the loader has done both (Loader(crop=...)), with the same draws."""
+        cropped: the loader has cut the crop (Loader(crop=...)), with the same draws."""
         top, left, mirror = crop_offsets(keys, self.size, self.crop, self.flip)
         return self._gather(images, top, left, mirror, cropped)
 

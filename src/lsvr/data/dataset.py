@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import simplejpeg
-import torch
 
 from lsvr.errors import InputError
 
@@ -99,11 +98,11 @@ class PreparedDataset:
         data = self.blob[self.offsets[i] : self.offsets[i + 1]]
         return simplejpeg.decode_jpeg(data, colorspace=self._colorspace, buffer=out)
 
-    def read_crops(self, indices: np.ndarray, top: np.ndarray, left: np.ndarray, mirror: np.ndarray, crop: int,
+    def read_crops(self, indices: np.ndarray, top: np.ndarray, left: np.ndarray, crop: int,
                    out: np.ndarray) -> np.ndarray:  # fmt: skip
-        """The crop x crop windows at (top, left) of the images at indices, mirrored where
-        `mirror`, into out (B, crop, crop, C). Raw: copied from the memory map, never the
-        whole image; JPEG: decoded into a per-thread buffer, then cut."""
+        """The crop x crop windows at (top, left) of the images at indices, into out
+        (B, crop, crop, C). Raw: copied from the memory map, never the whole image; JPEG:
+        decoded into a per-thread buffer, then cut."""
         for j, i in enumerate(indices):
             if self.encoding == "raw":
                 image = self.images[i]
@@ -114,9 +113,6 @@ class PreparedDataset:
                 self._decode(i, image)
             t, lft = int(top[j]), int(left[j])
             out[j] = image[t : t + crop, lft : lft + crop]
-            if mirror[j]:  # torch's flip is about 10x numpy's on 3-byte pixels
-                row = torch.from_numpy(out[j])
-                row.copy_(row.flip(1))
         return out
 
     def verify(self) -> list[str]:

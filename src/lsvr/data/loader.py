@@ -53,8 +53,8 @@ class Loader:
     indices: the dataset rows this loader covers (all of them when None), e.g. a holdout.
     shuffle: a fresh (seed, epoch) permutation each epoch and no partial last batch
     (training); otherwise the given order, every image exactly once (evaluation).
-    crop: cut each image's random crop x crop window (and mirror it, if flip) in the reading
-    threads, with the draws Augment.train(cropped=True) expects: less to copy and to move.
+    crop: cut each image's random crop x crop window in the reading threads, with the draws
+    Augment.train(cropped=True) expects (it mirrors them): less to copy and to move.
     """
 
     def __init__(
@@ -71,7 +71,6 @@ class Loader:
         prefetch: int = 2,
         device: torch.device | str = "cpu",
         crop: int | None = None,
-        flip: bool = True,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size  # per rank
@@ -82,7 +81,7 @@ class Loader:
         self.workers, self.prefetch = workers, prefetch
         self.device = torch.device(device)
         self.global_batch = batch_size * world
-        self.crop, self.flip = crop, flip
+        self.crop = crop
         self.image_shape = dataset.shape if crop is None else (crop, crop, dataset.shape[2])
         self._labels = torch.from_numpy(dataset.labels)
 
@@ -122,8 +121,8 @@ class Loader:
         if self.crop is None:
             self.dataset.read(rows, out=images.numpy())
         else:
-            top, left, mirror = crop_offsets(keys, self.dataset.shape[0], self.crop, self.flip)
-            self.dataset.read_crops(rows, top, left, mirror, self.crop, images.numpy())
+            top, left, _ = crop_offsets(keys, self.dataset.shape[0], self.crop)
+            self.dataset.read_crops(rows, top, left, self.crop, images.numpy())
         keys = torch.from_numpy(keys)
         return (images, labels.pin_memory(), keys.pin_memory()) if cuda else (images, labels, keys)
 

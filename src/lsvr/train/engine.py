@@ -92,7 +92,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
     common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": device}
     loader = Loader(
         ds, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
-        prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, **common,
+        prefetch=cfg.data.prefetch, crop=inputs.crop, **common,
     )  # fmt: skip
     val_loader = None
     if inputs.val is not None:

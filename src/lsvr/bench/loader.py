@@ -1,0 +1,185 @@
+"""`lsvr bench loader`: lsvr's loader against a torchvision-style pipeline and the bare limits.
+
+Five pipelines over the same generated photos, with the same crop (224) and flip work:
+lsvr_jpeg and lsvr_raw (lsvr's Loader on the two encodings), baseline_pil (a per-sample
+Dataset that opens the original JPEGs with PIL, does RandomResizedCrop + flip and ends in
+uint8 tensors, through torch's DataLoader with as many worker processes as lsvr has
+threads), decode_limit (bare libjpeg-turbo decode of the same 256 px JPEGs, one core) and
+gather_limit (bare copy of the same batches' rows out of the raw memory map, one core).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+import torch
+from PIL import Image
+
+from lsvr.bench.photos import write_photos
+from lsvr.bench.timing import Measure, environment, measure, report, workdir
+from lsvr.data.augment import crop_offsets, mirror_images
+from lsvr.data.dataset import PreparedDataset
+from lsvr.data.loader import Loader
+from lsvr.data.prepare import prepare
+from lsvr.data.sources import FolderSource
+
+CROP = 224
+
+
+def photo_set(root: Path, count: int, workers: int) -> FolderSource:
+    """The generated photos (made once, kept in the bench folder) as a prepare source."""
+    folder = root / f"photos-{count}"
+    done = folder / ".complete"
+    if not done.is_file():
+        write_photos(folder, count, workers=workers)
+        done.touch()
+    return FolderSource(folder, None)
+
+
+def prepared(source: FolderSource, out: Path, encoding: str, workers: int) -> PreparedDataset:
+    """source prepared at 256 (squash); an earlier identical preparation is reused."""
+    prepare(source, out, size=256, encoding=encoding, workers=workers, progress=False)
+    return PreparedDataset(out)
+
+
+class PilCrops(torch.utils.data.Dataset):
+    """torchvision's reference recipe without torchvision: PIL decode of the original file,
+    RandomResizedCrop(224, scale=(0.08, 1), ratio=(3/4, 4/3)), horizontal flip (p=0.5), and
+    PILToTensor (uint8, C x H x W)."""
+
+    def __init__(self, paths: list[Path], labels: np.ndarray) -> None:
+        self.paths, self.labels = paths, labels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @staticmethod
+    def crop_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
+        area = width * height
+        for _ in range(10):
+            target = area * rng.uniform(0.08, 1.0)
+            ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+            if 0 < w <= width and 0 < h <= height:
+                left, top = rng.randint(0, width - w), rng.randint(0, height - h)
+                return left, top, left + w, top + h
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        return left, top, left + side, top + side
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        rng = random.Random()
+        with Image.open(self.paths[i]) as image:
+            image = image.convert("RGB")
+            image = image.resize((CROP, CROP), Image.Resampling.BILINEAR, box=self.crop_box(*image.size, rng))
+        if rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1), int(self.labels[i])
+
+
+def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int) -> Measure:
+    """The loader cuts the crops in its threads; the mirror follows on the consuming thread,
+    as Augment.train does it."""
+    loader = Loader(ds, batch_size=batch, shuffle=True, seed=0, workers=workers, prefetch=2 * workers, crop=CROP)
+    next(iter(loader.batches(99)))  # start-up outside the count
+
+    def run() -> int:
+        count = 0
+        for epoch in range(epochs):
+            for b in loader.batches(epoch):
+                mirror_images(b.images, crop_offsets(b.keys, ds.shape[0], CROP)[2])
+                count += len(b.labels)
+        return count
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the consumer's flips: one thread, no idle OpenMP helpers spinning
+    try:
+        return measure(run)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _baseline(source: FolderSource, batch: int, workers: int) -> Measure:
+    dataset = PilCrops([source.root / n for n in source.names], source.labels)
+
+    def run() -> int:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                                             drop_last=True)  # fmt: skip
+        return sum(len(labels) for _, labels in loader)  # the workers are joined when it ends
+
+    return measure(run, children=True)
+
+
+def _decode_limit(ds: PreparedDataset, rows: np.ndarray) -> Measure:
+    out = np.empty(ds.shape, np.uint8)
+
+    def run() -> int:
+        for i in rows:
+            simplejpeg.decode_jpeg(ds.blob[ds.offsets[i] : ds.offsets[i + 1]], colorspace="RGB", buffer=out)
+        return len(rows)
+
+    return measure(run, thread_only=True)
+
+
+def _gather_limit(ds: PreparedDataset, batches: list[np.ndarray]) -> Measure:
+    out = np.empty((len(batches[0]), *ds.shape), np.uint8)
+
+    def run() -> int:
+        for rows in batches:
+            np.take(ds.images, rows, axis=0, out=out)
+        return sum(len(r) for r in batches)
+
+    return measure(run, thread_only=True)
+
+
+def bench_loader(*, images: int, batch: int, workers: int | None, epochs: int, folder: str | None,
+                 as_json: bool) -> dict:  # fmt: skip
+    workers = workers or os.cpu_count() or 1
+    root = workdir(folder)
+    source = photo_set(root, images, workers)
+    jpeg = prepared(source, root / f"prepared-{images}-jpeg", "jpeg", workers)
+    raw = prepared(source, root / f"prepared-{images}-raw", "raw", workers)
+    for ds in (jpeg, raw):  # the page cache holds both, as it would after the first epoch
+        np.asarray(ds.blob if ds.encoding == "jpeg" else ds.images).max()
+    order = Loader(raw, batch_size=batch, shuffle=True, seed=0).epoch_order(0)
+    batches = [order[i : i + batch] for i in range(0, len(order) - batch + 1, batch)]
+    rows = {
+        "decode_limit": _decode_limit(jpeg, np.concatenate(batches)),
+        "gather_limit": _gather_limit(raw, batches),
+        "lsvr_jpeg": _lsvr(jpeg, batch, workers, epochs),
+        "lsvr_raw": _lsvr(raw, batch, workers, epochs),
+        "baseline_pil": _baseline(source, batch, workers),
+    }
+    per_core = {name: m.per_core for name, m in rows.items()}
+    ratios = {
+        "ratio_vs_baseline": per_core["lsvr_jpeg"] / per_core["baseline_pil"],
+        "fraction_of_decode_limit": per_core["lsvr_jpeg"] / per_core["decode_limit"],
+        "fraction_of_gather_limit": per_core["lsvr_raw"] / per_core["gather_limit"],
+    }
+    goals = {"ratio_vs_baseline": 6.0, "fraction_of_decode_limit": 0.85, "fraction_of_gather_limit": 0.8}
+    result = {
+        "benchmark": "loader",
+        "settings": {
+            "images": images,
+            "batch": batch,
+            "crop": CROP,
+            "epochs": epochs,
+            "stored_size": 256,
+            "jpeg_quality": 90,
+            "photo_sizes": "500x375 and the like",
+        },
+        "environment": environment(workers),
+        "images_per_sec_per_core": {name: round(v, 1) for name, v in per_core.items()},
+        "pipelines": {name: m.as_dict() for name, m in rows.items()},
+        **{name: round(v, 3) for name, v in ratios.items()},
+        "goals": {name: {"goal": goal, "met": ratios[name] >= goal} for name, goal in goals.items()},
+    }
+    lines = [f"{name}: {ratios[name]:.3f} (goal >= {goal}: {'met' if ratios[name] >= goal else 'MISSED'})"
+             for name, goal in goals.items()]  # fmt: skip
+    report(result, as_json, list(rows.items()), lines)
+    return result
