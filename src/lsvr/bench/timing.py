@@ -62,6 +62,11 @@ def measure(run: Callable[[], int], *, children: bool = False, thread_only: bool
     return Measure(images, clock() - cpu0, time.perf_counter() - wall0)
 
 
+def median(measures: list[Measure]) -> Measure:
+    """The round with the median images per CPU-second."""
+    return sorted(measures, key=lambda m: m.per_core)[len(measures) // 2]
+
+
 def environment(workers: int) -> dict:
     return {
         "lsvr": __version__, "torch": torch.__version__, "numpy": np.__version__, "simplejpeg": simplejpeg.__version__,

@@ -25,7 +25,8 @@ def mirror_images(images: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     if images.device.type != "cpu":
         return torch.where(where[:, None, None, None], images.flip(2), images)
     for j in torch.nonzero(where).flatten().tolist():
-        images[j] = images[j].flip(1)
+        image = images[j]
+        image.copy_(image.flip(1))
     return images
 
 

@@ -45,6 +45,37 @@ class Batch:
     labels: torch.Tensor  # (B,) int64, on the device
     keys: torch.Tensor  # (B,) int64 augmentation keys, on the device
     step: int  # step within the epoch
+    pool: BufferPool | None = None  # where `images` goes back to, on release()
+
+    def release(self) -> None:
+        """Hand the images' memory back to the loader for a later batch: call it once done
+        with `images` (and any view of them). Without it, every batch gets fresh memory."""
+        if self.pool is not None:
+            self.pool.put(self.images)
+            self.pool = None
+
+
+class BufferPool:
+    """Host batch buffers for reuse: a fresh 20 MB buffer costs a page fault per 4 KB on
+    first touch, a tenth of what decoding or copying the images costs. On CUDA each pinned
+    buffer comes back with the event of its device copy, and is reused once that is done."""
+
+    def __init__(self, size: int, pinned: bool) -> None:
+        self.size, self.pinned = size, pinned
+        self.free: deque = deque()
+
+    def get(self, shape: tuple[int, ...]) -> torch.Tensor:
+        while self.free:
+            buffer, event = self.free.popleft()  # deque operations are atomic: threads share it
+            if buffer.shape == shape:
+                if event is not None:
+                    event.synchronize()
+                return buffer
+        return torch.empty(shape, dtype=torch.uint8, pin_memory=self.pinned)
+
+    def put(self, buffer: torch.Tensor, event=None) -> None:
+        if len(self.free) < self.size:
+            self.free.append((buffer, event))
 
 
 class Loader:
@@ -82,6 +113,7 @@ class Loader:
         self.device = torch.device(device)
         self.global_batch = batch_size * world
         self.crop = crop
+        self._pool = BufferPool(prefetch + workers + 2, pinned=self.device.type == "cuda")
         self.image_shape = dataset.shape if crop is None else (crop, crop, dataset.shape[2])
         self._labels = torch.from_numpy(dataset.labels)
 
@@ -117,7 +149,7 @@ class Loader:
         keys = sample_keys(self.seed, epoch, np.arange(where.start, where.stop))
         labels = self._labels[torch.from_numpy(rows)]
         cuda = self.device.type == "cuda"
-        images = torch.empty((len(rows), *self.image_shape), dtype=torch.uint8, pin_memory=cuda)
+        images = self._pool.get((len(rows), *self.image_shape))
         if self.crop is None:
             self.dataset.read(rows, out=images.numpy())
         else:
@@ -148,10 +180,13 @@ class Loader:
 
     def _to_device(self, host: tuple[torch.Tensor, ...], step: int, stream) -> Batch:
         if stream is None:
-            return Batch(*host, step=step)
+            return Batch(*host, step=step, pool=self._pool)
         # Copy from pinned memory on a side stream; the compute stream waits for it, not the host.
         with torch.cuda.stream(stream):
             moved = [t.to(self.device, non_blocking=True) for t in host]
+            copied = torch.cuda.Event()
+            copied.record(stream)
+        self._pool.put(host[0], copied)  # reusable once the copy is done
         torch.cuda.current_stream(self.device).wait_stream(stream)
         for t in moved:
             t.record_stream(torch.cuda.current_stream(self.device))

@@ -174,6 +174,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         for batch in loader.batches(epoch, start_step):
             lr = schedule.apply(optimizer, step)
             inputs_ = augment.train(batch.images, batch.keys, cropped=True)
+            batch.release()  # the float copy is made: the loader may refill the uint8 buffer
             loss = _step(net, optimizer, scaler, inputs_, batch.labels, cfg)
             bad = parallel.all_sum((~torch.isfinite(loss)).float(), env)
             if bad.item():  # every rank sees a NaN on any rank, at the same step
