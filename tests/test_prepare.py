@@ -87,3 +87,17 @@ def test_verify_names_a_damaged_file(tmp_path, capsys):
     images.write_bytes(bytes(data))
     assert cli("info", tmp_path / "out", "--verify") == 2
     assert f"{images}: checksum mismatch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_mean_is_exact_over_shards_and_threads(tmp_path, workers):
+    rng = np.random.default_rng(2)
+    images = rng.integers(200, 256, (1100, 12, 12), dtype=np.uint8)  # > 2 shards; > 257 per thread
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 1100))
+    out = tmp_path / "out"
+    assert cli("prepare", tmp_path, out, "--size", "12", "--workers", workers, "--no-progress") == 0
+    ds = PreparedDataset(out)
+    expected = images.astype(np.int64).sum(axis=0) / len(images)
+    assert np.array_equal(ds.mean_image[:, :, 0], expected.astype(np.float32))
+    assert abs(ds.channel_std[0] - images.std()) < 0.02 * images.std()

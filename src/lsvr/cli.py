@@ -205,7 +205,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         from lsvr.bench.prepare import bench_prepare
 
-        bench_prepare(images=args.images, workers=args.workers, folder=args.dir, as_json=args.json)
+        bench_prepare(images=args.images, workers=args.workers, rounds=args.rounds, folder=args.dir, as_json=args.json)
     return 0
 
 
@@ -296,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("prepare", "train", "eval", "bench"):
+        from lsvr.memory import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return args.func(args)
     except InputError as exc:

@@ -13,7 +13,7 @@ import shutil
 import simplejpeg
 
 from lsvr.bench.loader import photo_set
-from lsvr.bench.timing import environment, measure, report, workdir
+from lsvr.bench.timing import environment, measure, median, report, workdir
 from lsvr.data.prepare import prepare, resize
 from lsvr.data.sources import decode_file
 
@@ -21,7 +21,7 @@ ILSVRC_TRAIN = 1_281_167
 SIZE = 256
 
 
-def bench_prepare(*, images: int, workers: int | None, folder: str | None, as_json: bool) -> dict:
+def bench_prepare(*, images: int, workers: int | None, rounds: int, folder: str | None, as_json: bool) -> dict:
     workers = workers or os.cpu_count() or 1
     root = workdir(folder)
     source = photo_set(root, images, workers)
@@ -41,17 +41,29 @@ def bench_prepare(*, images: int, workers: int | None, folder: str | None, as_js
         return prepare(source, out, size=SIZE, encoding="jpeg", workers=workers, overwrite=True,
                        progress=False)["num_images"]  # fmt: skip
 
-    rows = {"prepare_limit": measure(limit, thread_only=True), "lsvr_prepare": measure(whole)}
+    rounds_of = {"prepare_limit": [], "lsvr_prepare": []}
+    for _ in range(rounds):  # interleaved, so a noisy minute on a shared machine hits both
+        rounds_of["prepare_limit"].append(measure(limit, thread_only=True))
+        rounds_of["lsvr_prepare"].append(measure(whole))
+    rows = {name: median(ms) for name, ms in rounds_of.items()}
     shutil.rmtree(out, ignore_errors=True)
     fraction = rows["lsvr_prepare"].per_core / rows["prepare_limit"].per_core
     per_core = rows["lsvr_prepare"].per_core
     hours_16 = ILSVRC_TRAIN / (16 * per_core) / 3600
     result = {
         "benchmark": "prepare",
-        "settings": {"images": images, "size": SIZE, "resize": "squash", "encoding": "jpeg", "jpeg_quality": 90},
+        "settings": {
+            "rounds": rounds,
+            "images": images,
+            "size": SIZE,
+            "resize": "squash",
+            "encoding": "jpeg",
+            "jpeg_quality": 90,
+        },
         "environment": environment(workers),
         "images_per_sec_per_core": {name: round(m.per_core, 1) for name, m in rows.items()},
         "pipelines": {name: m.as_dict() for name, m in rows.items()},
+        "rounds": {name: [round(m.per_core, 1) for m in ms] for name, ms in rounds_of.items()},
         "fraction_of_prepare_limit": round(fraction, 3),
         "ilsvrc_train_hours_on_16_cores": round(hours_16, 2),
         "goals": {

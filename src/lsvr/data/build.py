@@ -10,6 +10,7 @@ plan.json pins what is being built, so a run with other options never continues 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -52,6 +53,7 @@ class Build:
         self.rejected = 0
         self.pixel_sum = np.zeros(image_shape, np.uint64)
         self.square_sum = np.zeros(image_shape[2], np.uint64)
+        self.digest = hashlib.sha256()  # of images.bin as committed (JPEG): no second pass at the end
 
     @classmethod
     def open(cls, partial: Path, plan: dict, image_shape: tuple[int, int, int], *, discard: bool) -> Build:
@@ -80,6 +82,13 @@ class Build:
             self.done, self.rows, self.nbytes, self.rejected = (int(v) for v in state["counts"])
             self.pixel_sum = state["pixel_sum"]
             self.square_sum = state["square_sum"]
+        if self.encoding == "jpeg":  # the digest of what a killed run committed
+            with open(self.data_path, "rb") as f:
+                left = self.nbytes
+                while left:
+                    block = f.read(min(left, 1 << 22))
+                    self.digest.update(block)
+                    left -= len(block)
 
     def commit(self, shard: int, kept: list[int], payloads: list, rejects: list[tuple[int, str, str]],
                pixel_sum: np.ndarray, square_sum: np.ndarray) -> None:  # fmt: skip
@@ -99,6 +108,8 @@ class Build:
         record = {"kept": kept, "sizes": sizes, "rejects": rejects}
         write_atomic(self.path / "shards" / f"{shard:06d}.json", json.dumps(record).encode())
         self.done, self.rows, self.nbytes = shard + 1, self.rows + len(kept), self.nbytes + len(data)
+        if self.encoding == "jpeg":
+            self.digest.update(data)
         self.rejected += len(rejects)
         self.pixel_sum = self.pixel_sum + pixel_sum
         self.square_sum = self.square_sum + square_sum
