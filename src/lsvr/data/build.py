@@ -52,7 +52,7 @@ class Build:
         self.done = self.rows = self.nbytes = 0
         self.rejected = 0
         self.pixel_sum = np.zeros(image_shape, np.uint64)
-        self.square_sum = np.zeros(image_shape[2], np.uint64)
+        self.moments = np.zeros((2, image_shape[2]), np.uint64)  # sampled pixels: per-channel sums, sums of squares
         self.digest = hashlib.sha256()  # of images.bin as committed (JPEG): no second pass at the end
 
     @classmethod
@@ -81,7 +81,7 @@ class Build:
         with np.load(state_path, allow_pickle=False) as state:
             self.done, self.rows, self.nbytes, self.rejected = (int(v) for v in state["counts"])
             self.pixel_sum = state["pixel_sum"]
-            self.square_sum = state["square_sum"]
+            self.moments = state["moments"]
         if self.encoding == "jpeg":  # the digest of what a killed run committed
             with open(self.data_path, "rb") as f:
                 left = self.nbytes
@@ -91,7 +91,7 @@ class Build:
                     left -= len(block)
 
     def commit(self, shard: int, kept: list[int], payloads: list, rejects: list[tuple[int, str, str]],
-               pixel_sum: np.ndarray, square_sum: np.ndarray) -> None:  # fmt: skip
+               pixel_sum: np.ndarray, moments: np.ndarray) -> None:  # fmt: skip
         """Make shard `shard` durable: data, then its record, then the state."""
         assert shard == self.done, (shard, self.done)
         data = b"".join(p if isinstance(p, bytes) else p.tobytes() for p in payloads)
@@ -112,10 +112,10 @@ class Build:
             self.digest.update(data)
         self.rejected += len(rejects)
         self.pixel_sum = self.pixel_sum + pixel_sum
-        self.square_sum = self.square_sum + square_sum
+        self.moments = self.moments + moments
         tmp = self.path / "state.tmp.npz"
         counts = np.array([self.done, self.rows, self.nbytes, self.rejected], np.int64)
-        np.savez(tmp, counts=counts, pixel_sum=self.pixel_sum, square_sum=self.square_sum)
+        np.savez(tmp, counts=counts, pixel_sum=self.pixel_sum, moments=self.moments)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, self.path / "state.npz")
