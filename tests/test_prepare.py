@@ -101,3 +101,31 @@ def test_mean_is_exact_over_shards_and_threads(tmp_path, workers):
     expected = images.astype(np.int64).sum(axis=0) / len(images)
     assert np.array_equal(ds.mean_image[:, :, 0], expected.astype(np.float32))
     assert abs(ds.channel_std[0] - images.std()) < 0.02 * images.std()
+
+
+def test_a_disk_too_small_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from lsvr.data import prepare as prepare_module
+
+    src = write_tree(tmp_path / "src", {"a": 3, "b": 3})
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(prepare_module.shutil, "disk_usage", lambda _: usage._replace(free=10 << 20))
+    for encoding in ("raw", "jpeg"):
+        assert cli("prepare", src, tmp_path / encoding, "--encoding", encoding, "--no-progress") == 2
+        err = capsys.readouterr().err
+        assert "GiB free" in err and "needs about" in err
+        assert not (tmp_path / encoding).exists()
+
+
+def test_folder_tree_gives_the_same_bytes_whatever_the_worker_count(tmp_path):
+    src = write_tree(tmp_path / "src", {"a": 30, "b": 30}, size=(70, 50))
+    for workers in ("1", "2", "3"):
+        assert cli("prepare", src, tmp_path / workers, "--size", "40", "--encoding", "jpeg", "--workers", workers,
+                   "--no-progress") == 0  # fmt: skip
+    for name in ("images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv"):
+        assert (
+            (tmp_path / "1" / name).read_bytes()
+            == (tmp_path / "2" / name).read_bytes()
+            == (tmp_path / "3" / name).read_bytes()
+        )

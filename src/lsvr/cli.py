@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
     p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")
     p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")
     p.add_argument("--json", action="store_true")

@@ -86,7 +86,10 @@ def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int) -> Measure
     """The loader cuts the crops in its threads; the mirror follows on the consuming thread,
     as Augment.train does it."""
     loader = Loader(ds, batch_size=batch, shuffle=True, seed=0, workers=workers, prefetch=2 * workers, crop=CROP)
-    next(iter(loader.batches(99)))  # start-up outside the count
+    for i, b in enumerate(loader.batches(99)):  # steady state: the buffers exist, as in any long run
+        b.release()
+        if i > loader.prefetch + 2:
+            break
 
     def run() -> int:
         count = 0

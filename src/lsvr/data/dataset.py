@@ -137,6 +137,7 @@ class PreparedDataset:
             "path": str(self.path),
             "images": len(self),
             "rejected": self.meta.get("num_rejected", 0),
+            "rejected_by_kind": self.meta.get("rejected_by_kind", {}),
             "classes": len(self.classes),
             "image_shape": list(self.shape),
             "encoding": self.encoding,
