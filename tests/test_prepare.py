@@ -129,3 +129,14 @@ def test_folder_tree_gives_the_same_bytes_whatever_the_worker_count(tmp_path):
             == (tmp_path / "2" / name).read_bytes()
             == (tmp_path / "3" / name).read_bytes()
         )
+
+
+@pytest.mark.parametrize("encoding", ["raw", "jpeg"])
+def test_a_truncated_dataset_is_refused_when_opened(tmp_path, capsys, encoding):
+    src = write_tree(tmp_path / "src", {"a": 3, "b": 3})
+    cli("prepare", src, tmp_path / "out", "--size", "16", "--encoding", encoding, "--no-progress")
+    data = tmp_path / "out" / ("images.npy" if encoding == "raw" else "images.bin")
+    data.write_bytes(data.read_bytes()[:-100])
+    assert cli("info", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert str(data) in err and len(err.strip().splitlines()) == 1

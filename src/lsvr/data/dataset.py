@@ -57,7 +57,12 @@ class PreparedDataset:
             found = self.images.shape
         else:
             self.offsets = self._load("offsets.npy")
-            self.blob = np.memmap(self.path / "images.bin", dtype=np.uint8, mode="r").view(np.ndarray)
+            blob = self.path / "images.bin"
+            size = blob.stat().st_size if blob.is_file() else -1
+            if size != int(self.offsets[-1]) or size <= 0:
+                what = "missing" if size < 0 else f"{size} bytes, offsets.npy says {int(self.offsets[-1])}"
+                raise InputError(f"{blob}: {what} (truncated or altered: prepare it again)")
+            self.blob = np.memmap(blob, dtype=np.uint8, mode="r").view(np.ndarray)
             found = (len(self.offsets) - 1, *self.shape)
         if found != (len(self), *self.shape) or len(self.labels) != len(self):
             raise InputError(f"{self.path}: files disagree with meta.json ({found} vs {self.meta['num_images']})")
