@@ -2,6 +2,7 @@ import gzip
 
 import numpy as np
 import pytest
+from PIL import Image
 from tests.conftest import cli, write_tree
 
 from lsvr.data.dataset import PreparedDataset
@@ -140,3 +141,17 @@ def test_a_truncated_dataset_is_refused_when_opened(tmp_path, capsys, encoding):
     assert cli("info", tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert str(data) in err and len(err.strip().splitlines()) == 1
+
+
+def test_large_jpegs_are_decoded_at_reduced_scale(tmp_path):
+    from lsvr.data.sources import decode_file, reduced_scale
+
+    assert reduced_scale(1200, 900, 64) == 8 and reduced_scale(500, 375, 256) == 1
+    assert reduced_scale(1200, 900, 256) == 2 and reduced_scale(1200, 900, 0) == 1
+    yy, xx = np.mgrid[0:900, 0:1200]
+    smooth = np.stack([xx * 255 // 1200, yy * 255 // 900, (xx + yy) * 255 // 2100], axis=-1).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "big.jpg", quality=95)
+    assert decode_file(tmp_path / "big.jpg", 64).shape == (113, 150, 3)  # 1/8 scale, shorter side >= 64
+    reduced = resize(decode_file(tmp_path / "big.jpg", 64), 64, "squash").astype(int)
+    full = resize(decode_file(tmp_path / "big.jpg"), 64, "squash").astype(int)
+    assert np.abs(reduced - full).mean() < 2

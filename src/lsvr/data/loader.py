@@ -65,8 +65,11 @@ class BufferPool:
         self.free: deque = deque()
 
     def get(self, shape: tuple[int, ...]) -> torch.Tensor:
-        while self.free:
-            buffer, event = self.free.popleft()  # deque operations are atomic: threads share it
+        while True:
+            try:
+                buffer, event = self.free.popleft()  # deque operations are atomic: threads share it
+            except IndexError:
+                break
             if buffer.shape == shape:
                 if event is not None:
                     event.synchronize()

@@ -199,13 +199,13 @@ def reduced_scale(width: int, height: int, min_side: int) -> int:
     if min_side <= 0:
         return 1
     short = min(width, height)
-    return next((f for f in SCALES if -(-short // f) >= min_side), 1)
+    return next((f for f in SCALES if short // f >= min_side), 1)
 
 
 def decode_bytes(data: bytes, min_side: int = 0) -> np.ndarray:
     if data[:2] == b"\xff\xd8":
         try:
-            width, height, _, colorspace = simplejpeg.decode_jpeg_header(data)
+            height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         except ValueError as exc:
             raise DecodeError(f"bad JPEG header: {exc}", "bad-jpeg") from None
         if width * height > MAX_PIXELS:
@@ -214,7 +214,7 @@ def decode_bytes(data: bytes, min_side: int = 0) -> np.ndarray:
         try:
             grey = colorspace == "Gray"
             pixels = simplejpeg.decode_jpeg(
-                data, colorspace="GRAY" if grey else "RGB", min_width=-(-width // scale), min_height=-(-height // scale)
+                data, colorspace="GRAY" if grey else "RGB", min_width=width // scale, min_height=height // scale
             )
             return pixels if pixels.ndim == 3 else pixels[:, :, None]
         except ValueError as exc:

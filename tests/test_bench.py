@@ -1,0 +1,22 @@
+"""`lsvr bench loader|prepare` run end to end on a tiny set (what they print, not how fast)."""
+
+import json
+
+from tests.conftest import cli
+
+
+def test_bench_loader_and_prepare_report_every_figure(tmp_path, capsys):
+    common = ["--images", "48", "--batch", "8", "--rounds", "1", "--epochs", "1", "--workers", "1",
+              "--dir", tmp_path, "--json"]  # fmt: skip
+    assert cli("bench", "loader", *common) == 0
+    loader = json.loads(capsys.readouterr().out)
+    pipelines = {"lsvr_jpeg", "lsvr_raw", "baseline_pil", "decode_limit", "gather_limit"}
+    assert set(loader["images_per_sec_per_core"]) == pipelines
+    assert all(v > 0 for v in loader["images_per_sec_per_core"].values())
+    for key in ("ratio_vs_baseline", "fraction_of_decode_limit", "fraction_of_gather_limit"):
+        assert loader[key] > 0 and key in loader["goals"]
+    assert cli("bench", "prepare", *common) == 0
+    prepare = json.loads(capsys.readouterr().out)
+    assert set(prepare["images_per_sec_per_core"]) == {"lsvr_prepare", "prepare_limit"}
+    assert prepare["pipelines"]["lsvr_prepare"]["images"] == 48
+    assert (tmp_path / "photos-48" / ".complete").is_file()
