@@ -128,3 +128,23 @@ def test_max_rejects_aborts_with_exit_2(bad_tree, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and f"{len(rejected)} of" in err and "--max-rejects 0.1" in err
     assert not out.exists()
     assert cli("prepare", root, out, "--size", "32", "--max-rejects", "0.5", "--no-progress") == 0
+
+
+def test_a_file_without_read_permission_is_rejected_as_unreadable(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from lsvr.data.sources import DecodeError, decode_file
+
+    path = tmp_path / "secret.JPEG"
+    path.write_bytes(jpeg_bytes(np.zeros((8, 8, 3), np.uint8)))
+    real = Path.read_bytes
+
+    def read_bytes(self):  # root reads any file whatever its mode: simulate the refusal
+        if self == path:
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(DecodeError) as caught:
+        decode_file(path)
+    assert caught.value.kind == "unreadable" and "Permission denied" in str(caught.value)

@@ -108,3 +108,14 @@ def test_crops_cut_by_the_loader_equal_the_augment_gather(tmp_path, encoding):
     for a, b in zip(whole.batches(1), cut.batches(1), strict=True):
         assert b.images.shape == (8, 30, 30, 3) and torch.equal(a.keys, b.keys)
         assert torch.equal(augment.train(a.images, a.keys), augment.train(b.images, b.keys, cropped=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batches_equal_cpu_batches_and_reuse_pinned_buffers(train_set):
+    cpu = Loader(train_set, batch_size=250, shuffle=True, seed=1, crop=28)
+    gpu = Loader(train_set, batch_size=250, shuffle=True, seed=1, crop=28, device="cuda", prefetch=3)
+    for epoch in range(2):  # the second epoch runs on buffers handed back after their copies
+        for a, b in zip(cpu.batches(epoch), gpu.batches(epoch), strict=True):
+            assert b.images.is_cuda and torch.equal(a.images, b.images.cpu())
+            assert torch.equal(a.labels, b.labels.cpu()) and torch.equal(a.keys, b.keys.cpu())
+    assert gpu._pool.free and all(buffer.is_pinned() for buffer, _ in gpu._pool.free)
