@@ -230,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rejects", type=float, default=1.0, metavar="FRACTION",
                    help="abort (exit 2) once more than this fraction is rejected (default 1: never)")  # fmt: skip
     p.add_argument("--split", choices=("train", "test"), help="which split of a folder of idx files")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT (and discard an unfinished one)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT, and discard an unfinished prepare of other options",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_prepare)
 

@@ -42,6 +42,7 @@ def evaluate(
         if not len(batch.labels):
             continue
         views = [augment.center(batch.images)] if crops == 1 else augment.ten_crops(batch.images)
+        batch.release()  # the views are copies
         probs = 0
         for view in views:
             with autocast(device, precision):

@@ -57,12 +57,13 @@ class Build:
 
     @classmethod
     def open(cls, partial: Path, plan: dict, image_shape: tuple[int, int, int], *, discard: bool) -> Build:
-        """Continue the build in `partial` if it has the same plan, else start one."""
+        """Continue the build in `partial` if it has the same plan, else start one (a build
+        with another plan is an error unless `discard`)."""
         build = cls(partial, plan, image_shape)
         plan_path = partial / "plan.json"
         if partial.exists():
             found = json.loads(plan_path.read_text()) if plan_path.is_file() else None
-            if found == plan and not discard:
+            if found == plan:
                 build._load_state()
                 return build
             if found is not None and not discard:

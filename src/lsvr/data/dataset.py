@@ -117,9 +117,9 @@ class PreparedDataset:
         image = getattr(self._scratch, "buffer", None)
         if image is None:
             image = self._scratch.buffer = np.empty(self.shape, np.uint8)
-        ends = self.offsets[np.asarray(indices) + 1].tolist()
-        for j, (i, t, lft) in enumerate(places):
-            data = self.blob[self.offsets[i] : ends[j]]
+        starts, ends = self.offsets[np.asarray(indices)].tolist(), self.offsets[np.asarray(indices) + 1].tolist()
+        for j, (_, t, lft) in enumerate(places):
+            data = self.blob[starts[j] : ends[j]]
             simplejpeg.decode_jpeg(data, colorspace=self._colorspace, buffer=image)
             out[j] = image[t : t + crop, lft : lft + crop]
         return out

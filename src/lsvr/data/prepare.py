@@ -226,7 +226,7 @@ def prepare(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: already exists and is not empty (pass --overwrite to replace it)")
     partial = out.with_name(out.name + ".partial")
-    if _finished_plan(partial) == plan and not overwrite:  # killed between its meta.json and the rename
+    if _finished_plan(partial) == plan:  # killed between its meta.json and the rename
         meta = json.loads((partial / "meta.json").read_text())
     else:
         build = Build.open(partial, plan, (size, size, channels), discard=overwrite)
