@@ -66,6 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lsvr.config import describe_keys, load_config
     from lsvr.train import checkpoint
     from lsvr.train.engine import NonFiniteLossError, train
+    from lsvr.train.parallel import PeerError
 
     if args.keys:
         print(describe_keys())
@@ -83,6 +84,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]))
     except NonFiniteLossError as exc:
         print(f"lsvr train: stopped: {exc}", file=sys.stderr)
+        return 1
+    except PeerError as exc:
+        print(f"lsvr train: {exc}", file=sys.stderr)
         return 1
     if int(os.environ.get("RANK", "0")) == 0:
         val = summary["val"]

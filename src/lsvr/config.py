@@ -71,6 +71,7 @@ class OptimConfig:
     nesterov: bool = _f(False, "Nesterov momentum")
     weight_decay: float = _f(0.0005, "weight decay on weights (never on biases)")
     bias_lr_mult: float = _f(2.0, "learning-rate multiplier of biases (the paper: 2)")
+    scale_lr: str = _f("none", "none (lr as given, whatever the world size) or linear (lr * global_batch / 256)")
 
 
 @dataclass
@@ -79,6 +80,7 @@ class ParallelConfig:
     average_every: int = _f(1, "steps between averages in average mode (1: the paper)")
     timeout_s: int = _f(600, "process-group timeout in seconds")
     bucket_mb: int = _f(25, "DDP gradient bucket size in MB")
+    compress: str = _f("none", "ddp gradient exchange in none (fp32) or bf16 (half the bytes)")
 
 
 @dataclass
@@ -95,6 +97,13 @@ class GuardConfig:
 
 
 @dataclass
+class FaultConfig:
+    kind: str = _f("none", "for tests: none, nan (the loss), die (exit at once) or hang (sleep) on one rank")
+    rank: int = _f(0, "the rank the fault strikes")
+    step: int = _f(1, "the step (1-based) it strikes at")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -103,6 +112,7 @@ class Config:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
         _choice("train.precision", self.train.precision, ("fp32", "bf16", "fp16"))
@@ -111,6 +121,9 @@ class Config:
         _choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
         _choice("parallel.mode", self.parallel.mode, ("ddp", "average"))
         _choice("guard.nonfinite", self.guard.nonfinite, ("stop", "skip"))
+        _choice("optim.scale_lr", self.optim.scale_lr, ("none", "linear"))
+        _choice("parallel.compress", self.parallel.compress, ("none", "bf16"))
+        _choice("fault.kind", self.fault.kind, ("none", "nan", "die", "hang"))
         for key, value, low in (
             ("train.global_batch", self.train.global_batch, 1),
             ("train.epochs", self.train.epochs, 1),

@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +39,28 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf and guard.nonfinite says stop (or too many skips)."""
 
 
-def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "") -> dict[str, Any]:
-    """Run (or continue) training into the run folder `out`; returns a summary."""
+StepHook = Callable[[int, torch.nn.Module, "parallel.Distributed"], None]
+
+
+def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "",
+          on_step: StepHook | None = None) -> dict[str, Any]:  # fmt: skip
+    """Run (or continue) training into the run folder `out`; returns a summary.
+    on_step(step, model, env) is called after every step's update (and exchange), on every rank."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     inputs = check_inputs(cfg, out=out, resume=resume, world=world)  # before the process group
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     env = parallel.setup(cfg)
     try:
-        return _run(cfg, inputs, env, out=out, command=command)
+        return _run(cfg, inputs, env, out=out, command=command, on_step=on_step)
+    except RuntimeError as exc:
+        if env.world > 1 and parallel.peer_failure(exc):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise parallel.PeerError(
+                f"rank {env.rank}: a peer process died or stopped answering (parallel.timeout_s"
+                f"={cfg.parallel.timeout_s}): {first}"
+            ) from None
+        raise
     finally:
         parallel.teardown()
 
@@ -56,7 +70,7 @@ def _say(env: parallel.Distributed, text: str) -> None:
         tqdm.write(text, file=sys.stderr)
 
 
-def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path, command: str) -> dict:
+def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path, command: str, on_step) -> dict:
     ds, device = inputs.train, env.device
     log = MetricsLog(out / "metrics.jsonl", enabled=env.is_main)
     if env.is_main:
@@ -104,7 +118,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
     total_steps = len(loader) * cfg.train.epochs
     if cfg.train.max_steps:
         total_steps = min(total_steps, cfg.train.max_steps)
-    schedule = Schedule(cfg.optim, steps_per_epoch=len(loader), total_steps=total_steps)
+    schedule = Schedule(cfg.optim, steps_per_epoch=len(loader), total_steps=total_steps,
+                        global_batch=cfg.train.global_batch)  # fmt: skip
 
     step, epoch, start_step, best_top1, last_val = 0, 0, 0, None, None
     if inputs.resume_from is not None:
@@ -118,6 +133,9 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step, epoch, start_step = state["step"], state["loader"]["epoch"], state["loader"]["step"]
+        saved_batch = state["loader"].get("global_batch", cfg.train.global_batch)
+        if saved_batch != cfg.train.global_batch:  # the position counts global batches: they must agree
+            raise InputError(f"{inputs.resume_from}: written with train.global_batch={saved_batch}; resume with it")
         best_top1, last_val = state.get("best_top1"), state.get("metrics")
         set_rng_state(state["rng"])
         _say(env, f"lsvr train: resumed from {inputs.resume_from} at step {step} (epoch {epoch + 1})")
@@ -144,6 +162,12 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
             "threads": torch.get_num_threads(), "world": env.world, **provenance(),
         }  # fmt: skip
         checkpoint.save(out / "checkpoints", state, keep=cfg.checkpoint.keep, top1=top1)
+
+    def position(at_epoch: int, at_step: int) -> dict[str, int]:
+        """Where the loader stands, in global batches and in samples of the epoch's global
+        order: the same at any world size, so a run resumes at another one."""
+        batch = cfg.train.global_batch
+        return {"epoch": at_epoch, "step": at_step, "sample": at_step * batch, "global_batch": batch}
 
     def validate() -> dict | None:
         if val_loader is None:
@@ -176,6 +200,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
             inputs_ = augment.train(batch.images, batch.keys, cropped=True)
             batch.release()  # the float copy is made: the loader may refill the uint8 buffer
             loss = _step(net, optimizer, scaler, inputs_, batch.labels, cfg)
+            if cfg.fault.kind != "none" and env.rank == cfg.fault.rank and step + 1 == cfg.fault.step:
+                loss = _inject(cfg.fault.kind, loss, step)
             bad = parallel.all_sum((~torch.isfinite(loss)).float(), env)
             if bad.item():  # every rank sees a NaN on any rank, at the same step
                 skips += 1
@@ -191,6 +217,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                 loss_sum += loss.detach()
                 loss_count += 1
             step += 1
+            if on_step is not None:
+                on_step(step, model, env)
             bar.update(1)
             if step % 20 == 0:
                 now = time.perf_counter()
@@ -209,7 +237,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                 loss_sum.zero_()
                 loss_count = 0
             if cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0 and step < total_steps:
-                save({"epoch": epoch, "step": batch.step + 1}, last_val)
+                save(position(epoch, batch.step + 1), last_val)
             if step >= total_steps:
                 break
         bar.close()
@@ -221,10 +249,9 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         last_val = validate() or last_val
         if finished_epoch:
             epoch, start_step = epoch + 1, 0
-            save({"epoch": epoch, "step": 0}, last_val)
         else:
             start_step = batch.step + 1
-            save({"epoch": epoch, "step": start_step}, last_val)
+        save(position(epoch, start_step), last_val)
     return {"run": str(out), "step": step, "epoch": epoch, "val": last_val, "best_top1": best_top1}
 
 
@@ -251,3 +278,13 @@ def _apply(net, optimizer, scaler, cfg: Config) -> None:
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.guard.clip_norm)
     scaler.step(optimizer)
     scaler.update()
+
+
+def _inject(kind: str, loss: torch.Tensor, step: int) -> torch.Tensor:
+    """fault.*: what the tests use to show a NaN, a dead rank and a hung rank are handled."""
+    if kind == "nan":
+        return loss * float("nan")
+    if kind == "die":
+        os._exit(17)  # as a kill would: no cleanup, no goodbye to the peers
+    time.sleep(10**6)  # hang: stuck inside the step
+    return loss

@@ -88,8 +88,11 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> PaperSGD:
 class Schedule:
     """The learning rate as a function of the step: warm-up, then step or cosine decay."""
 
-    def __init__(self, cfg: OptimConfig, *, steps_per_epoch: int, total_steps: int) -> None:
+    def __init__(self, cfg: OptimConfig, *, steps_per_epoch: int, total_steps: int, global_batch: int = 256) -> None:
         self.cfg = cfg
+        # optim.scale_lr=linear: Goyal et al.'s rule, lr proportional to the global batch (256 as the unit).
+        # The world size never enters: the global batch is the same at any world size.
+        self.base_lr = cfg.lr * (global_batch / 256 if cfg.scale_lr == "linear" else 1.0)
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.total_steps = max(1, total_steps)
         self.warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
@@ -106,7 +109,7 @@ class Schedule:
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
         """Set every group's lr for `step`; returns the base lr."""
-        lr = self.cfg.lr * self.factor(step)
+        lr = self.base_lr * self.factor(step)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
