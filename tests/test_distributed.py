@@ -99,8 +99,7 @@ def test_world_2_equals_world_1_for_5_steps(single, demo_prepared, tmp_path, mod
     out = run(tmp_path, mode, demo_prepared, nproc=2, **{"parallel.mode": mode})
     assert_close(weights(single), weights(out))
     ranks = [prints(tmp_path / mode, r) for r in (0, 1)]
-    assert ranks[0] == ranks[1]  # the replicas agree after every step
-    assert not list((tmp_path / mode).glob("*rank1*")) or (out / "metrics.jsonl").exists()
+    assert ranks[0] == ranks[1] and len(ranks[0]) == 5  # the replicas agree after every step
 
 
 def test_average_every_4_syncs_every_4th_step_and_learns(demo_prepared, tmp_path):
@@ -144,8 +143,8 @@ def test_validation_counts_every_image_once_across_ranks(demo_prepared, tmp_path
 @pytest.mark.parametrize("kind", ["die", "hang"])
 def test_a_dead_or_hung_peer_fails_the_job_within_the_timeout(demo_prepared, tmp_path, kind):
     timeout = 8
-    args = [CONFIG, tmp_path / kind, "-", *settings(demo_prepared, **{
-        "fault.kind": kind, "fault.rank": 1, "fault.step": 3, "train.max_steps": 50, "parallel.timeout_s": timeout})]  # fmt: skip
+    fault = {"fault.kind": kind, "fault.rank": 1, "fault.step": 3, "train.max_steps": 50, "parallel.timeout_s": timeout}
+    args = [CONFIG, tmp_path / kind, "-", *settings(demo_prepared, **fault)]
     started = time.time()
     result = torchrun(args, nproc=2, timeout=timeout + 120)
     took = time.time() - started
