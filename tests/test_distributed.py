@@ -152,3 +152,13 @@ def test_a_dead_or_hung_peer_fails_the_job_within_the_timeout(demo_prepared, tmp
     assert took < timeout + 60, took  # start-up (two processes importing torch) included
     # the survivor says why (a dead peer may also be seen by torchrun first, which names its exit code)
     assert "a peer process died or stopped answering" in result.stderr or "exitcode: 17" in result.stderr
+
+
+def test_bf16_gradient_exchange_trains_close_to_fp32(single, demo_prepared, tmp_path):
+    out = run(tmp_path, "bf16", demo_prepared, nproc=2, **{"parallel.compress": "bf16"})
+    assert_close(weights(single), weights(out), rtol=1e-2)  # bf16 keeps 8 bits of mantissa
+
+
+def test_a_global_batch_that_does_not_divide_by_the_world_is_refused(demo_prepared, tmp_path):
+    result = torchrun([CONFIG, tmp_path / "odd", "-", *settings(demo_prepared, **{"train.global_batch": 33})], nproc=2)
+    assert result.returncode != 0 and "does not divide by world size 2" in result.stderr

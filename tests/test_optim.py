@@ -65,3 +65,12 @@ def test_groups_and_schedules():
     assert abs(cosine.factor(60) - 0.5) < 1e-9 and cosine.factor(110) == 0.0
     step = Schedule(OptimConfig(lr_steps=[20, 40]), steps_per_epoch=5, total_steps=300)
     assert [step.factor(s) for s in (99, 100, 199, 200)] == [1.0, 0.1, 0.1, 0.1**2]
+
+
+def test_linear_lr_scaling_follows_the_global_batch_not_the_world():
+    from lsvr.config import OptimConfig
+    from lsvr.train.optim import Schedule
+
+    plain = Schedule(OptimConfig(lr=0.01), steps_per_epoch=10, total_steps=100, global_batch=1024)
+    linear = Schedule(OptimConfig(lr=0.01, scale_lr="linear"), steps_per_epoch=10, total_steps=100, global_batch=1024)
+    assert plain.base_lr == 0.01 and abs(linear.base_lr - 0.04) < 1e-12
