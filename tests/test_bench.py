@@ -20,3 +20,11 @@ def test_bench_loader_and_prepare_report_every_figure(tmp_path, capsys):
     assert set(prepare["images_per_sec_per_core"]) == {"lsvr_prepare", "prepare_limit"}
     assert prepare["pipelines"]["lsvr_prepare"]["images"] == 48
     assert (tmp_path / "photos-48" / ".complete").is_file()
+
+
+def test_bench_dist_times_world_1_and_2(capsys):
+    assert cli("bench", "dist", "--model", "alexnet_small", "--batch", "4", "--steps", "1", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["step_s"]["world_1"] > 0 and result["step_s"]["world_2"] > 0
+    assert result["allreduce_s"] > 0 and result["allreduce_share_of_step"] > 0
+    assert result["gradient_mb"] > 1  # alexnet_small: 4 bytes a parameter

@@ -204,8 +204,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "loader":
         from lsvr.bench.loader import bench_loader
 
-        bench_loader(images=args.images, batch=args.batch, workers=args.workers, epochs=args.epochs,
+        bench_loader(images=args.images, batch=args.batch or 128, workers=args.workers, epochs=args.epochs,
                      rounds=args.rounds, folder=args.dir, as_json=args.json)  # fmt: skip
+    elif args.what == "dist":
+        from lsvr.bench.dist import bench_dist
+
+        bench_dist(model=args.model, batch=args.batch or 16, steps=args.steps, as_json=args.json)
     else:
         from lsvr.bench.prepare import bench_prepare
 
@@ -290,9 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="file of class names, one per line")
     p.set_defaults(func=cmd_convert)
     p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")
-    p.add_argument("what", choices=("loader", "prepare"))
+    p.add_argument("what", choices=("loader", "prepare", "dist"))
     p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch", type=int, help="batch (loader: 128) or global batch (dist: 16)")
+    p.add_argument("--model", default="alexnet", help="dist: the model stepped (default alexnet)")
+    p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size (median)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
     p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")
