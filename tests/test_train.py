@@ -48,7 +48,7 @@ def test_run_folder_and_checkpoint_contents(trained_run):
         "model optimizer scheduler scaler step epoch loader rng config classes preprocess lsvr_version commit metrics"
     ).split():
         assert key in state, key
-    assert state["step"] == 80 and state["loader"] == {"epoch": 0, "step": 80}
+    assert state["step"] == 80 and state["loader"] == {"epoch": 0, "step": 80, "sample": 80 * 64, "global_batch": 64}
     assert state["preprocess"]["crop"] == 28 and state["classes"][0] == "T-shirt/top"
     assert state["config"]["model"]["width"] == 0.5
 
