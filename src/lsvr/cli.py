@@ -88,6 +88,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     except PeerError as exc:
         print(f"lsvr train: {exc}", file=sys.stderr)
         return 1
+    except checkpoint.SaveError as exc:
+        latest = checkpoint.find(out)
+        kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint"
+        print(f"lsvr train: stopped: {exc}; {kept}", file=sys.stderr)
+        return 1
+    if summary.get("stopped"):
+        return 0  # preempted: the checkpoint is written and the run said so
     if int(os.environ.get("RANK", "0")) == 0:
         val = summary["val"]
         if val:
@@ -217,6 +224,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from lsvr.export import export
+    from lsvr.inference import load_model
+
+    _, state = load_model(Path(args.checkpoint), torch.device("cpu"))
+    out = export(state, Path(args.out))
+    print(f"exported {len(state['model'])} tensors of {state['config']['model']['name']} to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -293,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="alexnet_tv")
     p.add_argument("--classes", help="file of class names, one per line")
     p.set_defaults(func=cmd_convert)
+    p = sub.add_parser("export", help="a checkpoint's weights as safetensors, for sharing")
+    p.add_argument("checkpoint", help="checkpoint file or run folder")
+    p.add_argument("out", help="OUT.safetensors")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")
     p.add_argument("what", choices=("loader", "prepare", "dist"))
     p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")

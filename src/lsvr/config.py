@@ -17,6 +17,8 @@ import yaml
 
 from lsvr.errors import InputError
 
+KILL_POINTS = ("mid-write", "before-fsync", "before-rename", "before-latest", "during-prune")
+
 
 def _f(default: Any, doc: str) -> Any:
     """A dataclass field with its one-line doc; lists get a fresh copy per instance."""
@@ -53,6 +55,7 @@ class TrainConfig:
     seed: int = _f(0, "seed of the weights, the epoch order and the augmentation")
     precision: str = _f("fp32", "fp32, bf16 or fp16 (autocast)")
     threads: int = _f(0, "CPU intra-op threads; 0: torch's default")
+    deterministic: bool = _f(False, "torch.use_deterministic_algorithms: bitwise-repeatable steps (CPU)")
     accumulate: int = _f(1, "micro-batches per step (gradient accumulation)")
     device: str = _f("auto", "auto, cpu or cuda")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
@@ -98,9 +101,10 @@ class GuardConfig:
 
 @dataclass
 class FaultConfig:
-    kind: str = _f("none", "for tests: none, nan (the loss), die (exit at once) or hang (sleep) on one rank")
-    rank: int = _f(0, "the rank the fault strikes")
-    step: int = _f(1, "the step (1-based) it strikes at")
+    kind: str = _f("none", "for tests: none, nan (the loss), die (kill -9), hang, kill_save (kill -9 in a save)")
+    rank: int = _f(0, "the rank the fault strikes (first attempt only, not a torchrun restart)")
+    step: int = _f(1, "the step (1-based) it strikes at; kill_save: the first save from this step on")
+    point: str = _f("mid-write", "kill_save: mid-write, before-fsync, before-rename, before-latest, during-prune")
 
 
 @dataclass
@@ -123,7 +127,8 @@ class Config:
         _choice("guard.nonfinite", self.guard.nonfinite, ("stop", "skip"))
         _choice("optim.scale_lr", self.optim.scale_lr, ("none", "linear"))
         _choice("parallel.compress", self.parallel.compress, ("none", "bf16"))
-        _choice("fault.kind", self.fault.kind, ("none", "nan", "die", "hang"))
+        _choice("fault.kind", self.fault.kind, ("none", "nan", "die", "hang", "kill_save"))
+        _choice("fault.point", self.fault.point, KILL_POINTS)
         for key, value, low in (
             ("train.global_batch", self.train.global_batch, 1),
             ("train.epochs", self.train.epochs, 1),

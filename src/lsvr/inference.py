@@ -22,11 +22,18 @@ NEEDED = ("model", "config", "classes", "preprocess")
 def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """The checkpoint's model in eval mode on device, and the checkpoint's other contents.
 
-    path: a checkpoint file, or a run folder (its latest checkpoint)."""
-    found = checkpoint.find(path)
-    if found is None:
-        raise InputError(f"{path}: no checkpoint there (expected a .pt file or a run folder)")
-    state = checkpoint.load(found, map_location="cpu")
+    path: a checkpoint file, a run folder (its latest checkpoint) or a `lsvr export` file."""
+    if path.suffix == ".safetensors":
+        from lsvr.export import read_export
+
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        found, state = path, read_export(path)
+    else:
+        found = checkpoint.find(path)
+        if found is None:
+            raise InputError(f"{path}: no checkpoint there (expected a .pt file, a run folder or a .safetensors)")
+        state = checkpoint.load(found, map_location="cpu")
     state["path"] = str(found)
     missing = [k for k in NEEDED if k not in state]
     if missing:

@@ -4,35 +4,71 @@ Layout: RUN/checkpoints/step-00001234.pt (the step, 8 digits), plus pointer file
 hold a file name. A save writes a temp file, fsyncs it and renames it into place, then
 updates the pointers the same way, and only then deletes old files. Loading always uses
 weights_only=True: a checkpoint holds tensors, numbers, strings, lists and dicts only.
+
+A kill at any point leaves `latest` naming a whole file; a temp file it leaves behind is
+removed at the next start (`clean`). A save that fails (a full disk) removes its temp file
+and raises SaveError; the previous checkpoint stays as it was.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lsvr.config import KILL_POINTS  # noqa: F401  (the named points of a save, for fault.point)
 from lsvr.errors import InputError
 from lsvr.safe_load import safe_load
 
 STEP_FILE = re.compile(r"^step-(\d{8})\.pt$")
 
 
-def _write_atomic(path: Path, write) -> None:
+class SaveError(RuntimeError):
+    """A checkpoint could not be written (the disk is full, say); the previous one is intact."""
+
+
+def _kill_at(point: str, fault: str | None) -> None:
+    """fault.kind=kill_save: die here as kill -9 would, to show what a kill leaves behind."""
+    if point == fault:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _write_atomic(path: Path, data: bytes, fault: str | None = None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data[: len(data) // 2])
+            if fault == "mid-write":
+                f.flush()
+                _kill_at("mid-write", fault)
+            f.write(data[len(data) // 2 :])
+            f.flush()
+            _kill_at("before-fsync", fault)
+            os.fsync(f.fileno())
+        _kill_at("before-rename", fault)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SaveError(f"{path}: could not be written ({exc.strerror or exc})") from None
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def clean(folder: Path) -> list[Path]:
+    """Remove the temp files a killed save left; returns them."""
+    left = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
 
 
 def _pointer(folder: Path, name: str) -> Path | None:
@@ -43,23 +79,29 @@ def _pointer(folder: Path, name: str) -> Path | None:
     return target if target.is_file() else None
 
 
-def save(folder: Path, state: dict[str, Any], *, keep: int, top1: float | None = None) -> Path:
+def save(folder: Path, state: dict[str, Any], *, keep: int, top1: float | None = None,
+         fault: str | None = None) -> Path:  # fmt: skip
     """Write step-<8 digits>.pt for state["step"], point `latest` at it (and `best` when its
-    top1 beats the best so far), then prune to the newest `keep` plus the best."""
+    top1 beats the best so far), then prune to the newest `keep` plus the best.
+    fault: a KILL_POINTS name at which to die (tests)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{state['step']:08d}.pt"
-    _write_atomic(path, lambda f: torch.save(state, f))
-    _write_atomic(folder / "latest", lambda f: f.write(path.name.encode() + b"\n"))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _write_atomic(path, buffer.getvalue(), fault)
+    _kill_at("before-latest", fault)
+    _write_atomic(folder / "latest", path.name.encode() + b"\n")
     best = _pointer(folder, "best")
     if top1 is not None:
         best_top1 = _read_best_top1(folder)
         if best is None or best_top1 is None or top1 > best_top1:
-            _write_atomic(folder / "best", lambda f: f.write(f"{path.name}\n{top1}\n".encode()))
+            _write_atomic(folder / "best", f"{path.name}\n{top1}\n".encode())
             best = path
     steps = sorted(p for p in folder.iterdir() if STEP_FILE.match(p.name))
     for old in steps[:-keep]:
         if old != best and old != path:
             old.unlink()
+            _kill_at("during-prune", fault)
     return path
 
 
@@ -74,6 +116,24 @@ def load(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = F
     if not isinstance(state, dict):
         raise InputError(f"{path}: not a checkpoint (holds a {type(state).__name__})")
     return state
+
+
+def find_valid(target: str | Path) -> Path | None:
+    """Like find, but a newest checkpoint that does not load (truncated, zero bytes) is
+    skipped for the newest one that does, with a warning naming it."""
+    target = Path(target)
+    if target.is_file():
+        return target
+    folder = target / "checkpoints" if (target / "checkpoints").is_dir() else target
+    first = find(target)
+    steps = sorted((p for p in folder.glob("step-*.pt") if STEP_FILE.match(p.name)), reverse=True)
+    for path in ([first] if first else []) + [p for p in steps if p != first]:
+        try:
+            load(path, mmap=path.stat().st_size > 0)
+            return path
+        except InputError as exc:
+            print(f"lsvr: warning: skipping the checkpoint {exc}", file=sys.stderr)
+    return None
 
 
 def find(target: str | Path) -> Path | None:

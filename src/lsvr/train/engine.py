@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from lsvr.train import checkpoint, parallel
 from lsvr.train.metrics import MetricsLog
 from lsvr.train.optim import Schedule, build_optimizer
 from lsvr.train.setup import RunInputs, check_inputs
+from lsvr.train.signals import Preemption
 from lsvr.train.state import provenance, rng_state, set_rng_state
 
 
@@ -50,9 +52,12 @@ def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "
     inputs = check_inputs(cfg, out=out, resume=resume, world=world)  # before the process group
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     env = parallel.setup(cfg)
     try:
-        return _run(cfg, inputs, env, out=out, command=command, on_step=on_step)
+        with Preemption() as preemption:
+            return _run(cfg, inputs, env, out=out, command=command, on_step=on_step, preemption=preemption)
     except RuntimeError as exc:
         if env.world > 1 and parallel.peer_failure(exc):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -70,11 +75,15 @@ def _say(env: parallel.Distributed, text: str) -> None:
         tqdm.write(text, file=sys.stderr)
 
 
-def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path, command: str, on_step) -> dict:
+def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path, command: str, on_step,
+         preemption: Preemption) -> dict:  # fmt: skip
     ds, device = inputs.train, env.device
     log = MetricsLog(out / "metrics.jsonl", enabled=env.is_main)
+    first_attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0  # faults strike it alone
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        for left in checkpoint.clean(out / "checkpoints"):
+            _say(env, f"lsvr train: removed {left.name}, left by an interrupted save")
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         _say(env, f"lsvr train: run {out}, world {env.world}, device {device}, crop {inputs.crop}")
         log.write(
@@ -133,6 +142,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step, epoch, start_step = state["step"], state["loader"]["epoch"], state["loader"]["step"]
+        if start_step >= len(loader):  # stopped on an epoch's last step
+            epoch, start_step = epoch + 1, 0
         saved_batch = state["loader"].get("global_batch", cfg.train.global_batch)
         if saved_batch != cfg.train.global_batch:  # the position counts global batches: they must agree
             raise InputError(f"{inputs.resume_from}: written with train.global_batch={saved_batch}; resume with it")
@@ -140,6 +151,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         set_rng_state(state["rng"])
         _say(env, f"lsvr train: resumed from {inputs.resume_from} at step {step} (epoch {epoch + 1})")
     net = parallel.wrap(model, env, cfg)
+    params = list(model.parameters())
 
     preprocess = {
         "crop": inputs.crop, "size": ds.shape[0], "channels": ds.shape[2], "resize": ds.meta.get("resize"),
@@ -161,7 +173,9 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
             "preprocess": preprocess, "metrics": metrics or {}, "best_top1": best_top1,
             "threads": torch.get_num_threads(), "world": env.world, **provenance(),
         }  # fmt: skip
-        checkpoint.save(out / "checkpoints", state, keep=cfg.checkpoint.keep, top1=top1)
+        kill = cfg.fault.kind == "kill_save" and first_attempt and step >= cfg.fault.step
+        checkpoint.save(out / "checkpoints", state, keep=cfg.checkpoint.keep, top1=top1,
+                        fault=cfg.fault.point if kill else None)  # fmt: skip
 
     def position(at_epoch: int, at_step: int) -> dict[str, int]:
         """Where the loader stands, in global batches and in samples of the epoch's global
@@ -185,7 +199,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         )
         return result
 
-    skips = 0
+    skips, stop = 0, 0.0
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
     mark_time, mark_step = time.perf_counter(), step
@@ -200,10 +214,14 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
             inputs_ = augment.train(batch.images, batch.keys, cropped=True)
             batch.release()  # the float copy is made: the loader may refill the uint8 buffer
             loss = _step(net, optimizer, scaler, inputs_, batch.labels, cfg)
-            if cfg.fault.kind != "none" and env.rank == cfg.fault.rank and step + 1 == cfg.fault.step:
-                loss = _inject(cfg.fault.kind, loss, step)
-            bad = parallel.all_sum((~torch.isfinite(loss)).float(), env)
-            if bad.item():  # every rank sees a NaN on any rank, at the same step
+            if (
+                first_attempt
+                and cfg.fault.kind in ("nan", "die", "hang")
+                and (env.rank, step + 1) == (cfg.fault.rank, cfg.fault.step)
+            ):
+                loss = _inject(cfg.fault.kind, loss)
+            bad, stop = _health(loss, params, cfg, preemption, env)
+            if bad:  # a NaN or Inf loss or gradient on any rank
                 skips += 1
                 if cfg.guard.nonfinite == "stop" or skips > cfg.guard.max_skips:
                     raise NonFiniteLossError(f"non-finite loss at step {step + 1}; the last checkpoint is kept")
@@ -238,9 +256,17 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                 loss_count = 0
             if cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0 and step < total_steps:
                 save(position(epoch, batch.step + 1), last_val)
+            if stop:
+                break
             if step >= total_steps:
                 break
         bar.close()
+        if stop:
+            save(position(epoch, batch.step + 1), last_val)
+            _say(env, f"lsvr train: stopped by {preemption.requested or 'a signal to another rank'} at step {step};"
+                      " checkpoint saved; continue with --resume auto")  # fmt: skip
+            return {"run": str(out), "step": step, "epoch": epoch, "val": last_val, "best_top1": best_top1,
+                    "stopped": preemption.requested or "peer"}  # fmt: skip
         finished_epoch = batch.step + 1 == len(loader)
         seconds = time.perf_counter() - epoch_start
         images = cfg.train.global_batch * (batch.step + 1 - start_step)
@@ -280,11 +306,22 @@ def _apply(net, optimizer, scaler, cfg: Config) -> None:
     scaler.update()
 
 
-def _inject(kind: str, loss: torch.Tensor, step: int) -> torch.Tensor:
+def _inject(kind: str, loss: torch.Tensor) -> torch.Tensor:
     """fault.*: what the tests use to show a NaN, a dead rank and a hung rank are handled."""
     if kind == "nan":
         return loss * float("nan")
     if kind == "die":
-        os._exit(17)  # as a kill would: no cleanup, no goodbye to the peers
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no cleanup, no goodbye to the peers
     time.sleep(10**6)  # hang: stuck inside the step
     return loss
+
+
+def _health(loss: torch.Tensor, params: list, cfg: Config, preemption: Preemption, env) -> tuple[float, float]:
+    """(ranks whose loss or gradient norm is not finite, ranks asked to stop), summed over
+    the ranks in one exchange, so that every rank acts on either at the same step."""
+    finite = torch.isfinite(loss)
+    if cfg.train.precision != "fp16":  # fp16: the scaler skips steps with inf gradients itself
+        finite &= torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+    asked = torch.tensor(float(preemption.requested is not None), device=loss.device)
+    bad, stop = parallel.all_sum(torch.stack([(~finite).float(), asked]), env).tolist()
+    return bad, stop

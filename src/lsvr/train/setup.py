@@ -56,9 +56,9 @@ def check_inputs(cfg: Config, *, out: Path, resume: str | None, world: int) -> R
         raise InputError(f"{train.path}: {len(rows)} training images, fewer than one global batch")
     resume_from = None
     if resume == "auto":
-        resume_from = checkpoint.find(out)
+        resume_from = checkpoint.find_valid(out)
     elif resume:
-        resume_from = checkpoint.find(resume)
+        resume_from = checkpoint.find_valid(resume)
         if resume_from is None:
             raise InputError(f"{resume}: no checkpoint there (expected a .pt file or a run folder)")
     if resume_from is not None:
