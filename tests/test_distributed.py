@@ -151,7 +151,7 @@ def test_a_dead_or_hung_peer_fails_the_job_within_the_timeout(demo_prepared, tmp
     assert result.returncode != 0
     assert took < timeout + 60, took  # start-up (two processes importing torch) included
     # the survivor says why (a dead peer may also be seen by torchrun first, which names its exit code)
-    assert "a peer process died or stopped answering" in result.stderr or "exitcode: 17" in result.stderr
+    assert "a peer process died or stopped answering" in result.stderr or "SIGKILL" in result.stderr
 
 
 def test_bf16_gradient_exchange_trains_close_to_fp32(single, demo_prepared, tmp_path):

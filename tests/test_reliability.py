@@ -1,0 +1,198 @@
+"""Nothing lost: kills during saves, exact resume after kill -9 and SIGTERM, a full disk,
+a NaN, a divergent run, unsafe files, and the safetensors export."""
+
+import errno
+import json
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from tests.conftest import cli
+from tests.reliability_helpers import final_weights, max_difference, tiny_set, train_process
+
+from lsvr.train import checkpoint
+
+KILLS_PER_POINT = 4
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_set(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def whole(data, tmp_path_factory):
+    """The uninterrupted run: 3 epochs of 5 steps, deterministic, dropout on."""
+    out = tmp_path_factory.mktemp("whole") / "run"
+    result = train_process(out, data)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return final_weights(out)
+
+
+def kills_at(point: str, data, root) -> list[int]:
+    """KILLS_PER_POINT runs into one folder, each killed at `point` of a save, each but the
+    first resuming from what the last left; then a clean run to the end."""
+    out, codes = root / point, []
+    for attempt in range(KILLS_PER_POINT):
+        latest = checkpoint.find(out)
+        step = checkpoint.load(latest)["step"] if latest else 0
+        first_save = step + (3 if point == "during-prune" else 1)  # pruning starts at the third file
+        fault = {"fault.kind": "kill_save", "fault.point": point, "fault.step": first_save}
+        result = train_process(out, data, *(["--resume", "auto"] if latest else []), **fault,
+                               **{"checkpoint.every_steps": 1})  # fmt: skip
+        codes.append(result.returncode)
+        if checkpoint.find(out) is not None:  # `latest` always loads
+            checkpoint.load(checkpoint.find(out))
+        assert attempt or codes[0] == -signal.SIGKILL
+    final = train_process(out, data, "--resume", "auto", **{"checkpoint.every_steps": 1})
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert not list((out / "checkpoints").glob(".*.tmp"))  # nothing partial survives a start
+    return codes
+
+
+def test_kill_9_at_every_point_of_a_save_never_loses_latest(data, tmp_path):
+    with ThreadPoolExecutor(2) as pool:
+        codes = dict(zip(checkpoint.KILL_POINTS, pool.map(lambda p: kills_at(p, data, tmp_path),
+                                                           checkpoint.KILL_POINTS), strict=True))  # fmt: skip
+    kills = {point: sum(c == -signal.SIGKILL for c in got) for point, got in codes.items()}
+    assert all(n == KILLS_PER_POINT for n in kills.values()), kills
+    assert sum(kills.values()) >= 20
+    (tmp_path / "kills.json").write_text(json.dumps(kills))
+
+
+def test_a_truncated_or_empty_newest_checkpoint_is_skipped_with_a_warning(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_process(out, data, **{"train.max_steps": 6}).returncode == 0
+    steps = sorted((out / "checkpoints").glob("step-*.pt"))
+    newest = steps[-1]
+    newest.write_bytes(newest.read_bytes()[:1000])
+    found = checkpoint.find_valid(out)
+    assert found == steps[-2] and f"skipping the checkpoint {newest}" in capsys.readouterr().err
+    newest.write_bytes(b"")
+    assert checkpoint.find_valid(out) == steps[-2]
+    result = train_process(out, data, "--resume", "auto", **{"train.max_steps": 8})
+    assert result.returncode == 0 and str(newest) in result.stderr
+
+
+@pytest.mark.parametrize("kill_step", [7, 11])  # inside epoch 2; the first step of epoch 3
+def test_resume_after_kill_9_is_bitwise_exact(data, whole, tmp_path, kill_step):
+    out = tmp_path / "run"
+    killed = train_process(out, data, **{"fault.kind": "die", "fault.step": kill_step})
+    assert killed.returncode == -signal.SIGKILL
+    resumed = train_process(out, data, "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert max_difference(whole, final_weights(out)) == 0.0
+
+
+def logged_steps(metrics) -> int:
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    return max([json.loads(line).get("step", 0) for line in lines if line.endswith("}")] or [0])
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(data, whole, tmp_path):
+    out = tmp_path / "run"
+    run = train_process(out, data, background=True, **{"checkpoint.every_steps": 100})
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and logged_steps(metrics) < 4:
+        time.sleep(0.02)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0 and "SIGTERM" in err and "checkpoint saved" in err, err[-2000:]
+    stopped_at = checkpoint.load(checkpoint.find(out))["step"]
+    assert 4 <= stopped_at < 15
+    resumed = train_process(out, data, "--resume", "auto", **{"checkpoint.every_steps": 100})
+    assert resumed.returncode == 0
+    assert max_difference(whole, final_weights(out)) == 0.0
+
+
+def test_a_second_signal_exits_at_once(data, tmp_path):
+    out = tmp_path / "run"
+    run = train_process(out, data, background=True, **{"fault.kind": "hang", "fault.step": 3})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside the hung step 3
+    run.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    run.send_signal(signal.SIGTERM)
+    run.communicate(timeout=30)
+    assert run.returncode == -signal.SIGTERM
+
+
+def test_a_full_disk_stops_cleanly_and_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real_open = open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        if "w" in mode and str(path).endswith(".pt.tmp"):
+            calls["n"] += 1
+            if calls["n"] >= 2:  # the first checkpoint is written, the second finds the disk full
+                return Full(handle)
+        return handle
+
+    monkeypatch.setattr(checkpoint, "open", fake_open, raising=False)
+    out = tmp_path / "run"
+    args = ["--set", f"data.train={data}", "--set", "data.val=null", "--set", "checkpoint.every_steps=2",
+            "--set", "train.max_steps=6"]  # fmt: skip
+    assert cli("train", checkpoint.Path(__file__).parents[1] / "configs" / "debug.yaml", "--out", out, *args) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "step-00000002.pt is intact" in err
+    assert checkpoint.load(checkpoint.find(out))["step"] == 2
+    assert not list((out / "checkpoints").glob(".*.tmp"))
+
+
+def test_a_diverging_run_stops_naming_the_step(data, tmp_path):
+    result = train_process(tmp_path / "run", data, **{"optim.lr": 1e6, "checkpoint.every_steps": 1})
+    assert result.returncode == 1 and "non-finite loss at step" in result.stderr
+    latest = checkpoint.find(tmp_path / "run")
+    assert latest is None or checkpoint.load(latest)  # the last good checkpoint is intact
+
+
+def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(data, tmp_path, capsys):
+    import os
+
+    import torch
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": Payload(), "config": {}}, evil)
+    assert cli("eval", evil, data) == 2
+    assert "refused" in capsys.readouterr().err
+    assert cli("predict", evil, data / "mean.npy") == 2
+    assert not marker.exists()
+
+
+def test_export_to_safetensors_predicts_and_evaluates_as_the_checkpoint(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_process(out, data, **{"train.max_steps": 4}).returncode == 0
+    assert cli("export", out, tmp_path / "model.safetensors") == 0
+    capsys.readouterr()
+    assert cli("eval", out, data, "--json") == 0
+    from_checkpoint = json.loads(capsys.readouterr().out)
+    assert cli("eval", tmp_path / "model.safetensors", data, "--json") == 0
+    from_export = json.loads(capsys.readouterr().out)
+    assert from_export["top1"] == from_checkpoint["top1"] and from_export["loss"] == from_checkpoint["loss"]
