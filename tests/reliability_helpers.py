@@ -49,3 +49,14 @@ def final_weights(out: Path) -> dict[str, torch.Tensor]:
 
 def max_difference(a: dict, b: dict) -> float:
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+def torchrun_train(out: Path, data: Path, *args: str, nproc: int = 2, restarts: int = 0, background: bool = False,
+                   **extra):  # fmt: skip
+    """`torchrun --standalone -m lsvr train ...`: the real command line, one thread per process."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+               "--max-restarts", str(restarts), "-m", "lsvr", "train", str(CONFIG), "--out", str(out), *args,
+               *sets(data, **{"parallel.timeout_s": 30, **extra})]  # fmt: skip
+    if background:
+        return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)

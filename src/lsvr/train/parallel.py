@@ -63,11 +63,22 @@ def setup(cfg: Config) -> Distributed:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
+        timeout = datetime.timedelta(seconds=cfg.parallel.timeout_s)
         dist.init_process_group(
-            backend="nccl" if device.type == "cuda" else "gloo",
-            timeout=datetime.timedelta(seconds=cfg.parallel.timeout_s),
-        )
+            backend="nccl" if device.type == "cuda" else "gloo", store=_store(rank, world, timeout), rank=rank,
+            world_size=world, timeout=timeout,
+        )  # fmt: skip
     return Distributed(rank=rank, world=world, local_rank=local_rank, device=device)
+
+
+def _store(rank: int, world: int, timeout: datetime.timedelta) -> dist.Store:
+    """torchrun's store, its keys prefixed by the restart count: after torchrun restarts the
+    workers, gloo must not meet the addresses the dead attempt published (seen here:
+    "connectFullMesh ... Connection refused" on every restart without the prefix)."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent hosts it
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=not agent and rank == 0, timeout=timeout)  # fmt: skip
+    return dist.PrefixStore(f"lsvr/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def teardown() -> None:
