@@ -149,6 +149,9 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
             raise InputError(f"{inputs.resume_from}: written with train.global_batch={saved_batch}; resume with it")
         best_top1, last_val = state.get("best_top1"), state.get("metrics")
         set_rng_state(state["rng"])
+        if state.get("threads") not in (None, torch.get_num_threads()):
+            _say(env, f"lsvr train: warning: {state['threads']} threads wrote the checkpoint, {torch.get_num_threads()}"
+                      " run now: the result will not be bitwise the same (set train.threads)")  # fmt: skip
         _say(env, f"lsvr train: resumed from {inputs.resume_from} at step {step} (epoch {epoch + 1})")
     net = parallel.wrap(model, env, cfg)
     params = list(model.parameters())
