@@ -43,3 +43,11 @@ def write_tree(root: Path, classes: dict[str, int], *, size=(60, 45), seed: int 
             pixels[:, :, c % 3] += np.uint8(120)  # the class shows in one colour channel
             Image.fromarray(pixels).save(root / name / f"img{i:03d}.JPEG", quality=90)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """160 prepared 32x32 images: 5 steps of 32 an epoch (tests/reliability_helpers.py)."""
+    from tests.reliability_helpers import tiny_set
+
+    return tiny_set(tmp_path_factory.mktemp("tiny"))

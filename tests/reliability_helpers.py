@@ -60,3 +60,10 @@ def torchrun_train(out: Path, data: Path, *args: str, nproc: int = 2, restarts: 
     if background:
         return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def uninterrupted(launch, data: Path, folder: Path) -> dict[str, torch.Tensor]:
+    """The final weights of a run that nothing interrupts (launch: train_process or torchrun_train)."""
+    result = launch(folder / "run", data)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return final_weights(folder / "run")

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from tests.conftest import cli
-from tests.reliability_helpers import final_weights, max_difference, tiny_set, train_process
+from tests.reliability_helpers import final_weights, max_difference, train_process, uninterrupted
 
 from lsvr.train import checkpoint
 
@@ -17,17 +17,14 @@ KILLS_PER_POINT = 4
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return tiny_set(tmp_path_factory.mktemp("tiny"))
+def data(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture(scope="module")
 def whole(data, tmp_path_factory):
     """The uninterrupted run: 3 epochs of 5 steps, deterministic, dropout on."""
-    out = tmp_path_factory.mktemp("whole") / "run"
-    result = train_process(out, data)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return final_weights(out)
+    return uninterrupted(train_process, data, tmp_path_factory.mktemp("whole"))
 
 
 def kills_at(point: str, data, root) -> list[int]:

@@ -5,46 +5,38 @@ import signal
 import time
 
 import pytest
-from tests.reliability_helpers import final_weights, max_difference, tiny_set, torchrun_train
+from tests.reliability_helpers import final_weights, max_difference, torchrun_train, uninterrupted
 from tests.test_reliability import logged_steps
 
 from lsvr.train import checkpoint
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return tiny_set(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def whole(data, tmp_path_factory):
+def whole(tiny_data, tmp_path_factory):
     """The uninterrupted world-2 run: 3 epochs of 5 steps, deterministic, dropout on."""
-    out = tmp_path_factory.mktemp("whole2") / "run"
-    result = torchrun_train(out, data)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return final_weights(out)
+    return uninterrupted(torchrun_train, tiny_data, tmp_path_factory.mktemp("whole2"))
 
 
-def test_resume_after_one_rank_is_killed_is_bitwise_exact(data, whole, tmp_path):
+def test_resume_after_one_rank_is_killed_is_bitwise_exact(tiny_data, whole, tmp_path):
     out = tmp_path / "run"
-    killed = torchrun_train(out, data, **{"fault.kind": "die", "fault.rank": 1, "fault.step": 8})
+    killed = torchrun_train(out, tiny_data, **{"fault.kind": "die", "fault.rank": 1, "fault.step": 8})
     assert killed.returncode != 0
-    resumed = torchrun_train(out, data, "--resume", "auto")
+    resumed = torchrun_train(out, tiny_data, "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert max_difference(whole, final_weights(out)) == 0.0
 
 
-def test_a_killed_worker_is_restarted_by_torchrun_and_resumes_by_itself(data, whole, tmp_path):
+def test_a_killed_worker_is_restarted_by_torchrun_and_resumes_by_itself(tiny_data, whole, tmp_path):
     out = tmp_path / "run"
-    result = torchrun_train(out, data, restarts=1, **{"fault.kind": "die", "fault.rank": 1, "fault.step": 8})
+    result = torchrun_train(out, tiny_data, restarts=1, **{"fault.kind": "die", "fault.rank": 1, "fault.step": 8})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stderr  # the restarted workers found the run folder's checkpoint
     assert max_difference(whole, final_weights(out)) == 0.0
 
 
-def test_sigterm_to_torchrun_stops_every_worker_with_a_checkpoint(data, whole, tmp_path):
+def test_sigterm_to_torchrun_stops_every_worker_with_a_checkpoint(tiny_data, whole, tmp_path):
     out = tmp_path / "run"
-    job = torchrun_train(out, data, background=True, **{"checkpoint.every_steps": 100})
+    job = torchrun_train(out, tiny_data, background=True, **{"checkpoint.every_steps": 100})
     deadline = time.time() + 120
     while time.time() < deadline and logged_steps(out / "metrics.jsonl") < 4:
         time.sleep(0.02)
@@ -53,15 +45,15 @@ def test_sigterm_to_torchrun_stops_every_worker_with_a_checkpoint(data, whole, t
     assert "checkpoint saved" in err, err[-3000:]
     assert job.returncode != 0  # torchrun itself exits non-zero when its agent is signalled (see RELIABILITY.md)
     assert checkpoint.load(checkpoint.find(out))["step"] >= 4
-    resumed = torchrun_train(out, data, "--resume", "auto", **{"checkpoint.every_steps": 100})
+    resumed = torchrun_train(out, tiny_data, "--resume", "auto", **{"checkpoint.every_steps": 100})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert max_difference(whole, final_weights(out)) == 0.0
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])
-def test_a_nan_on_one_rank_is_seen_by_every_rank_at_the_same_step(data, tmp_path, policy):
+def test_a_nan_on_one_rank_is_seen_by_every_rank_at_the_same_step(tiny_data, tmp_path, policy):
     out = tmp_path / "run"
-    result = torchrun_train(out, data, **{"fault.kind": "nan", "fault.rank": 1, "fault.step": 5,
+    result = torchrun_train(out, tiny_data, **{"fault.kind": "nan", "fault.rank": 1, "fault.step": 5,
                                           "guard.nonfinite": policy})  # fmt: skip
     if policy == "stop":
         assert result.returncode != 0 and "non-finite loss at step 5" in result.stderr
