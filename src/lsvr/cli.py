@@ -213,6 +213,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         bench_loader(images=args.images, batch=args.batch or 128, workers=args.workers, epochs=args.epochs,
                      rounds=args.rounds, folder=args.dir, as_json=args.json)  # fmt: skip
+    elif args.what == "train":
+        from lsvr.bench.train import bench_train
+
+        bench_train(model=args.model, batch=args.batch or 32, steps=args.steps, workers=args.workers,
+                    device_name=args.device, precision=args.precision, compile_=args.compile, folder=args.dir,
+                    as_json=args.json)  # fmt: skip
     elif args.what == "dist":
         from lsvr.bench.dist import bench_dist
 
@@ -318,11 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")
-    p.add_argument("what", choices=("loader", "prepare", "dist"))
+    p.add_argument("what", choices=("loader", "prepare", "dist", "train"))
     p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")
     p.add_argument("--batch", type=int, help="batch (loader: 128) or global batch (dist: 16)")
     p.add_argument("--model", default="alexnet", help="dist: the model stepped (default alexnet)")
-    p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size (median)")
+    p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size; train: steps per pipeline")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="train: where the model steps")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="train: autocast precision")
+    p.add_argument("--compile", action="store_true", help="train: torch.compile the model")
     p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
     p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")

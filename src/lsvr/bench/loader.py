@@ -52,8 +52,8 @@ class PilCrops(torch.utils.data.Dataset):
     RandomResizedCrop(224, scale=(0.08, 1), ratio=(3/4, 4/3)), horizontal flip (p=0.5), and
     PILToTensor (uint8, C x H x W)."""
 
-    def __init__(self, paths: list[Path], labels: np.ndarray) -> None:
-        self.paths, self.labels = paths, labels
+    def __init__(self, paths: list[Path], labels: np.ndarray, crop: int = CROP) -> None:
+        self.paths, self.labels, self.crop = paths, labels, crop
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -76,7 +76,7 @@ class PilCrops(torch.utils.data.Dataset):
         rng = random.Random()
         with Image.open(self.paths[i]) as image:
             image = image.convert("RGB")
-            image = image.resize((CROP, CROP), Image.Resampling.BILINEAR, box=self.crop_box(*image.size, rng))
+            image = image.resize((self.crop, self.crop), Image.Resampling.BILINEAR, box=self.crop_box(*image.size, rng))
         if rng.random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1), int(self.labels[i])

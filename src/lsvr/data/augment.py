@@ -53,6 +53,7 @@ class Augment:
         self.channels_last = channels_last
         device = torch.device(device)
         self.mean_image = torch.from_numpy(np.ascontiguousarray(mean_image)).to(device)  # (H, W, C)
+        self.mean_mirrored = self.mean_image.flip(1).contiguous()
         self.channel_mean = torch.tensor(channel_mean, dtype=torch.float32, device=device)
         self.channel_inv_std = 1.0 / torch.tensor(channel_std, dtype=torch.float32, device=device).clamp_min(1e-3)
         self.arange = torch.arange(crop, device=device)
@@ -62,6 +63,8 @@ class Augment:
         """cropped: the loader already cut the images; the mirror and normalisation are left."""
         rows = top[:, None] + self.arange  # (B, crop)
         cols = torch.where(mirror_[:, None], left[:, None] + self.crop - 1 - self.arange, left[:, None] + self.arange)
+        if cropped and images.device.type == "cpu" and self.normalize == "mean_image":
+            return self._finish(self._subtract_mean_cpu(mirror_images(images, mirror_).float(), top, left, mirror_))
         if cropped:
             pixels = mirror_images(images, mirror_).float()
         else:
@@ -71,8 +74,22 @@ class Augment:
             pixels = pixels - self.mean_image[rows[:, :, None], cols[:, None, :]]
         else:
             pixels = (pixels - self.channel_mean) * self.channel_inv_std
+        return self._finish(pixels)
+
+    def _finish(self, pixels: torch.Tensor) -> torch.Tensor:
         out = pixels.permute(0, 3, 1, 2)  # (B, C, crop, crop), NHWC in memory
         return out if self.channels_last else out.contiguous()
+
+    def _subtract_mean_cpu(self, pixels: torch.Tensor, top, left, mirror_) -> torch.Tensor:
+        """The mean image's crop windows, subtracted in place by slices: on CPU a gather of
+        (B, crop, crop, C) floats costs more than the rest of the augmentation together."""
+        width, crop = self.size, self.crop
+        for j, (t, lft, m) in enumerate(zip(top.tolist(), left.tolist(), mirror_.tolist(), strict=True)):
+            if m:  # the mirrored crop at left `lft` is the mirrored mean's window at width - lft - crop
+                pixels[j] -= self.mean_mirrored[t : t + crop, width - lft - crop : width - lft]
+            else:
+                pixels[j] -= self.mean_image[t : t + crop, lft : lft + crop]
+        return pixels
 
     def train(self, images: torch.Tensor, keys: torch.Tensor, *, cropped: bool = False) -> torch.Tensor:
         """Random crop (offsets 0..H-crop) and mirror (p=0.5), drawn per image from its key.

@@ -1,0 +1,161 @@
+"""`lsvr bench train`: the training step alone, with lsvr's data path, and with a
+torchvision-style data path, for the same model and batch, in one run.
+
+- model_only: the step on one batch resident on the device (what the hardware allows);
+- end_to_end: lsvr's Loader (reading the prepared set from disk every epoch, crops cut in
+  its threads) + Augment (mirror, mean subtraction, on the device) + the step;
+- baseline: torch's DataLoader over a per-sample Dataset that decodes the original JPEG
+  with PIL, RandomResizedCrop + flip, to a float tensor normalised per channel.
+The paper's unit is seconds per 20 iterations of 256 images: `seconds_per_5120_images`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+
+from lsvr.bench.loader import PilCrops, photo_set, prepared
+from lsvr.bench.timing import environment, workdir
+from lsvr.config import OptimConfig
+from lsvr.data.augment import Augment
+from lsvr.data.loader import Loader
+from lsvr.evaluate import autocast
+from lsvr.models.registry import build_model, model_spec
+from lsvr.train.optim import build_optimizer
+from lsvr.train.parallel import pick_device
+
+
+class Stepper:
+    """One model, optimizer and precision; `step(images, labels)` is one training step."""
+
+    def __init__(self, name: str, crop: int, device: torch.device, precision: str, compile_: bool) -> None:
+        torch.manual_seed(0)
+        self.device, self.precision = device, precision
+        self.model = build_model(name, num_classes=1000, in_channels=3, crop=crop, dropout=0.5)
+        self.model.to(device, memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.model, OptimConfig(lr=0.001))
+        self.net = torch.compile(self.model) if compile_ else self.model
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.precision):
+            loss = F.cross_entropy(self.net(images).float(), labels)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(device: torch.device, run) -> tuple[int, float]:
+    _sync(device)
+    start = time.perf_counter()
+    images = run()
+    _sync(device)
+    return images, time.perf_counter() - start
+
+
+def bench_train(*, model: str, batch: int, steps: int, workers: int | None, device_name: str, precision: str,
+                compile_: bool, folder: str | None, as_json: bool) -> dict:  # fmt: skip
+    device = pick_device(device_name)
+    workers = workers or os.cpu_count() or 1
+    crop = model_spec(model).default_crop
+    root = workdir(folder)
+    source = photo_set(root, max(2000, batch * 4), workers)
+    data = prepared(source, root / f"prepared-{len(source)}-raw", "raw", workers)
+    stepper = Stepper(model, crop, device, precision, compile_)
+    # every pipeline warms up first: allocations, cuDNN's choices, a compile
+    fixed = torch.randn(batch, 3, crop, crop, device=device).contiguous(memory_format=torch.channels_last)
+    fixed_labels = torch.randint(0, 1000, (batch,), device=device)
+    for _ in range(2):
+        stepper.step(fixed, fixed_labels)
+
+    def model_only() -> int:
+        for _ in range(steps):
+            stepper.step(fixed, fixed_labels)
+        return steps * batch
+
+    augment = Augment(mean_image=data.mean_image, channel_mean=data.channel_mean, channel_std=data.channel_std,
+                      crop=crop, channels_last=True, device=device)  # fmt: skip
+    loader = Loader(data, batch_size=batch, shuffle=True, seed=0, workers=workers, prefetch=2 * workers,
+                    device=device, crop=crop)  # fmt: skip
+
+    def end_to_end() -> int:
+        done, epoch = 0, 0
+        while done < steps:
+            for b in loader.batches(epoch):
+                stepper.step(augment.train(b.images, b.keys, cropped=True), b.labels)
+                b.release()
+                done += 1
+                if done == steps:
+                    break
+            epoch += 1
+        return steps * batch
+
+    mean = torch.tensor(data.channel_mean, device=device).view(1, 3, 1, 1)
+    inv_std = 1 / torch.tensor(data.channel_std, device=device).view(1, 3, 1, 1)
+    pil = PilCrops([source.root / n for n in source.names], source.labels, crop=crop)
+
+    def baseline() -> int:
+        torch_loader = torch.utils.data.DataLoader(pil, batch_size=batch, shuffle=True, num_workers=workers,
+                                                   drop_last=True, pin_memory=device.type == "cuda")  # fmt: skip
+        done = 0
+        while done < steps:
+            for images, labels in torch_loader:
+                x = images.to(device, non_blocking=True).float().sub_(mean).mul_(inv_std)
+                stepper.step(x.contiguous(memory_format=torch.channels_last), labels.to(device, non_blocking=True))
+                done += 1
+                if done == steps:
+                    break
+        return steps * batch
+
+    rows = {name: _timed(device, run) for name, run in
+            (("model_only", model_only), ("end_to_end", end_to_end), ("baseline", baseline))}  # fmt: skip
+    per_sec = {name: images / seconds for name, (images, seconds) in rows.items()}
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
+    result = {
+        "benchmark": "train",
+        "settings": {
+            "model": model,
+            "batch": batch,
+            "steps": steps,
+            "crop": crop,
+            "precision": precision,
+            "device": str(device),
+            "compile": compile_,
+            "channels_last": True,
+            "workers": workers,
+            "threads": torch.get_num_threads(),
+        },
+        "environment": {**environment(workers), "device_name": _device_name(device)},
+        "images_per_sec": {name: round(v, 1) for name, v in per_sec.items()},
+        "seconds_per_5120_images": {name: round(5120 / v, 2) for name, v in per_sec.items()},
+        "end_to_end_over_model_only": round(per_sec["end_to_end"] / per_sec["model_only"], 3),
+        "end_to_end_over_baseline": round(per_sec["end_to_end"] / per_sec["baseline"], 3),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_of": "device (max allocated)" if device.type == "cuda" else "process (max RSS)",
+    }
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{'pipeline':<12}{'images/s':>10}{'s / 5120 images':>17}")
+        for name, value in per_sec.items():
+            print(f"{name:<12}{value:>10.1f}{5120 / value:>17.2f}")
+        print(
+            f"end_to_end / model_only: {result['end_to_end_over_model_only']:.3f}   end_to_end / baseline:"
+            f" {result['end_to_end_over_baseline']:.3f}   peak memory: {peak:.0f} MB ({result['peak_memory_of']})"
+        )
+    return result
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
