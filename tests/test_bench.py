@@ -28,3 +28,12 @@ def test_bench_dist_times_world_1_and_2(capsys):
     assert result["step_s"]["world_1"] > 0 and result["step_s"]["world_2"] > 0
     assert result["allreduce_s"] > 0 and result["allreduce_share_of_step"] > 0
     assert result["gradient_mb"] > 1  # alexnet_small: 4 bytes a parameter
+
+
+def test_bench_train_reports_the_three_pipelines(tmp_path, capsys):
+    assert cli("bench", "train", "--model", "alexnet_small", "--batch", "8", "--steps", "2", "--images", "24",
+               "--workers", "1", "--dir", tmp_path, "--json") == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["images_per_sec"]) == {"model_only", "end_to_end", "baseline"}
+    assert all(v > 0 for v in result["seconds_per_5120_images"].values())
+    assert result["end_to_end_over_model_only"] > 0 and result["peak_memory_mb"] > 0

@@ -64,13 +64,14 @@ def _timed(device: torch.device, run) -> tuple[int, float]:
 
 
 def bench_train(*, model: str, batch: int, steps: int, workers: int | None, device_name: str, precision: str,
-                compile_: bool, folder: str | None, as_json: bool) -> dict:  # fmt: skip
+                compile_: bool, folder: str | None, as_json: bool, images: int = 2000,
+                encoding: str = "raw") -> dict:  # fmt: skip
     device = pick_device(device_name)
     workers = workers or os.cpu_count() or 1
     crop = model_spec(model).default_crop
     root = workdir(folder)
-    source = photo_set(root, max(2000, batch * 4), workers)
-    data = prepared(source, root / f"prepared-{len(source)}-raw", "raw", workers)
+    source = photo_set(root, max(images, batch * 2), workers)
+    data = prepared(source, root / f"prepared-{len(source)}-{encoding}", encoding, workers)
     stepper = Stepper(model, crop, device, precision, compile_)
     # every pipeline warms up first: allocations, cuDNN's choices, a compile
     fixed = torch.randn(batch, 3, crop, crop, device=device).contiguous(memory_format=torch.channels_last)
@@ -130,6 +131,7 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
             "steps": steps,
             "crop": crop,
             "precision": precision,
+            "encoding": encoding,
             "device": str(device),
             "compile": compile_,
             "channels_last": True,
