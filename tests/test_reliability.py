@@ -193,3 +193,17 @@ def test_export_to_safetensors_predicts_and_evaluates_as_the_checkpoint(data, tm
     assert cli("eval", tmp_path / "model.safetensors", data, "--json") == 0
     from_export = json.loads(capsys.readouterr().out)
     assert from_export["top1"] == from_checkpoint["top1"] and from_export["loss"] == from_checkpoint["loss"]
+
+
+def test_gradient_clipping_bounds_every_update(data, tmp_path):
+    from tests.reliability_helpers import CONFIG
+
+    def after(steps: int, clip: str) -> dict:
+        out = tmp_path / f"s{steps}-c{clip}"
+        sets = {"data.train": data, "data.val": "null", "train.max_steps": steps, "guard.clip_norm": clip,
+                "optim.weight_decay": 0, "optim.momentum": 0, "checkpoint.every_steps": 0}  # fmt: skip
+        assert cli("train", CONFIG, "--out", out, *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")]) == 0
+        return final_weights(out)
+
+    assert max_difference(after(1, "0.000000001"), after(2, "0.000000001")) < 1e-8  # each step: lr x 1e-9
+    assert max_difference(after(1, "0.0"), after(2, "0.0")) > 1e-4

@@ -223,7 +223,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                 and (env.rank, step + 1) == (cfg.fault.rank, cfg.fault.step)
             ):
                 loss = _inject(cfg.fault.kind, loss)
-            bad, stop = _health(loss, params, cfg, preemption, env)
+            bad, stop, grad_norm = _health(loss, params, cfg, preemption, env)
             if bad:  # a NaN or Inf loss or gradient on any rank
                 skips += 1
                 if cfg.guard.nonfinite == "stop" or skips > cfg.guard.max_skips:
@@ -232,7 +232,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                 _say(env, f"step {step + 1}: non-finite loss, update skipped ({skips} in a row)")
             else:
                 skips = 0
-                _apply(net, optimizer, scaler, cfg)
+                _apply(params, optimizer, scaler, cfg, grad_norm)
                 if cfg.parallel.mode == "average" and (step + 1) % cfg.parallel.average_every == 0:
                     parallel.average_replicas(model, optimizer, env)
                 loss_sum += loss.detach()
@@ -301,10 +301,15 @@ def _step(net, optimizer, scaler, images: torch.Tensor, labels: torch.Tensor, cf
     return total / chunks
 
 
-def _apply(net, optimizer, scaler, cfg: Config) -> None:
+def _apply(params: list, optimizer, scaler, cfg: Config, grad_norm: torch.Tensor | None) -> None:
+    """The update, clipped to guard.clip_norm with the norm the health check measured
+    (fp16: after unscaling, so measured again)."""
     if cfg.guard.clip_norm:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.guard.clip_norm)
+        if grad_norm is None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, cfg.guard.clip_norm)
+        else:
+            torch.nn.utils.clip_grads_with_norm_(params, cfg.guard.clip_norm, grad_norm)
     scaler.step(optimizer)
     scaler.update()
 
@@ -319,12 +324,14 @@ def _inject(kind: str, loss: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def _health(loss: torch.Tensor, params: list, cfg: Config, preemption: Preemption, env) -> tuple[float, float]:
-    """(ranks whose loss or gradient norm is not finite, ranks asked to stop), summed over
-    the ranks in one exchange, so that every rank acts on either at the same step."""
-    finite = torch.isfinite(loss)
+def _health(loss: torch.Tensor, params: list, cfg: Config, preemption: Preemption, env):
+    """(ranks whose loss or gradient norm is not finite, ranks asked to stop, this rank's
+    gradient norm or None under fp16), the counts summed over the ranks in one exchange, so
+    that every rank acts on either at the same step."""
+    finite, grad_norm = torch.isfinite(loss), None
     if cfg.train.precision != "fp16":  # fp16: the scaler skips steps with inf gradients itself
-        finite &= torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        finite &= torch.isfinite(grad_norm)
     asked = torch.tensor(float(preemption.requested is not None), device=loss.device)
     bad, stop = parallel.all_sum(torch.stack([(~finite).float(), asked]), env).tolist()
-    return bad, stop
+    return bad, stop, grad_norm
