@@ -61,10 +61,10 @@ class Augment:
     def _gather(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirror_: torch.Tensor,
                 cropped: bool = False):  # fmt: skip
         """cropped: the loader already cut the images; the mirror and normalisation are left."""
-        rows = top[:, None] + self.arange  # (B, crop)
-        cols = torch.where(mirror_[:, None], left[:, None] + self.crop - 1 - self.arange, left[:, None] + self.arange)
         if cropped and images.device.type == "cpu" and self.normalize == "mean_image":
             return self._finish(self._subtract_mean_cpu(mirror_images(images, mirror_).float(), top, left, mirror_))
+        rows = top[:, None] + self.arange  # (B, crop)
+        cols = torch.where(mirror_[:, None], left[:, None] + self.crop - 1 - self.arange, left[:, None] + self.arange)
         if cropped:
             pixels = mirror_images(images, mirror_).float()
         else:

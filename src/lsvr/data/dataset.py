@@ -109,17 +109,18 @@ class PreparedDataset:
         """The crop x crop windows at (top, left) of the images at indices, into out
         (B, crop, crop, C). Raw: copied from the memory map, never the whole image; JPEG:
         decoded into a per-thread buffer, then cut."""
-        places = zip(np.asarray(indices).tolist(), np.asarray(top).tolist(), np.asarray(left).tolist(), strict=True)
+        indices = np.asarray(indices)
+        tops, lefts = np.asarray(top).tolist(), np.asarray(left).tolist()
         if self.encoding == "raw":
-            for j, (i, t, lft) in enumerate(places):
+            for j, (i, t, lft) in enumerate(zip(indices.tolist(), tops, lefts, strict=True)):
                 out[j] = self.images[i, t : t + crop, lft : lft + crop]
             return out
         image = getattr(self._scratch, "buffer", None)
         if image is None:
             image = self._scratch.buffer = np.empty(self.shape, np.uint8)
-        starts, ends = self.offsets[np.asarray(indices)].tolist(), self.offsets[np.asarray(indices) + 1].tolist()
-        for j, (_, t, lft) in enumerate(places):
-            data = self.blob[starts[j] : ends[j]]
+        starts, ends = self.offsets[indices].tolist(), self.offsets[indices + 1].tolist()
+        for j, (start, end, t, lft) in enumerate(zip(starts, ends, tops, lefts, strict=True)):
+            data = self.blob[start:end]
             simplejpeg.decode_jpeg(data, colorspace=self._colorspace, buffer=image)
             out[j] = image[t : t + crop, lft : lft + crop]
         return out
