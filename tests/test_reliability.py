@@ -8,10 +8,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 from tests.conftest import cli
 from tests.reliability_helpers import final_weights, max_difference, train_process, uninterrupted
 
-from lsvr.train import checkpoint
+from lsvr.train import checkpoint, parallel
+from lsvr.train.health import Health
 
 KILLS_PER_POINT = 4
 
@@ -161,13 +163,31 @@ def test_a_diverging_run_stops_naming_the_step(data, tmp_path):
     result = train_process(tmp_path / "run", data, **{"optim.lr": 1e6, "checkpoint.every_steps": 1})
     assert result.returncode == 1 and "non-finite loss at step" in result.stderr
     latest = checkpoint.find(tmp_path / "run")
-    assert latest is None or checkpoint.load(latest)  # the last good checkpoint is intact
+    if latest is not None:  # the last good checkpoint, intact: the lagged health check ran before each save
+        weights = checkpoint.load(latest)["model"]
+        assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_health_flags_are_read_one_step_late_and_all_before_a_save():
+    env = parallel.Distributed(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
+    health = Health(env, check_grads=True)
+    weight = torch.nn.Parameter(torch.ones(3))
+    weight.grad = torch.ones(3)
+    health.exchange(1, torch.tensor(1.0), [weight], asked=False)
+    assert health.settle(keep=1) == (None, False)  # step 1's flags wait behind it
+    weight.grad = torch.tensor([1.0, float("inf"), 1.0])  # a finite loss, an infinite gradient
+    norm = health.exchange(2, torch.tensor(1.0), [weight], asked=False)
+    assert not torch.isfinite(norm)
+    assert health.settle(keep=1) == (None, False)  # step 1: fine
+    weight.grad = torch.ones(3)
+    health.exchange(3, torch.tensor(float("nan")), [weight], asked=True)
+    assert health.settle(keep=1) == (2, False)  # step 2 is found once step 3 is queued
+    assert health.settle() == (3, True)  # before a save: everything
+    assert health.settle() == (None, False)
 
 
 def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(data, tmp_path, capsys):
     import os
-
-    import torch
 
     marker = tmp_path / "pwned"
 

@@ -30,6 +30,7 @@ from lsvr.evaluate import autocast, evaluate
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.train import checkpoint, parallel
+from lsvr.train.health import Health
 from lsvr.train.metrics import MetricsLog
 from lsvr.train.optim import Schedule, build_optimizer
 from lsvr.train.setup import RunInputs, check_inputs
@@ -202,7 +203,18 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         )
         return result
 
-    skips, stop = 0, 0.0
+    health = Health(env, check_grads=cfg.train.precision != "fp16")  # fp16: its scaler skips inf steps
+    skip_mode = cfg.guard.nonfinite == "skip"
+    skips, stop = 0, False
+
+    def settle(keep: int = 0) -> None:
+        """Read the queued health flags (all but the newest `keep`); stop on a non-finite step."""
+        nonlocal stop
+        bad, asked = health.settle(keep=keep)
+        stop = stop or asked
+        if bad is not None:
+            raise NonFiniteLossError(f"non-finite loss at step {bad}; the last checkpoint is kept")
+
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
     mark_time, mark_step = time.perf_counter(), step
@@ -223,11 +235,17 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                 and (env.rank, step + 1) == (cfg.fault.rank, cfg.fault.step)
             ):
                 loss = _inject(cfg.fault.kind, loss)
-            bad, stop, grad_norm = _health(loss, params, cfg, preemption, env)
-            if bad:  # a NaN or Inf loss or gradient on any rank
+            grad_norm = health.exchange(step + 1, loss, params, preemption.requested is not None)
+            if skip_mode:  # the update waits for this step's flags
+                bad, asked = health.settle()
+                stop = stop or asked
+            else:  # the previous step's flags, read with this step queued behind them
+                settle(keep=1)
+                bad = None
+            if bad is not None:  # a NaN or Inf loss or gradient on some rank: skipped on every rank
                 skips += 1
-                if cfg.guard.nonfinite == "stop" or skips > cfg.guard.max_skips:
-                    raise NonFiniteLossError(f"non-finite loss at step {step + 1}; the last checkpoint is kept")
+                if skips > cfg.guard.max_skips:
+                    raise NonFiniteLossError(f"non-finite loss at step {bad}; the last checkpoint is kept")
                 optimizer.zero_grad(set_to_none=True)
                 _say(env, f"step {step + 1}: non-finite loss, update skipped ({skips} in a row)")
             else:
@@ -245,7 +263,11 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                 now = time.perf_counter()
                 sec_per_20 = (now - mark_time) * 20 / (step - mark_step)
                 mark_time, mark_step = now, step
-            if step % cfg.train.log_every == 0 or step == total_steps:
+            log_now = step % cfg.train.log_every == 0 or step == total_steps
+            save_now = bool(cfg.checkpoint.every_steps) and step % cfg.checkpoint.every_steps == 0
+            if log_now or save_now or step >= total_steps:
+                settle()  # nothing non-finite is logged or saved
+            if log_now:
                 mean = parallel.all_sum(loss_sum.clone(), env).item() / max(1, loss_count * env.world)
                 ips = cfg.train.global_batch * (batch.step + 1 - start_step) / (time.perf_counter() - epoch_start)
                 eta = (total_steps - step) * cfg.train.global_batch / ips  # the whole run, not just this epoch
@@ -257,13 +279,14 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                           sec_per_20_iter=None if math.isnan(sec_per_20) else round(sec_per_20, 3))  # fmt: skip
                 loss_sum.zero_()
                 loss_count = 0
-            if cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0 and step < total_steps:
+            if save_now and step < total_steps:
                 save(position(epoch, batch.step + 1), last_val)
             if stop:
                 break
             if step >= total_steps:
                 break
         bar.close()
+        settle()
         if stop:
             save(position(epoch, batch.step + 1), last_val)
             _say(env, f"lsvr train: stopped by {preemption.requested or 'a signal to another rank'} at step {step};"
@@ -322,16 +345,3 @@ def _inject(kind: str, loss: torch.Tensor) -> torch.Tensor:
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no cleanup, no goodbye to the peers
     time.sleep(10**6)  # hang: stuck inside the step
     return loss
-
-
-def _health(loss: torch.Tensor, params: list, cfg: Config, preemption: Preemption, env):
-    """(ranks whose loss or gradient norm is not finite, ranks asked to stop, this rank's
-    gradient norm or None under fp16), the counts summed over the ranks in one exchange, so
-    that every rank acts on either at the same step."""
-    finite, grad_norm = torch.isfinite(loss), None
-    if cfg.train.precision != "fp16":  # fp16: the scaler skips steps with inf gradients itself
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-        finite &= torch.isfinite(grad_norm)
-    asked = torch.tensor(float(preemption.requested is not None), device=loss.device)
-    bad, stop = parallel.all_sum(torch.stack([(~finite).float(), asked]), env).tolist()
-    return bad, stop, grad_norm

@@ -1,0 +1,55 @@
+"""Each step's health, agreed by every rank: a NaN or Inf loss or gradient anywhere, a stop
+asked anywhere (SIGTERM, SIGINT).
+
+The two counts travel in one small all-reduce per step. Reading them on the host waits for
+the step to finish, which would leave a GPU idle while the host queues the next step; so
+under guard.nonfinite=stop the flags are read one step late, after the next step's work is
+queued, and read at once before anything is saved. A bad step is then found one step after
+it ran, before any checkpoint could hold it. guard.nonfinite=skip must know before the
+update, and reads them at once (one host-device sync a step).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lsvr.train import parallel
+
+
+class Health:
+    def __init__(self, env: parallel.Distributed, *, check_grads: bool) -> None:
+        self.env, self.check_grads = env, check_grads
+        self.pending: list[tuple[int, torch.Tensor, torch.cuda.Event | None]] = []
+
+    def exchange(self, step: int, loss: torch.Tensor, params: list, asked: bool) -> torch.Tensor | None:
+        """Queue step `step`'s flags (summed over ranks); returns this rank's gradient norm
+        (None when gradients are not checked: fp16, whose scaler skips inf steps itself)."""
+        finite, grad_norm = torch.isfinite(loss), None
+        if self.check_grads:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            finite &= torch.isfinite(grad_norm)
+        flags = torch.stack([(~finite).float(), torch.tensor(float(asked), device=loss.device)])
+        flags = parallel.all_sum(flags, self.env)
+        event = None
+        if flags.is_cuda:  # copied to the host behind the step, without waiting for it
+            host = torch.empty(2, pin_memory=True)
+            host.copy_(flags, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            flags = host
+        self.pending.append((step, flags, event))
+        return grad_norm
+
+    def settle(self, *, keep: int = 0) -> tuple[int | None, bool]:
+        """Read all queued flags but the newest `keep`: (the first step with a non-finite
+        loss or gradient on some rank, or None; whether some rank asked to stop)."""
+        bad, stop = None, False
+        while len(self.pending) > keep:
+            step, flags, event = self.pending.pop(0)
+            if event is not None:
+                event.synchronize()
+            nonfinite, asked = flags.tolist()
+            if nonfinite and bad is None:
+                bad = step
+            stop = stop or asked > 0
+        return bad, stop
