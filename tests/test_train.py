@@ -141,3 +141,15 @@ def test_time_to_accuracy_reads_the_run(trained_run):
     reached = time_to_accuracy(records, 40.0)
     assert reached["epoch"] == 1 and reached["seconds"] > 0 and reached["final_top1"] > 40
     assert time_to_accuracy(records, 100.1)["seconds"] is None
+
+
+def test_a_compiled_model_trains_to_the_same_weights(demo_prepared, tmp_path):
+    """train.compile: torch.compile (inductor: a C++ compiler on CPU) gives the eager steps' result."""
+    runs = {}
+    for mode in ("none", "default"):
+        out = tmp_path / mode
+        assert cli("train", DEBUG, "--out", out, *data_args(demo_prepared), "--set", "data.val=null",
+                   "--set", "train.max_steps=4", "--set", f"train.compile={mode}") == 0  # fmt: skip
+        runs[mode] = checkpoint.load(checkpoint.find(out))["model"]
+    for name, eager in runs["none"].items():
+        torch.testing.assert_close(runs["default"][name], eager, rtol=1e-4, atol=1e-5, msg=name)

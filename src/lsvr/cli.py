@@ -14,6 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from lsvr.config import COMPILE_MODES
 from lsvr.errors import InputError
 
 
@@ -331,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size; train: steps per pipeline")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="train: where the model steps")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="train: autocast precision")
-    p.add_argument("--compile", action="store_true", help="train: torch.compile the model")
+    p.add_argument("--compile", choices=COMPILE_MODES, default="none",
+                   help="train: torch.compile mode (reduce-overhead adds CUDA graphs)")  # fmt: skip
     p.add_argument("--encoding", dest="bench_encoding", choices=("raw", "jpeg"), default="raw",
                    help="train: the prepared set's encoding (jpeg: decoded by the loader's threads)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")

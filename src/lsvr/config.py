@@ -17,6 +17,7 @@ import yaml
 
 from lsvr.errors import InputError
 
+COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead")  # torch.compile's modes
 KILL_POINTS = ("mid-write", "before-fsync", "before-rename", "before-latest", "during-prune")
 
 
@@ -60,6 +61,9 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu or cuda")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
     channels_last: bool = _f(False, "run the model in channels_last memory format")
+    compile: str = _f(
+        "none", "torch.compile the training model: none, default, max-autotune, or reduce-overhead (adds CUDA graphs)"
+    )
     log_every: int = _f(50, "steps between metrics.jsonl lines")
     progress: bool = _f(True, "show a progress bar on stderr")
 
@@ -121,6 +125,7 @@ class Config:
     def __post_init__(self) -> None:
         _choice("train.precision", self.train.precision, ("fp32", "bf16", "fp16"))
         _choice("train.device", self.train.device, ("auto", "cpu", "cuda"))
+        _choice("train.compile", self.train.compile, COMPILE_MODES)
         _choice("data.normalize", self.data.normalize, ("mean_image", "channel"))
         _choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
         _choice("parallel.mode", self.parallel.mode, ("ddp", "average"))

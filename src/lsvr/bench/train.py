@@ -33,13 +33,13 @@ from lsvr.train.parallel import pick_device
 class Stepper:
     """One model, optimizer and precision; `step(images, labels)` is one training step."""
 
-    def __init__(self, name: str, crop: int, device: torch.device, precision: str, compile_: bool) -> None:
+    def __init__(self, name: str, crop: int, device: torch.device, precision: str, compile_: str) -> None:
         torch.manual_seed(0)
         self.device, self.precision = device, precision
         self.model = build_model(name, num_classes=1000, in_channels=3, crop=crop, dropout=0.5)
         self.model.to(device, memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, OptimConfig(lr=0.001))
-        self.net = torch.compile(self.model) if compile_ else self.model
+        self.net = self.model if compile_ == "none" else torch.compile(self.model, mode=compile_)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
@@ -64,7 +64,7 @@ def _timed(device: torch.device, run) -> tuple[int, float]:
 
 
 def bench_train(*, model: str, batch: int, steps: int, workers: int | None, device_name: str, precision: str,
-                compile_: bool, folder: str | None, as_json: bool, images: int = 2000,
+                compile_: str, folder: str | None, as_json: bool, images: int = 2000,
                 encoding: str = "raw") -> dict:  # fmt: skip
     device = pick_device(device_name)
     workers = workers or os.cpu_count() or 1

@@ -155,6 +155,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                       " run now: the result will not be bitwise the same (set train.threads)")  # fmt: skip
         _say(env, f"lsvr train: resumed from {inputs.resume_from} at step {step} (epoch {epoch + 1})")
     net = parallel.wrap(model, env, cfg)
+    if cfg.train.compile != "none":  # compiled at the first step; validation runs the bare model
+        net = torch.compile(net, mode=cfg.train.compile)
     params = list(model.parameters())
 
     preprocess = {
