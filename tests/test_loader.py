@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
+import simplejpeg
 import torch
 from tests.conftest import cli, write_tree
 
 from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.loader import Loader, sample_keys
+from lsvr.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +121,62 @@ def test_cuda_batches_equal_cpu_batches_and_reuse_pinned_buffers(train_set):
             assert b.images.is_cuda and torch.equal(a.images, b.images.cpu())
             assert torch.equal(a.labels, b.labels.cpu()) and torch.equal(a.keys, b.keys.cpu())
     assert gpu._pool.free and all(buffer.is_pinned() for buffer, _ in gpu._pool.free)
+
+
+def libjpeg_decoder(channels: int):
+    """A stand-in for nvJPEG with the host's decoder: the device path's gathering, stacking
+    and cropping are then checked to the bit against the host path."""
+    colorspace = "GRAY" if channels == 1 else "RGB"
+
+    def decode(data: list[torch.Tensor]) -> list[torch.Tensor]:
+        pixels = [simplejpeg.decode_jpeg(d.numpy(), colorspace=colorspace) for d in data]
+        return [torch.from_numpy(p).permute(2, 0, 1) for p in pixels]
+
+    return decode
+
+
+@pytest.fixture(scope="module")
+def jpeg_set(tmp_path_factory) -> PreparedDataset:
+    root = tmp_path_factory.mktemp("jpeg")
+    write_tree(root / "src", {"a": 20, "b": 21}, size=(50, 40))
+    assert cli("prepare", root / "src", root / "ds", "--size", "36", "--encoding", "jpeg", "--no-progress") == 0
+    return PreparedDataset(root / "ds")
+
+
+@pytest.mark.parametrize("crop", [None, 30])
+def test_device_decode_gives_the_host_path_batches(jpeg_set, crop):
+    host = Loader(jpeg_set, batch_size=8, shuffle=True, seed=3, workers=2, crop=crop)
+    device = Loader(jpeg_set, batch_size=8, shuffle=True, seed=3, workers=2, crop=crop, decode="device",
+                    decoder=libjpeg_decoder(3))  # fmt: skip
+    for epoch in range(2):
+        pairs = list(zip(host.batches(epoch), device.batches(epoch), strict=True))
+        assert len(pairs) == 5
+        for a, b in pairs:
+            assert b.images.shape == a.images.shape and torch.equal(a.images, b.images)
+            assert torch.equal(a.labels, b.labels) and torch.equal(a.keys, b.keys)
+
+
+def test_device_decode_needs_a_jpeg_set(train_set):
+    with pytest.raises(InputError, match="needs a JPEG-encoded set"):
+        Loader(train_set, batch_size=8, shuffle=True, decode="device", decoder=libjpeg_decoder(1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_nvjpeg_batches_match_the_host_decoder(jpeg_set):
+    pytest.importorskip("torchvision")
+    host = Loader(jpeg_set, batch_size=8, shuffle=True, seed=3, crop=30)
+    gpu = Loader(jpeg_set, batch_size=8, shuffle=True, seed=3, crop=30, device="cuda", decode="device")
+    for a, b in zip(host.batches(0), gpu.batches(0), strict=True):
+        assert b.images.is_cuda and b.images.shape == a.images.shape and torch.equal(a.keys, b.keys.cpu())
+        difference = (a.images.float() - b.images.cpu().float()).abs()
+        assert difference.mean() < 1.0 and difference.max() <= 16  # IDCTs differ by a level or two
+
+
+def test_device_decode_without_torchvision_is_a_clear_error(jpeg_set):
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match="needs torchvision"):
+            Loader(jpeg_set, batch_size=8, shuffle=True, decode="device")
+    else:
+        pytest.skip("torchvision is installed")

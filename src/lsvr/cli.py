@@ -219,7 +219,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         bench_train(model=args.model, batch=args.batch or 32, steps=args.steps, workers=args.workers,
                     device_name=args.device, precision=args.precision, compile_=args.compile, folder=args.dir,
-                    as_json=args.json, images=args.images, encoding=args.bench_encoding)  # fmt: skip
+                    as_json=args.json, images=args.images, encoding=args.bench_encoding,
+                    decode=args.decode)  # fmt: skip
     elif args.what == "dist":
         from lsvr.bench.dist import bench_dist
 
@@ -336,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train: torch.compile mode (reduce-overhead adds CUDA graphs)")  # fmt: skip
     p.add_argument("--encoding", dest="bench_encoding", choices=("raw", "jpeg"), default="raw",
                    help="train: the prepared set's encoding (jpeg: decoded by the loader's threads)")  # fmt: skip
+    p.add_argument("--decode", choices=("host", "device"), default="host",
+                   help="train, jpeg: decode in the loader threads or on the GPU (torchvision)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
     p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")

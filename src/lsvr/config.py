@@ -45,6 +45,7 @@ class DataConfig:
     flip: bool = _f(True, "random horizontal mirror during training (the paper: p=0.5)")
     normalize: str = _f("mean_image", "mean_image (the paper: subtract the mean image) or channel (mean/std)")
     workers: int = _f(2, "background threads that read batches")
+    decode: str = _f("host", "JPEG sets: decode in the reading threads (host) or on the GPU (device: torchvision)")
     prefetch: int = _f(2, "batches read ahead of the training step")
 
 
@@ -126,6 +127,7 @@ class Config:
         _choice("train.precision", self.train.precision, ("fp32", "bf16", "fp16"))
         _choice("train.device", self.train.device, ("auto", "cpu", "cuda"))
         _choice("train.compile", self.train.compile, COMPILE_MODES)
+        _choice("data.decode", self.data.decode, ("host", "device"))
         _choice("data.normalize", self.data.normalize, ("mean_image", "channel"))
         _choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
         _choice("parallel.mode", self.parallel.mode, ("ddp", "average"))

@@ -3,7 +3,8 @@ torchvision-style data path, for the same model and batch, in one run.
 
 - model_only: the step on one batch resident on the device (what the hardware allows);
 - end_to_end: lsvr's Loader (reading the prepared set from disk every epoch, crops cut in
-  its threads) + Augment (mirror, mean subtraction, on the device) + the step;
+  its threads, or with --decode device, JPEGs decoded and cut on the GPU) + Augment (mirror,
+  mean subtraction, on the device) + the step;
 - baseline: torch's DataLoader over a per-sample Dataset that decodes the original JPEG
   with PIL, RandomResizedCrop + flip, to a float tensor normalised per channel.
 The paper's unit is seconds per 20 iterations of 256 images: `seconds_per_5120_images`.
@@ -65,7 +66,7 @@ def _timed(device: torch.device, run) -> tuple[int, float]:
 
 def bench_train(*, model: str, batch: int, steps: int, workers: int | None, device_name: str, precision: str,
                 compile_: str, folder: str | None, as_json: bool, images: int = 2000,
-                encoding: str = "raw") -> dict:  # fmt: skip
+                encoding: str = "raw", decode: str = "host") -> dict:  # fmt: skip
     device = pick_device(device_name)
     workers = workers or os.cpu_count() or 1
     crop = model_spec(model).default_crop
@@ -87,7 +88,7 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
     augment = Augment(mean_image=data.mean_image, channel_mean=data.channel_mean, channel_std=data.channel_std,
                       crop=crop, channels_last=True, device=device)  # fmt: skip
     loader = Loader(data, batch_size=batch, shuffle=True, seed=0, workers=workers, prefetch=2 * workers,
-                    device=device, crop=crop)  # fmt: skip
+                    device=device, crop=crop, decode=decode)  # fmt: skip
 
     def end_to_end() -> int:
         done, epoch = 0, 0
@@ -132,6 +133,7 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
             "crop": crop,
             "precision": precision,
             "encoding": encoding,
+            "decode": decode,
             "device": str(device),
             "compile": compile_,
             "channels_last": True,

@@ -19,6 +19,13 @@ def crop_offsets(keys, size: int, crop: int, flip: bool = True):
     return keys % span, (keys // 65536) % span, ((keys // 2**32) % 2 == 1) & flip
 
 
+def crop_windows(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: int) -> torch.Tensor:
+    """The crop x crop window at (top, left) of each (B, H, W, C) image, in one gather."""
+    span = torch.arange(crop, device=images.device)
+    rows, cols = (top[:, None] + span)[:, :, None], (left[:, None] + span)[:, None, :]
+    return images[torch.arange(len(images), device=images.device)[:, None, None], rows, cols]
+
+
 def mirror_images(images: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     """Mirror (B, H, W, C) images left-right where `where` is True, in place. On CPU a loop
     of flips (about 10x a uint8 gather or torch.where); on a GPU one batched select."""

@@ -104,6 +104,16 @@ class PreparedDataset:
         data = self.blob[self.offsets[i] : self.offsets[i + 1]]
         return simplejpeg.decode_jpeg(data, colorspace=self._colorspace, buffer=out)
 
+    def encoded(self, indices: np.ndarray) -> list:
+        """The compressed bytes of the (JPEG) images at indices: 1-D uint8 torch tensors,
+        views of one copy out of the memory map (for data.decode=device)."""
+        import torch  # here alone: reading and describing a set needs no torch
+
+        indices = np.asarray(indices)
+        starts, ends = self.offsets[indices].tolist(), self.offsets[indices + 1].tolist()
+        data = np.concatenate([self.blob[start:end] for start, end in zip(starts, ends, strict=True)])
+        return list(torch.from_numpy(data).split([end - start for start, end in zip(starts, ends, strict=True)]))
+
     def read_crops(self, indices: np.ndarray, top: np.ndarray, left: np.ndarray, crop: int,
                    out: np.ndarray) -> np.ndarray:  # fmt: skip
         """The crop x crop windows at (top, left) of the images at indices, into out

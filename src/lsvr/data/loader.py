@@ -21,6 +21,7 @@ import torch
 
 from lsvr.data.augment import crop_offsets
 from lsvr.data.dataset import PreparedDataset
+from lsvr.data.device_decode import Decoder, DeviceDecode
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -89,6 +90,8 @@ class Loader:
     (training); otherwise the given order, every image exactly once (evaluation).
     crop: cut each image's random crop x crop window in the reading threads, with the draws
     Augment.train(cropped=True) expects (it mirrors them): less to copy and to move.
+    decode: "host" (images decoded in the reading threads) or "device" (JPEG sets: the
+    threads gather compressed bytes, the device decodes and crops them; see device_decode).
     """
 
     def __init__(
@@ -105,6 +108,8 @@ class Loader:
         prefetch: int = 2,
         device: torch.device | str = "cpu",
         crop: int | None = None,
+        decode: str = "host",
+        decoder: Decoder | None = None,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size  # per rank
@@ -119,6 +124,7 @@ class Loader:
         self._pool = BufferPool(prefetch + workers + 2, pinned=self.device.type == "cuda")
         self.image_shape = dataset.shape if crop is None else (crop, crop, dataset.shape[2])
         self._labels = torch.from_numpy(dataset.labels)
+        self._device_decode = DeviceDecode(dataset, self.device, decoder) if decode == "device" else None
 
     def __len__(self) -> int:
         """Steps in an epoch."""
@@ -151,6 +157,8 @@ class Loader:
         rows = order[where]
         keys = sample_keys(self.seed, epoch, np.arange(where.start, where.stop))
         labels = self._labels[torch.from_numpy(rows)]
+        if self._device_decode is not None:
+            return self._device_decode.read(rows, keys, labels, self.crop)
         cuda = self.device.type == "cuda"
         images = self._pool.get((len(rows), *self.image_shape))
         if self.crop is None:
@@ -181,7 +189,15 @@ class Loader:
                     pending.append((nxt, pool.submit(self._read, order, epoch, nxt)))
                 yield self._to_device(future.result(), step, stream)
 
-    def _to_device(self, host: tuple[torch.Tensor, ...], step: int, stream) -> Batch:
+    def _to_device(self, host: tuple, step: int, stream) -> Batch:
+        if self._device_decode is not None:  # decoded on the device by a reading thread
+            *moved, ready = host
+            if ready is not None:
+                current = torch.cuda.current_stream(self.device)
+                current.wait_event(ready)
+                for t in moved:
+                    t.record_stream(current)
+            return Batch(*moved, step=step)
         if stream is None:
             return Batch(*host, step=step, pool=self._pool)
         # Copy from pinned memory on a side stream; the compute stream waits for it, not the host.

@@ -113,7 +113,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
 
     per_rank = cfg.train.global_batch // env.world
-    common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": device}
+    common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": device,
+              "decode": cfg.data.decode}  # fmt: skip
     loader = Loader(
         ds, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
         prefetch=cfg.data.prefetch, crop=inputs.crop, **common,
