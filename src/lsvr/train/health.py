@@ -28,7 +28,8 @@ class Health:
         if self.check_grads:
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
             finite &= torch.isfinite(grad_norm)
-        flags = torch.stack([(~finite).float(), torch.tensor(float(asked), device=loss.device)])
+        # torch.full, not torch.tensor: a fill kernel, where a copy from the host would wait for the stream
+        flags = torch.stack([(~finite).float(), torch.full((), float(asked), device=loss.device)])
         flags = parallel.all_sum(flags, self.env)
         event = None
         if flags.is_cuda:  # copied to the host behind the step, without waiting for it
