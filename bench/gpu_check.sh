@@ -20,7 +20,7 @@ limited() {  # LIMIT COMMAND...: run it for at most LIMIT seconds and what is le
   local left=$((END - SECONDS)) limit=$1
   ((left < limit)) && limit=$left
   if ((limit < 20)); then echo "skipped (budget spent): ${*:2}" >> "$OUT/skipped.txt"; return 124; fi
-  timeout "$limit" "${@:2}"
+  timeout -k 10 "$limit" "${@:2}"  # -k: lsvr train answers SIGTERM by finishing its step and saving
 }
 lsvr() { limited "$1" python3 -m lsvr "${@:2}"; }
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1

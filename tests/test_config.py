@@ -36,11 +36,18 @@ def test_contract_keys_exist():
         ("train.precision=fp8", "train.precision must be one of"),
         ("checkpoint.keep=1", "checkpoint.keep must be >= 2"),
         ("optim.lr", "expected section.key=value"),
+        ("train.compile=fast", "train.compile must be one of"),
     ],
 )
 def test_bad_overrides_name_the_problem(override, message):
     with pytest.raises(InputError, match=message):
         load_config(None, [override])
+
+
+def test_cuda_graphs_refuse_gradient_accumulation():
+    with pytest.raises(InputError, match="CUDA graphs"):
+        load_config(None, ["train.compile=reduce-overhead", "train.accumulate=2"])
+    assert load_config(None, ["train.compile=max-autotune-no-cudagraphs", "train.accumulate=2"]).train.accumulate == 2
 
 
 def test_ints_widen_to_floats_but_bools_are_not_ints():

@@ -184,6 +184,10 @@ def test_health_flags_are_read_one_step_late_and_all_before_a_save():
     assert health.settle(keep=1) == (2, False)  # step 2 is found once step 3 is queued
     assert health.settle() == (3, True)  # before a save: everything
     assert health.settle() == (None, False)
+    assert health.weights_finite([weight])
+    with torch.no_grad():
+        weight[1] = float("inf")  # an update that overflowed
+    assert not health.weights_finite([weight])
 
 
 def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(data, tmp_path, capsys):

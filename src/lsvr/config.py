@@ -17,7 +17,8 @@ import yaml
 
 from lsvr.errors import InputError
 
-COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead")  # torch.compile's modes
+COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead")
+CUDA_GRAPH_MODES = ("max-autotune", "reduce-overhead")  # torch.compile's modes that add CUDA graphs
 KILL_POINTS = ("mid-write", "before-fsync", "before-rename", "before-latest", "during-prune")
 
 
@@ -63,7 +64,9 @@ class TrainConfig:
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
     channels_last: bool = _f(False, "run the model in channels_last memory format")
     compile: str = _f(
-        "none", "torch.compile the training model: none, default, max-autotune, or reduce-overhead (adds CUDA graphs)"
+        "none",
+        "torch.compile the training model: none, default, max-autotune-no-cudagraphs; with CUDA graphs:"
+        " reduce-overhead, max-autotune (not with train.accumulate > 1)",
     )
     log_every: int = _f(50, "steps between metrics.jsonl lines")
     progress: bool = _f(True, "show a progress bar on stderr")
@@ -157,6 +160,10 @@ class Config:
             raise InputError(f"config: optim.lr must be > 0, got {self.optim.lr}")
         if self.train.global_batch % self.train.accumulate:
             raise InputError("config: train.global_batch must divide by train.accumulate")
+        if self.train.accumulate > 1 and self.train.compile in CUDA_GRAPH_MODES:
+            # each micro-batch's graph replay would overwrite the gradients the last one left
+            raise InputError(f"config: train.compile={self.train.compile} (CUDA graphs) cannot accumulate"
+                             " gradients; use max-autotune-no-cudagraphs or train.accumulate=1")  # fmt: skip
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

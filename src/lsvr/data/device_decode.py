@@ -11,8 +11,7 @@ tensors on the device, so that any decoder can stand in for nvJPEG (tests use li
 
 from __future__ import annotations
 
-import contextlib
-import threading
+import collections
 from collections.abc import Callable
 
 import numpy as np
@@ -41,33 +40,45 @@ def nvjpeg_decoder(device: torch.device, channels: int) -> Decoder:
 
 class DeviceDecode:
     """One rank's batch read as compressed bytes and decoded (and cropped) on the device,
-    from the reading threads; on CUDA each thread works on its own stream, and the batch
-    comes with the event that marks it ready."""
+    from the reading threads; on CUDA each read takes a stream of its own from a pool, and
+    the batch comes with the event that marks it ready."""
 
     def __init__(self, dataset: PreparedDataset, device: torch.device, decoder: Decoder | None = None) -> None:
         if dataset.encoding != "jpeg":
             raise InputError(f"{dataset.path}: data.decode=device needs a JPEG-encoded set, not {dataset.encoding}")
         self.dataset, self.device = dataset, device
         self.decoder = decoder or nvjpeg_decoder(device, dataset.shape[2])
-        self._streams = threading.local()
+        self._streams: collections.deque = collections.deque()  # kept across epochs' threads
 
     def read(self, rows: np.ndarray, keys: np.ndarray, labels: torch.Tensor, crop: int | None):
         """(images (B, H, W, C) or (B, crop, crop, C), labels, keys, ready event or None), all on the device."""
         data = self.dataset.encoded(rows)
-        cuda = self.device.type == "cuda"
-        if cuda and getattr(self._streams, "stream", None) is None:
-            self._streams.stream = torch.cuda.Stream(self.device)
-        with torch.cuda.stream(self._streams.stream) if cuda else contextlib.nullcontext():
-            images = torch.stack(self.decoder(data)).permute(0, 2, 3, 1)  # (B, H, W, C), a view
-            keys_ = torch.from_numpy(keys).to(self.device, non_blocking=True)
-            if crop is not None:
-                top, left, _ = crop_offsets(keys_, self.dataset.shape[0], crop)
-                images = crop_windows(images, top, left, crop)
-            else:
-                images = images.contiguous()
-            labels = labels.to(self.device, non_blocking=True)
-            ready = None
-            if cuda:
-                ready = torch.cuda.Event()
-                ready.record()
+        if self.device.type != "cuda":
+            return self._read(data, keys, labels, crop)
+        try:
+            stream = self._streams.popleft()  # deque operations are atomic: threads share it
+        except IndexError:
+            stream = torch.cuda.Stream(self.device)
+        try:
+            with torch.cuda.stream(stream):
+                # nvJPEG writes on torchvision's own stream into memory allocated on this one:
+                # the last batch's work here must be done before that memory is handed out again
+                stream.synchronize()
+                return self._read(data, keys, labels, crop)
+        finally:
+            self._streams.append(stream)
+
+    def _read(self, data: list[torch.Tensor], keys: np.ndarray, labels: torch.Tensor, crop: int | None):
+        images = torch.stack(self.decoder(data)).permute(0, 2, 3, 1)  # (B, H, W, C), a view
+        keys_ = torch.from_numpy(keys).to(self.device, non_blocking=True)
+        if crop is not None:
+            top, left, _ = crop_offsets(keys_, self.dataset.shape[0], crop)
+            images = crop_windows(images, top, left, crop)
+        else:
+            images = images.contiguous()
+        labels = labels.to(self.device, non_blocking=True)
+        ready = None
+        if self.device.type == "cuda":
+            ready = torch.cuda.Event()
+            ready.record()
         return images, labels, keys_, ready

@@ -168,6 +168,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
 
     def save(position: dict[str, int], metrics: dict | None) -> None:
         nonlocal best_top1
+        if not health.weights_finite(params):
+            raise NonFiniteLossError(f"non-finite weights after step {step}; the last checkpoint is kept")
         top1 = metrics["top1"] if metrics else None
         if top1 is not None and (best_top1 is None or top1 > best_top1):
             best_top1 = top1

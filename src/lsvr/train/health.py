@@ -54,3 +54,9 @@ class Health:
                 bad = step
             stop = stop or asked > 0
         return bad, stop
+
+    def weights_finite(self, params: list) -> bool:
+        """Whether the weights are finite on every rank: an update can overflow even where the
+        loss and gradient were finite, so this runs before each save (a sync, not a step's)."""
+        finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
+        return parallel.all_sum((~finite).float(), self.env).item() == 0
