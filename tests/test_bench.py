@@ -31,9 +31,10 @@ def test_bench_dist_times_world_1_and_2(capsys):
 
 
 def test_bench_train_reports_the_three_pipelines(tmp_path, capsys):
-    assert cli("bench", "train", "--model", "alexnet_small", "--batch", "8", "--steps", "2", "--images", "24",
-               "--workers", "1", "--dir", tmp_path, "--json") == 0  # fmt: skip
+    assert cli("bench", "train", "--model", "alexnet_small", "--batch", "8", "--steps", "2", "--rounds", "2",
+               "--images", "24", "--workers", "1", "--dir", tmp_path, "--json") == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     assert set(result["images_per_sec"]) == {"model_only", "end_to_end", "baseline"}
     assert all(v > 0 for v in result["seconds_per_5120_images"].values())
     assert result["end_to_end_over_model_only"] > 0 and result["peak_memory_mb"] > 0
+    assert all(len(values) == 2 for values in result["rounds"].values())

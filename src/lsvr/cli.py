@@ -213,14 +213,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from lsvr.bench.loader import bench_loader
 
         bench_loader(images=args.images, batch=args.batch or 128, workers=args.workers, epochs=args.epochs,
-                     rounds=args.rounds, folder=args.dir, as_json=args.json)  # fmt: skip
+                     rounds=args.rounds or 5, folder=args.dir, as_json=args.json)  # fmt: skip
     elif args.what == "train":
         from lsvr.bench.train import bench_train
 
         bench_train(model=args.model, batch=args.batch or 32, steps=args.steps, workers=args.workers,
                     device_name=args.device, precision=args.precision, compile_=args.compile, folder=args.dir,
                     as_json=args.json, images=args.images, encoding=args.bench_encoding,
-                    decode=args.decode)  # fmt: skip
+                    decode=args.decode, rounds=args.rounds or 3)  # fmt: skip
     elif args.what == "dist":
         from lsvr.bench.dist import bench_dist
 
@@ -228,7 +228,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         from lsvr.bench.prepare import bench_prepare
 
-        bench_prepare(images=args.images, workers=args.workers, rounds=args.rounds, folder=args.dir, as_json=args.json)
+        rounds = args.rounds or 5
+        bench_prepare(images=args.images, workers=args.workers, rounds=rounds, folder=args.dir, as_json=args.json)
     return 0
 
 
@@ -340,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", choices=("host", "device"), default="host",
                    help="train, jpeg: decode in the loader threads or on the GPU (torchvision)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
+    p.add_argument("--rounds", type=int, help="interleaved rounds, the median reported (train: 3, others: 5)")
     p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")
     p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")
     p.add_argument("--json", action="store_true")

@@ -8,6 +8,7 @@ torchvision-style data path, for the same model and batch, in one run.
 - baseline: torch's DataLoader over a per-sample Dataset that decodes the original JPEG
   with PIL, RandomResizedCrop + flip, to a float tensor normalised per channel.
 The paper's unit is seconds per 20 iterations of 256 images: `seconds_per_5120_images`.
+Each pipeline runs `steps` steps in each of `rounds` interleaved rounds; medians are reported.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import resource
 import time
+from statistics import median
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +68,7 @@ def _timed(device: torch.device, run) -> tuple[int, float]:
 
 def bench_train(*, model: str, batch: int, steps: int, workers: int | None, device_name: str, precision: str,
                 compile_: str, folder: str | None, as_json: bool, images: int = 2000,
-                encoding: str = "raw", decode: str = "host") -> dict:  # fmt: skip
+                encoding: str = "raw", decode: str = "host", rounds: int = 3) -> dict:  # fmt: skip
     device = pick_device(device_name)
     workers = workers or os.cpu_count() or 1
     crop = model_spec(model).default_crop
@@ -119,9 +121,17 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
                     break
         return steps * batch
 
-    rows = {name: _timed(device, run) for name, run in
-            (("model_only", model_only), ("end_to_end", end_to_end), ("baseline", baseline))}  # fmt: skip
-    per_sec = {name: images / seconds for name, (images, seconds) in rows.items()}
+    pipelines = {"model_only": model_only, "end_to_end": end_to_end, "baseline": baseline}
+    rounds_of: dict[str, list[float]] = {name: [] for name in pipelines}
+    for _ in range(rounds):  # interleaved, so a noisy minute on a shared machine hits every pipeline
+        for name, run in pipelines.items():
+            images, seconds = _timed(device, run)
+            rounds_of[name].append(images / seconds)
+    per_sec = {name: median(values) for name, values in rounds_of.items()}
+
+    def ratio(a: str, b: str) -> float:  # the median of the rounds' ratios: each round's pair ran side by side
+        return round(median(x / y for x, y in zip(rounds_of[a], rounds_of[b], strict=True)), 3)
+
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
     result = {
@@ -130,6 +140,7 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
             "model": model,
             "batch": batch,
             "steps": steps,
+            "rounds": rounds,
             "crop": crop,
             "precision": precision,
             "encoding": encoding,
@@ -143,8 +154,9 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         "environment": {**environment(workers), "device_name": _device_name(device)},
         "images_per_sec": {name: round(v, 1) for name, v in per_sec.items()},
         "seconds_per_5120_images": {name: round(5120 / v, 2) for name, v in per_sec.items()},
-        "end_to_end_over_model_only": round(per_sec["end_to_end"] / per_sec["model_only"], 3),
-        "end_to_end_over_baseline": round(per_sec["end_to_end"] / per_sec["baseline"], 3),
+        "end_to_end_over_model_only": ratio("end_to_end", "model_only"),
+        "end_to_end_over_baseline": ratio("end_to_end", "baseline"),
+        "rounds": {name: [round(v, 1) for v in values] for name, values in rounds_of.items()},
         "peak_memory_mb": round(peak, 1),
         "peak_memory_of": "device (max allocated)" if device.type == "cuda" else "process (max RSS)",
     }
