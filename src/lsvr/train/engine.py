@@ -58,7 +58,9 @@ def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "
     env = parallel.setup(cfg)
     try:
         with Preemption() as preemption:
-            return _run(cfg, inputs, env, out=out, command=command, on_step=on_step, preemption=preemption)
+            summary = _run(cfg, inputs, env, out=out, command=command, on_step=on_step, preemption=preemption)
+        parallel.barrier(env)  # every rank done (rank 0's last save included) before the group goes
+        return summary
     except RuntimeError as exc:
         if env.world > 1 and parallel.peer_failure(exc):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -81,6 +81,12 @@ def _store(rank: int, world: int, timeout: datetime.timedelta) -> dist.Store:
     return dist.PrefixStore(f"lsvr/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
+def barrier(env: Distributed) -> None:
+    """Wait for every rank."""
+    if env.world > 1:
+        dist.barrier(device_ids=[env.device.index] if env.device.type == "cuda" else None)
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -138,8 +144,3 @@ def average_replicas(model: nn.Module, optimizer: torch.optim.Optimizer, env: Di
     for t in tensors:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t.div_(env.world)
-
-
-def barrier(env: Distributed) -> None:
-    if env.world > 1:
-        dist.barrier()
