@@ -70,6 +70,8 @@ class Augment:
         """cropped: the loader already cut the images; the mirror and normalisation are left."""
         if cropped and images.device.type == "cpu" and self.normalize == "mean_image":
             return self._finish(self._subtract_mean_cpu(mirror_images(images, mirror_).float(), top, left, mirror_))
+        if cropped and self.normalize != "mean_image":  # no source positions needed
+            return self._finish((mirror_images(images, mirror_).float() - self.channel_mean) * self.channel_inv_std)
         rows = top[:, None] + self.arange  # (B, crop)
         cols = torch.where(mirror_[:, None], left[:, None] + self.crop - 1 - self.arange, left[:, None] + self.arange)
         if cropped:

@@ -110,9 +110,8 @@ class PreparedDataset:
         import torch  # here alone: reading and describing a set needs no torch
 
         indices = np.asarray(indices)
-        starts, ends = self.offsets[indices].tolist(), self.offsets[indices + 1].tolist()
-        data = np.concatenate([self.blob[start:end] for start, end in zip(starts, ends, strict=True)])
-        return list(torch.from_numpy(data).split([end - start for start, end in zip(starts, ends, strict=True)]))
+        parts = [self.blob[self.offsets[i] : self.offsets[i + 1]] for i in indices.tolist()]
+        return list(torch.from_numpy(np.concatenate(parts)).split([len(part) for part in parts]))
 
     def read_crops(self, indices: np.ndarray, top: np.ndarray, left: np.ndarray, crop: int,
                    out: np.ndarray) -> np.ndarray:  # fmt: skip
@@ -128,11 +127,8 @@ class PreparedDataset:
         image = getattr(self._scratch, "buffer", None)
         if image is None:
             image = self._scratch.buffer = np.empty(self.shape, np.uint8)
-        starts, ends = self.offsets[indices].tolist(), self.offsets[indices + 1].tolist()
-        for j, (start, end, t, lft) in enumerate(zip(starts, ends, tops, lefts, strict=True)):
-            data = self.blob[start:end]
-            simplejpeg.decode_jpeg(data, colorspace=self._colorspace, buffer=image)
-            out[j] = image[t : t + crop, lft : lft + crop]
+        for j, (i, t, lft) in enumerate(zip(indices.tolist(), tops, lefts, strict=True)):
+            out[j] = self._decode(i, image)[t : t + crop, lft : lft + crop]
         return out
 
     def verify(self) -> list[str]:
