@@ -29,7 +29,8 @@ def _read_names(path: str | None) -> list[str] | None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from lsvr.data.dataset import PreparedDataset
-    from lsvr.data.prepare import prepare
+    from lsvr.data.output import check_apart, check_location
+    from lsvr.data.prepare import WriteError, prepare
     from lsvr.data.sources import idx_splits, open_source
 
     source_path, out = Path(args.source), Path(args.out)
@@ -42,6 +43,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     devkit_meta = Path(args.devkit_meta) if args.devkit_meta else None
     if not source_path.exists():
         raise InputError(f"{source_path}: no such file or directory")
+    # before reading the source: an OUT that is the source or above it, or that cannot be
+    # written, is refused at once (an OUT inside a class-folder tree is refused by prepare())
+    check_apart(source_path, out, inside_ok=True)
+    check_location(out)
     splits = [args.split]
     if args.split is None and source_path.is_dir() and len(idx_splits(source_path)) > 1:
         splits = list(idx_splits(source_path))  # a folder of idx files: one output per split
@@ -49,11 +54,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for split in splits:
         target = out / split if len(splits) > 1 else out
         source = open_source(source_path, split=split, classes=classes, labels=labels, devkit_meta=devkit_meta)
-        meta = prepare(
-            source, target, size=args.size, resize_policy=args.resize, encoding=args.encoding,
-            channels=args.channels, quality=args.quality, workers=args.workers, max_rejects=args.max_rejects,
-            overwrite=args.overwrite, progress=not args.no_progress, command=command,
-        )  # fmt: skip
+        try:
+            meta = prepare(
+                source, target, size=args.size, resize_policy=args.resize, encoding=args.encoding,
+                channels=args.channels, quality=args.quality, workers=args.workers, max_rejects=args.max_rejects,
+                overwrite=args.overwrite, progress=not args.no_progress, command=command,
+            )  # fmt: skip
+        except WriteError as exc:
+            print(f"lsvr prepare: stopped: {exc}", file=sys.stderr)
+            return 1
         rejected = meta["num_rejected"]
         kinds = ", ".join(f"{count} {kind}" for kind, count in meta.get("rejected_by_kind", {}).items())
         note = f", {rejected} rejected: {kinds} (see {target / 'rejects.tsv'})" if rejected else ""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsvr.data.output import META_KEYS, PLAN_KEYS, lsvr_record, not_lsvr_reason
 from lsvr.errors import InputError
 
 HEADER_BYTES = 128  # the .npy header of images.npy, fixed so it can be rewritten in place
@@ -62,7 +63,11 @@ class Build:
         build = cls(partial, plan, image_shape)
         plan_path = partial / "plan.json"
         if partial.exists():
-            found = json.loads(plan_path.read_text()) if plan_path.is_file() else None
+            reason = not_lsvr_reason(partial, partial=True)
+            if reason:  # a user's folder that happens to be named OUT.partial is never deleted
+                raise InputError(f"{partial}: {reason}; lsvr never deletes it: move it away or choose another OUT")
+            finished = lsvr_record(partial / "meta.json", *META_KEYS)  # killed between its meta.json and the rename
+            found = lsvr_record(plan_path, *PLAN_KEYS) or (finished["plan"] if finished else None)
             if found == plan:
                 build._load_state()
                 return build
@@ -71,8 +76,10 @@ class Build:
                     f"{partial}: an unfinished prepare with other options or input (pass --overwrite to discard it)"
                 )
             shutil.rmtree(partial)
-        (partial / "shards").mkdir(parents=True)
+        # plan.json first: a folder killed before it is in place holds nothing converted yet
+        partial.mkdir(parents=True)
         write_atomic(plan_path, json.dumps(plan, indent=1).encode())
+        (partial / "shards").mkdir()
         return build
 
     def _load_state(self) -> None:
@@ -108,18 +115,24 @@ class Build:
         sizes = [len(p) for p in payloads] if self.encoding == "jpeg" else []
         record = {"kept": kept, "sizes": sizes, "rejects": rejects}
         write_atomic(self.path / "shards" / f"{shard:06d}.json", json.dumps(record).encode())
-        self.done, self.rows, self.nbytes = shard + 1, self.rows + len(kept), self.nbytes + len(data)
-        if self.encoding == "jpeg":
-            self.digest.update(data)
-        self.rejected += len(rejects)
-        self.pixel_sum = self.pixel_sum + pixel_sum
-        self.moments = self.moments + moments
+        # the in-memory counts change only once state.npz says so: a failed write leaves them as on disk
+        done, rows, nbytes, rejected = (
+            shard + 1,
+            self.rows + len(kept),
+            self.nbytes + len(data),
+            self.rejected + len(rejects),
+        )
+        pixel_sum, moments = self.pixel_sum + pixel_sum, self.moments + moments
         tmp = self.path / "state.tmp.npz"
-        counts = np.array([self.done, self.rows, self.nbytes, self.rejected], np.int64)
-        np.savez(tmp, counts=counts, pixel_sum=self.pixel_sum, moments=self.moments)
+        counts = np.array([done, rows, nbytes, rejected], np.int64)
+        np.savez(tmp, counts=counts, pixel_sum=pixel_sum, moments=moments)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, self.path / "state.npz")
+        self.done, self.rows, self.nbytes, self.rejected = done, rows, nbytes, rejected
+        self.pixel_sum, self.moments = pixel_sum, moments
+        if self.encoding == "jpeg":
+            self.digest.update(data)
 
     def records(self) -> tuple[list[int], list[int], list[tuple[int, str, str]]]:
         """Every committed shard's kept items, JPEG sizes and rejects, in order."""

@@ -30,6 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lsvr import __version__
+from lsvr.data import output
 from lsvr.data.build import Build
 from lsvr.data.dataset import FORMAT_VERSION, file_sha256
 from lsvr.data.sources import DecodeError, IdxSource, Source
@@ -38,6 +39,11 @@ from lsvr.errors import InputError
 RESIZE_POLICIES = ("squash", "center", "pad")
 OUTPUT_FILES = ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv")
 SHARD = 512  # items per commit: what a kill can lose, and the unit of work ahead
+
+
+class WriteError(Exception):
+    """OUT.partial could not be written (a full disk, an I/O error): the shards committed are
+    kept, and the same command continues from them."""
 
 
 def resize(pixels: np.ndarray, size: int, policy: str) -> np.ndarray:
@@ -217,40 +223,57 @@ def prepare(
         "fingerprint": _fingerprint(source), "size": size, "resize": resize_policy, "channels": channels,
         "encoding": encoding, "jpeg_quality": quality if encoding == "jpeg" else None,
     }  # fmt: skip
-    if (out / "meta.json").is_file() and not overwrite:
-        done = json.loads((out / "meta.json").read_text())
-        if done.get("plan") == plan:
+    output.check_apart(source.root, out)
+    output.check_location(out)
+    held = output.lock(out)  # a second prepare into OUT is refused, naming this one
+    try:
+        return _build(source, out, plan, workers=workers or os.cpu_count() or 1, max_rejects=max_rejects,
+                      overwrite=overwrite, progress=progress, command=command)  # fmt: skip
+    finally:
+        held.release()
+
+
+def _build(source: Source, out: Path, plan: dict, *, workers: int, max_rejects: float, overwrite: bool,
+           progress: bool, command: str) -> dict:  # fmt: skip
+    """prepare() with OUT locked: continue or start OUT.partial, fill it, rename it to OUT."""
+    done = output.lsvr_record(out / "meta.json", *output.META_KEYS)
+    if done is not None and not overwrite:
+        if done["plan"] == plan:
             print(f"{out}: already prepared by the same command", file=sys.stderr)
             return done
         raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: already exists and is not empty (pass --overwrite to replace it)")
-    partial = out.with_name(out.name + ".partial")
-    if _finished_plan(partial) == plan:  # killed between its meta.json and the rename
-        meta = json.loads((partial / "meta.json").read_text())
-    else:
-        build = Build.open(partial, plan, (size, size, channels), discard=overwrite)
-        convert = Converter(source, size=size, resize_policy=resize_policy, channels=channels, encoding=encoding,
-                            quality=quality)  # fmt: skip
-        n = len(source)
-        if build.done:
-            print(f"{partial}: continuing from image {min(n, build.done * SHARD)} of {n}", file=sys.stderr)
-        _check_disk(partial.parent, convert, n - min(n, build.done * SHARD), n)
-        started = time.time()
-        _convert_all(build, convert, -(-n // SHARD), workers or os.cpu_count() or 1, max_rejects, progress)
-        meta = _finish(build, source, plan, command, time.time() - started)
-    Build.clean(partial)
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
-    return meta
-
-
-def _finished_plan(partial: Path) -> dict | None:
+    output.check_replaceable(out)  # with or without --overwrite: only lsvr's own output is replaced
+    partial, build, n = output.partial_path(out), None, len(source)
     try:
-        return json.loads((partial / "meta.json").read_text()).get("plan")
-    except (OSError, ValueError):
-        return None
+        finished = output.lsvr_record(partial / "meta.json", *output.META_KEYS)
+        if finished is not None and finished["plan"] == plan:  # killed between its meta.json and the rename
+            meta = finished
+        else:
+            fresh = not partial.exists()
+            shape = (plan["size"], plan["size"], plan["channels"])
+            build = Build.open(partial, plan, shape, discard=overwrite)
+            convert = Converter(source, size=plan["size"], resize_policy=plan["resize"], channels=plan["channels"],
+                                encoding=plan["encoding"], quality=plan["jpeg_quality"] or 90)  # fmt: skip
+            if build.done:
+                print(f"{partial}: continuing from image {min(n, build.done * SHARD)} of {n}", file=sys.stderr)
+            try:
+                _check_disk(partial.parent, convert, n - min(n, build.done * SHARD), n)
+            except InputError:
+                if fresh:  # refused before any work: leave nothing behind
+                    shutil.rmtree(partial)
+                raise
+            started = time.time()
+            _convert_all(build, convert, -(-n // SHARD), workers, max_rejects, progress)
+            meta = _finish(build, source, plan, command, time.time() - started)
+        Build.clean(partial)
+        output.replace(out, partial)
+    except OSError as exc:  # a full disk, an I/O error: the shards committed stay in OUT.partial
+        kept = min(n, build.done * SHARD) if build is not None else 0
+        raise WriteError(
+            f"{exc.filename or out}: {exc.strerror or exc}; {kept} of {n} images are committed in {partial}:"
+            " the same command continues from there once the disk has room"
+        ) from None
+    return meta
 
 
 def _convert_all(build: Build, convert: Converter, shards: int, workers: int, max_rejects: float,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,9 +240,17 @@ def _decode_pillow(data: bytes, min_side: int = 0) -> np.ndarray:
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DecodeError(f"decompression bomb: {exc}", "too-large") from None
+        raise DecodeError(f"decompression bomb: {_text(exc)}", "too-large") from None
+    except Image.UnidentifiedImageError:  # its message names the BytesIO by address: not reproducible
+        raise DecodeError("not a decodable image: no image format recognised", "not-an-image") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise DecodeError(f"not a decodable image: {exc}", "not-an-image") from None
+        raise DecodeError(f"not a decodable image: {_text(exc)}", "not-an-image") from None
+
+
+def _text(exc: BaseException) -> str:
+    """A library's error message without object addresses, so that two identical prepares
+    write identical rejects.tsv (docs/DATA_FORMAT.md)."""
+    return re.sub(r"<([\w.]+) object at 0x[0-9a-fA-F]+>", r"<\1>", str(exc))
 
 
 def _to_array(image: Image.Image) -> np.ndarray:

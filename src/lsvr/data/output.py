@@ -1,0 +1,127 @@
+"""Where `lsvr prepare` writes: OUT, built in OUT.partial beside it, with OUT locked for the
+whole run.
+
+Nothing a user owns is replaced or deleted. `--overwrite` replaces only what lsvr wrote: a
+prepared dataset (lsvr's meta.json, and no file lsvr does not write there) or an unfinished
+prepare (lsvr's plan.json or meta.json, or the first files of one killed before its plan was
+written). OUT may not be the source, inside it or above it: replacing OUT would delete the
+source, and an OUT inside a class-folder tree would become a class of the next prepare.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from lsvr.errors import InputError
+from lsvr.folders import FolderLock, check_writable
+
+DATASET_FILES = frozenset(
+    ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv", "meta.json")
+)
+# what data/build.py writes into OUT.partial besides the dataset's files
+BUILD_FILES = frozenset(("shards", "state.npz", "state.tmp.npz", "plan.json", "plan.json.tmp", "meta.json.tmp"))
+PARTIAL_FILES = DATASET_FILES | BUILD_FILES
+META_KEYS = ("format_version", "plan")  # of meta.json
+PLAN_KEYS = ("encoding",)  # of plan.json
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _replaced_path(out: Path) -> Path:
+    return out.with_name(f".{out.name}.replaced")
+
+
+def lsvr_record(path: Path, *keys: str) -> dict | None:
+    """The JSON object in `path` if it has the `keys` of the record lsvr writes there."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and all(key in record for key in keys) else None
+
+
+def not_lsvr_reason(folder: Path, *, partial: bool) -> str | None:
+    """None when `folder` is empty or lsvr wrote it (a prepared dataset, or with `partial` an
+    unfinished prepare); else why it is not, for the refusal."""
+    names = sorted(os.listdir(folder))
+    allowed = PARTIAL_FILES if partial else DATASET_FILES
+    stray = [name for name in names if name not in allowed]
+    if stray:
+        return f"it holds {stray[0]}, which lsvr does not write there"
+    if not names or lsvr_record(folder / "meta.json", *META_KEYS):
+        return None
+    if partial and lsvr_record(folder / "plan.json", *PLAN_KEYS):
+        return None
+    shards = folder / "shards"
+    if partial and set(names) <= {"plan.json.tmp", "shards"} and not (shards.is_dir() and any(shards.iterdir())):
+        return None  # killed before its plan.json was in place: nothing was converted yet
+    return "it has no meta.json written by lsvr" if not partial else "it has no plan.json or meta.json written by lsvr"
+
+
+def check_apart(source: Path, out: Path, *, inside_ok: bool = False) -> None:
+    """Refuse an OUT (or its OUT.partial) that is the source, inside it (unless `inside_ok`)
+    or above it, symlinks resolved."""
+    src = Path(source).resolve()
+    for path in (out, partial_path(out)):
+        dst = path.resolve()
+        if dst == src:
+            where = "is the source"
+        elif src.is_relative_to(dst):
+            where = f"holds the source {source}"
+        elif dst.is_relative_to(src) and not inside_ok:
+            where = f"is inside the source {source}"
+        else:
+            continue
+        raise InputError(f"{path}: {where}; the output must be a folder apart from the source, even with --overwrite")
+
+
+def check_location(out: Path) -> None:
+    """Refuse, before any work, an OUT that cannot be written, or that is not a folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    check_writable(out, what="prepare output")
+    if out.exists():  # OUT.partial and the lock are made beside it, and OUT is replaced by a rename
+        check_writable(partial_path(out), what="prepare output")
+
+
+def check_replaceable(out: Path) -> None:
+    """Refuse to write OUT when it, or OUT.partial, holds anything lsvr did not write: even
+    with --overwrite, only lsvr's own output is replaced."""
+    for path, partial in ((out, False), (partial_path(out), True)):
+        if path.exists() and not path.is_dir():
+            raise InputError(
+                f"{path}: exists and is not a folder; lsvr never replaces it: move it or choose another OUT"
+            )
+        reason = not_lsvr_reason(path, partial=partial) if path.is_dir() else None
+        if reason:
+            raise InputError(
+                f"{path}: {reason}; lsvr replaces only its own output, even with --overwrite:"
+                " move it away or choose another OUT"
+            )
+    replaced = _replaced_path(out)
+    if replaced.is_dir() and not_lsvr_reason(replaced, partial=False) is None:
+        shutil.rmtree(replaced)  # a dataset replaced by a run killed before deleting it
+
+
+def replace(out: Path, partial: Path) -> None:
+    """Rename the finished OUT.partial to OUT. An existing OUT (lsvr's, checked again here) is
+    first moved aside and deleted last, so a kill leaves either dataset whole, never half."""
+    old = _replaced_path(out)
+    if out.exists():
+        check_replaceable(out)
+        os.rename(out, old)
+    os.rename(partial, out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def lock(out: Path) -> FolderLock:
+    """OUT's lock, taken: a hidden `.OUT.lock` beside OUT (which may not exist yet, and is
+    replaced by a rename at the end), removed when released."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return FolderLock(out.parent / f".{out.name}.lock", folder=out, what="prepared dataset").acquire()
