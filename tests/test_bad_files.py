@@ -148,3 +148,13 @@ def test_a_file_without_read_permission_is_rejected_as_unreadable(tmp_path, monk
     with pytest.raises(DecodeError) as caught:
         decode_file(path)
     assert caught.value.kind == "unreadable" and "Permission denied" in str(caught.value)
+
+
+def test_two_identical_prepares_write_identical_rejects(bad_tree, tmp_path):
+    root, _, rejected = bad_tree
+    for out in ("one", "two"):
+        assert cli("prepare", root, tmp_path / out, "--size", "32", "--no-progress") == 0
+    first = (tmp_path / "one" / "rejects.tsv").read_bytes()
+    assert first == (tmp_path / "two" / "rejects.tsv").read_bytes()
+    assert b" object at 0x" not in first and first.count(b"\n") == 1 + len(rejected)
+    assert b"n01440764/noise.JPEG\tnot-an-image\tnot a decodable image: no image format recognised\n" in first

@@ -116,7 +116,7 @@ def test_a_disk_too_small_is_refused_before_any_work(tmp_path, capsys, monkeypat
         assert cli("prepare", src, tmp_path / encoding, "--encoding", encoding, "--no-progress") == 2
         err = capsys.readouterr().err
         assert "GiB free" in err and "needs about" in err
-        assert not (tmp_path / encoding).exists()
+        assert not (tmp_path / encoding).exists() and not (tmp_path / f"{encoding}.partial").exists()
 
 
 def test_folder_tree_gives_the_same_bytes_whatever_the_worker_count(tmp_path):

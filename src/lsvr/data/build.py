@@ -108,7 +108,10 @@ class Build:
         try:
             if self.encoding == "raw" and at == HEADER_BYTES:
                 os.pwrite(fd, npy_header((0, *self.shape)), 0)
-            os.pwrite(fd, data, at)
+            view = memoryview(data)
+            while view:  # a nearly full disk writes part and returns the count; the next write raises
+                written = os.pwrite(fd, view, at)
+                view, at = view[written:], at + written
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -269,9 +269,10 @@ def _build(source: Source, out: Path, plan: dict, *, workers: int, max_rejects: 
         output.replace(out, partial)
     except OSError as exc:  # a full disk, an I/O error: the shards committed stay in OUT.partial
         kept = min(n, build.done * SHARD) if build is not None else 0
+        where = f"kept in {partial}" if exc.filename else "kept there"
         raise WriteError(
-            f"{exc.filename or out}: {exc.strerror or exc}; {kept} of {n} images are committed in {partial}:"
-            " the same command continues from there once the disk has room"
+            f"{exc.filename or partial}: {exc.strerror or exc}; {kept} of {n} images are {where}, and the same"
+            " command continues from them once the disk has room"
         ) from None
     return meta
 
