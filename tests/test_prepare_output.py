@@ -4,6 +4,7 @@ work when OUT cannot be written."""
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,9 +99,11 @@ def test_a_second_prepare_into_the_same_out_is_refused_naming_the_first(tmp_path
         deadline = time.time() + 60
         while not (tmp_path / "out.partial" / "state.npz").exists() and time.time() < deadline:
             time.sleep(0.01)
-        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        first.send_signal(signal.SIGSTOP)  # paused mid-run, holding the lock, however fast the machine
         running = first.poll() is None
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     finally:
+        first.send_signal(signal.SIGCONT)
         _, first_err = first.communicate(timeout=300)
     assert running, "the first prepare ended before the second started: make it longer"
     assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1, second.stderr
@@ -157,3 +160,19 @@ def test_an_unwritable_out_is_refused_before_any_work(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{tmp_path / 'out'}: prepare output cannot be written" in err
     assert os.listdir(tmp_path) == []
+
+
+def test_build_open_never_deletes_a_folder_without_lsvr_plan(tmp_path):
+    from lsvr.data.build import Build
+    from lsvr.errors import InputError
+
+    partial = tmp_path / "x.partial"
+    partial.mkdir()
+    (partial / "photo.jpg").write_text("mine")
+    with pytest.raises(InputError, match=r"x.partial: it holds photo.jpg, which lsvr does not write there"):
+        Build.open(partial, {"encoding": "raw"}, (8, 8, 1), discard=True)
+    assert (partial / "photo.jpg").read_text() == "mine"
+    (partial / "photo.jpg").unlink()
+    (partial / "shards").mkdir()  # what a prepare killed before its plan.json was written leaves
+    assert Build.open(partial, {"encoding": "raw"}, (8, 8, 1), discard=False).done == 0
+    assert sorted(os.listdir(partial)) == ["plan.json", "shards"]
