@@ -51,3 +51,18 @@ def tiny_data(tmp_path_factory) -> Path:
     from tests.reliability_helpers import tiny_set
 
     return tiny_set(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def read_only_dir(tmp_path) -> Path:
+    """A folder on a read-only file system (a tmpfs mounted ro): tests run as root, where
+    chmod stops nothing."""
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from lsvr.config import COMPILE_MODES
 from lsvr.errors import InputError
+from lsvr.folders import check_writable
 
 
 def _read_names(path: str | None) -> list[str] | None:
@@ -205,7 +207,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from lsvr.plot import plot_run
 
-    print(plot_run(Path(args.run), Path(args.out) if args.out else None))
+    out = Path(args.out) if args.out else Path(args.run) / "plot.png"
+    check_writable(out, what="plot")
+    print(plot_run(Path(args.run), out))
     return 0
 
 
@@ -218,6 +222,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from lsvr.bench.checks import check_bench_args
+
+    check_bench_args(args)
     if args.what == "loader":
         from lsvr.bench.loader import bench_loader
 
@@ -248,6 +255,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from lsvr.export import export
     from lsvr.inference import load_model
 
+    check_writable(Path(args.out), what="export file")
     _, state = load_model(Path(args.checkpoint), torch.device("cpu"))
     out = export(state, Path(args.out))
     print(f"exported {len(state['model'])} tensors of {state['config']['model']['name']} to {out}")
@@ -365,7 +373,14 @@ def main(argv: list[str] | None = None) -> int:
 
         keep_freed_memory()
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # `lsvr models --json | head -1`: the reader has what it wanted. Quiet, with the
+        # status a program killed by SIGPIPE has, as coreutils' tools end in a pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except InputError as exc:
         print(f"lsvr {args.command}: error: {exc}", file=sys.stderr)
         return 2

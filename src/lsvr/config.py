@@ -7,6 +7,7 @@ the wrong type raises InputError naming the valid keys, before anything else sta
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -205,12 +206,26 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, list):
             raise InputError(f"config: {key} must be a list, got {value!r}")
         return [_check_type(f"{key}[]", v, inner) for v in value]
+    if annotation is float:
+        return _float(key, value)
     ok = isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
     if not ok:
         raise InputError(f"config: {key} must be {annotation.__name__}, got {value!r}")
     return value
+
+
+def _float(key: str, value: Any) -> float:
+    """A float key takes every finite literal float() takes: YAML 1.1 reads `1e-3` as a
+    string (it wants `1.0e-3`), ints widen, and NaN or Inf fit no key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"config: {key} must be float, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(f"config: {key} must be float, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InputError(f"config: {key} must be a finite number, got {value!r}")
+    return number
 
 
 def from_dict(raw: dict[str, Any]) -> Config:

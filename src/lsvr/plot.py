@@ -24,19 +24,28 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss (objective)")
+    # A line needs two points: a run of one logged step is drawn as markers, not as nothing.
+    style = "o-" if len(train) < 2 else "-"
+    if train:
+        left.plot([r["step"] for r in train], [r["loss"] for r in train], style, label="train loss (objective)")
     if val:
         left.plot([r["step"] for r in val], [r["loss"] for r in val], "o-", label="val loss (NLL)")
         right.plot([r["epoch"] for r in val], [100 - r["top1"] for r in val], "o-", label="top-1 error")
         right.plot([r["epoch"] for r in val], [100 - r["top5"] for r in val], "s-", label="top-5 error")
+    else:
+        right.text(0.5, 0.5, "no validation (data.val is null)", ha="center", va="center", transform=right.transAxes)
     left.set(xlabel="step", ylabel="loss", title="loss")
     right.set(xlabel="epoch", ylabel="error (%)", title="validation error")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_lines():  # a legend of no lines is matplotlib's "No artists" warning
+            ax.legend()
     fig.suptitle(str(run))
     fig.tight_layout()
     out = out or run / "plot.png"
-    fig.savefig(out, dpi=100)
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as exc:
+        raise InputError(f"{out}: the plot cannot be written ({exc.strerror or exc})") from None
     plt.close(fig)
     return out

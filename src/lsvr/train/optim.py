@@ -1,7 +1,7 @@
 """The paper's SGD and the learning-rate schedules.
 
-The paper's rule (PAPER.md, "Optimiser"): v = m*v - lr*(g + wd*W); W += v, with biases at
-2x the learning rate and no weight decay. torch's SGD keeps lr OUTSIDE its momentum buffer
+The paper's rule (Ding et al. 2014, arXiv:1412.2302): v = m*v - lr*(g + wd*W); W += v, with
+biases at 2x the learning rate and no weight decay. torch's SGD keeps lr OUTSIDE its momentum buffer
 (buf = m*buf + g; W -= lr*buf), which is the same while lr is constant but not across an
 lr drop: there the paper's velocity still carries the old lr for a while. PaperSGD
 follows the paper exactly, with foreach kernels.

@@ -1,0 +1,27 @@
+"""The arguments of `lsvr bench`, checked before any photo is generated or any set prepared."""
+
+from __future__ import annotations
+
+import argparse
+
+from lsvr.bench.timing import workdir
+from lsvr.errors import InputError
+from lsvr.folders import check_writable
+
+LOADER_BATCH = 128  # `lsvr bench loader`'s default batch
+
+
+def check_bench_args(args: argparse.Namespace) -> None:
+    """One line naming the flag for a count that is not positive, a loader set smaller than one
+    batch (it would time no batch at all), or a --dir that cannot be written."""
+    counts = {"--images": args.images, "--steps": args.steps, "--epochs": args.epochs, "--rounds": args.rounds,
+              "--batch": args.batch, "--workers": args.workers}  # fmt: skip
+    for flag, value in counts.items():
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be a positive whole number, got {value}")
+    if args.what == "loader":
+        batch = args.batch or LOADER_BATCH
+        if args.images < batch:
+            raise InputError(f"--images {args.images} is fewer than one batch (--batch {batch}): no batch to time")
+    if args.what != "dist":  # dist keeps its files in a temporary folder
+        check_writable(workdir(args.dir), what="bench folder")
