@@ -319,7 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="describe a prepared dataset, checkpoint or run folder")
     p.add_argument("target")
-    p.add_argument("--verify", action="store_true", help="re-check a dataset's checksums")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-check a dataset's checksums, or that checkpoints load with finite weights",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 

@@ -8,6 +8,7 @@ names and the preprocessing. `lsvr predict` and `lsvr eval` read it like a check
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,23 @@ def export(state: dict[str, Any], out: Path) -> Path:
     tensors = {name: t.detach().contiguous() for name, t in state["model"].items()}
     tensors[MEAN] = state["preprocess"]["mean_image"].float().contiguous()
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out), metadata={"lsvr": json.dumps(info)})
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"lsvr": json.dumps(info)})
+        # safetensors creates its file 0600; a file for sharing gets the mode the umask gives
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, out)  # a failed export leaves an earlier OUT as it was
+    except OSError as exc:
+        raise InputError(f"{out}: could not be written ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def read_export(path: Path) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, A
             raise InputError(f"{path}: no such file")
         found, state = path, read_export(path)
     else:
-        found = checkpoint.find(path)
+        found = checkpoint.find_valid(path)  # a run's newest checkpoint that loads, warning of any skipped
         if found is None:
             raise InputError(f"{path}: no checkpoint there (expected a .pt file, a run folder or a .safetensors)")
         state = checkpoint.load(found, map_location="cpu")

@@ -1,9 +1,11 @@
-"""`lsvr info DATASET|CHECKPOINT|RUN`: what a thing is, as a dict (printed as text or JSON)."""
+"""`lsvr info DATASET|CHECKPOINT|EXPORT|RUN`: what a thing is, as a dict (printed as text or JSON)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError
@@ -11,11 +13,34 @@ from lsvr.train import checkpoint
 from lsvr.train.metrics import read_metrics
 
 
-def describe_checkpoint(path: Path) -> dict[str, Any]:
-    state = checkpoint.load(path)
+def _read(path: Path) -> dict[str, Any]:
+    """A checkpoint, or a `lsvr export` file as the same parts (its metadata says what it is)."""
+    if path.suffix == ".safetensors":
+        from lsvr.export import read_export
+
+        return read_export(path)
+    return checkpoint.load(path)
+
+
+def weight_problems(path: Path, state: dict[str, Any]) -> list[str]:
+    """One line per model tensor that holds NaN or infinity (or none when all are finite)."""
+    weights = state.get("model")
+    if not isinstance(weights, dict) or not weights:
+        return [f"{path}: holds no model weights"]
+    problems = []
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                problems.append(f"{path}: {name} holds {bad} non-finite values of {tensor.numel()}")
+    return problems
+
+
+def describe_checkpoint(path: Path, *, verify: bool = False) -> dict[str, Any]:
+    state = _read(path)
     pre = state.get("preprocess", {})
-    return {
-        "kind": "checkpoint",
+    info = {
+        "kind": "export" if path.suffix == ".safetensors" else "checkpoint",
         "path": str(path),
         "model": state.get("config", {}).get("model", {}).get("name"),
         "step": state.get("step"),
@@ -28,13 +53,29 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
         "lsvr_version": state.get("lsvr_version"),
         "commit": state.get("commit"),
     }
+    if verify:
+        info["problems"] = weight_problems(path, state)
+        info["verified"] = not info["problems"]
+    return info
+
+
+def verify_run(folder: Path) -> list[str]:
+    """Every step file of a run's checkpoints folder loads and holds finite weights."""
+    steps = sorted(folder.glob("step-*.pt"))
+    problems = [] if steps else [f"{folder}: no checkpoint"]
+    for path in steps:
+        try:
+            problems += weight_problems(path, checkpoint.load(path))
+        except InputError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def describe(target: Path, *, verify: bool = False) -> dict[str, Any]:
     if not target.exists():
         raise InputError(f"{target}: no such file or directory")
     if target.is_file():
-        return describe_checkpoint(target)
+        return describe_checkpoint(target, verify=verify)
     if (target / "meta.json").is_file():
         dataset = PreparedDataset(target)
         info = {"kind": "dataset", **dataset.describe()}
@@ -43,10 +84,10 @@ def describe(target: Path, *, verify: bool = False) -> dict[str, Any]:
             info["verified"] = not info["problems"]
         return info
     if (target / "config.yaml").is_file() or (target / "checkpoints").is_dir():
-        latest = checkpoint.find(target)
+        latest = checkpoint.find_valid(target)
         records = read_metrics(target / "metrics.jsonl") if (target / "metrics.jsonl").is_file() else []
         val = [r for r in records if r.get("kind") == "val"]
-        return {
+        info = {
             "kind": "run",
             "path": str(target),
             "latest_checkpoint": str(latest) if latest else None,
@@ -54,4 +95,8 @@ def describe(target: Path, *, verify: bool = False) -> dict[str, Any]:
             "last_val": val[-1] if val else None,
             "best_top1": max((r["top1"] for r in val), default=None),
         }
+        if verify:
+            info["problems"] = verify_run(target / "checkpoints")
+            info["verified"] = not info["problems"]
+        return info
     raise InputError(f"{target}: not a prepared dataset, checkpoint or run folder")

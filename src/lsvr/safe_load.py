@@ -11,6 +11,13 @@ import torch
 
 from lsvr.errors import InputError
 
+# torch.save writes every member of its zip STORED, so a real checkpoint declares about its
+# own file size (a file of 134,219,369 bytes declared 134,217,977 here). A DEFLATE member may
+# declare far more: a 131 kB file declaring 134 MB was expanded whole by torch.load. Twice
+# the file size is more than any packing of float weights gains, and far below a bomb's ratio.
+MAX_EXPANSION = 2
+SLACK_BYTES = 1 << 20  # headers and tiny members of a small file
+
 
 def unpickling_reason(exc: Exception) -> str:
     """The one line of torch's long weights_only refusal that names what was refused."""
@@ -21,13 +28,34 @@ def unpickling_reason(exc: Exception) -> str:
     return lines[0] if lines else "unsafe content"
 
 
+def check_archive(path: Path, *, what: str) -> None:
+    """Refuse a zip whose members declare more bytes than the file could hold (a zip bomb),
+    before torch.load allocates what they declare. Files that are not zips pass: torch.load
+    reports them."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load names the damage
+    size = path.stat().st_size
+    if declared > MAX_EXPANSION * size + SLACK_BYTES:
+        raise InputError(
+            f"{path}: refused, a {what} of {size:,} bytes that declares {declared:,} bytes unpacked"
+            " (a zip bomb, or not written by torch.save)"
+        )
+
+
 def safe_load(path: Path, *, what: str, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
     """torch.load with weights_only=True: tensors, numbers, strings, lists and dicts only.
 
-    A pickle that asks for anything else is refused before any of it runs. mmap=True maps
-    the tensors instead of reading them (a cheap look at a large checkpoint)."""
+    A pickle that asks for anything else is refused before any of it runs, and so is an
+    archive that declares more than its file could hold. mmap=True maps the tensors instead
+    of reading them (a cheap look at a large checkpoint)."""
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")
+    check_archive(path, what=what)
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:

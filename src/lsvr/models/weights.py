@@ -9,10 +9,17 @@ from torch import nn
 
 from lsvr.errors import InputError
 from lsvr.safe_load import safe_load
+from lsvr.train import checkpoint
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file (safe load); an lsvr checkpoint gives its "model"."""
+    """The tensors of a weights file (safe load); an lsvr checkpoint gives its "model", a run
+    folder its latest checkpoint's (as `lsvr eval RUN` reads it)."""
+    if path.is_dir():
+        found = checkpoint.find_valid(path)
+        if found is None:
+            raise InputError(f"{path}: a folder without a checkpoint (expected a weights file or a run folder)")
+        path = found
     state = safe_load(path, what="weights")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]

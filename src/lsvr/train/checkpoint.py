@@ -1,7 +1,8 @@
 """Checkpoints: atomic save, keep the newest N and the best, safe load, resume lookup.
 
-Layout: RUN/checkpoints/step-00001234.pt (the step, 8 digits), plus pointer files `latest` and `best` that
-hold a file name. A save writes a temp file, fsyncs it and renames it into place, then
+Layout: RUN/checkpoints/step-00001234.pt (the step, 8 digits), plus pointer files `latest`
+(a file name) and `best` (a file name, then its top-1); a pointer may only name a step file of
+its own folder. A save writes a temp file, fsyncs it and renames it into place, then
 updates the pointers the same way, and only then deletes old files. Loading always uses
 weights_only=True: a checkpoint holds tensors, numbers, strings, lists and dicts only.
 
@@ -71,18 +72,90 @@ def clean(folder: Path) -> list[Path]:
     return left
 
 
-def _pointer(folder: Path, name: str) -> Path | None:
+def _steps(folder: Path) -> list[Path]:
+    """The folder's step files, oldest first (the 8-digit step sorts as text)."""
+    return sorted(p for p in folder.iterdir() if STEP_FILE.match(p.name)) if folder.is_dir() else []
+
+
+def _pointer_lines(folder: Path, name: str) -> tuple[list[str], str | None]:
+    """The lines of a pointer file ([] when absent), or why they cannot be read."""
     path = folder / name
     if not path.is_file():
+        return [], None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)  # a name and a number; more is not a pointer
+        return head.decode("ascii").splitlines(), None
+    except UnicodeDecodeError:
+        return [], "holds bytes that are not a file name"
+    except OSError as exc:
+        return [], f"cannot be read ({exc.strerror or exc})"
+
+
+def _pointer(folder: Path, name: str) -> tuple[Path | None, str | None]:
+    """The step file a pointer (`latest`, `best`) names on its first line, or None and why.
+
+    Only a step file of the pointer's own folder counts: a pointer naming another path
+    (`/etc/passwd`, `../x.pt`) is never followed."""
+    lines, problem = _pointer_lines(folder, name)
+    if problem or not lines:
+        return None, problem
+    first = lines[0].strip()
+    if not STEP_FILE.match(first):
+        return None, f"names {first[:80]!r}, not a step-NNNNNNNN.pt file of its folder"
+    target = folder / first
+    return (target, None) if target.is_file() else (None, f"names {first}, which is not there")
+
+
+def _latest(folder: Path) -> Path | None:
+    """The file `latest` names; when it names none, the newest step file (a warning says so)."""
+    if not folder.is_dir():
         return None
-    target = folder / path.read_text().strip()
-    return target if target.is_file() else None
+    found, problem = _pointer(folder, "latest")
+    if found is not None:
+        return found
+    steps = _steps(folder)
+    if problem:
+        instead = f"using the newest step file {steps[-1].name}" if steps else "no step file to use instead"
+        print(f"lsvr: warning: {folder / 'latest'} {problem}; {instead}", file=sys.stderr)
+    return steps[-1] if steps else None
+
+
+def _best(folder: Path) -> tuple[Path | None, float | None]:
+    """The best checkpoint and its top-1 (the two lines of `best`), or Nones."""
+    found, _ = _pointer(folder, "best")
+    lines, _ = _pointer_lines(folder, "best")
+    try:
+        top1 = float(lines[1]) if len(lines) > 1 else None
+    except ValueError:
+        top1 = None
+    return (found, top1) if found is not None and top1 is not None else (None, None)
+
+
+def _set_aside_broken(folder: Path, newer_than: Path) -> None:
+    """Rename step files past the one just written that do not load to NAME.corrupt: a
+    resume skipped them, and they must never count as the newest checkpoint again."""
+    for path in _steps(folder):
+        if path.name <= newer_than.name:
+            continue
+        try:
+            load(path, mmap=path.stat().st_size > 0)
+        except InputError as exc:
+            aside, n = path.with_name(path.name + ".corrupt"), 1
+            while aside.exists():  # an earlier one of the same step is kept too
+                aside, n = path.with_name(f"{path.name}.corrupt.{n}"), n + 1
+            os.replace(path, aside)
+            print(f"lsvr: warning: {exc}; moved aside as {aside.name}", file=sys.stderr)
 
 
 def save(folder: Path, state: dict[str, Any], *, keep: int, top1: float | None = None,
          fault: str | None = None) -> Path:  # fmt: skip
     """Write step-<8 digits>.pt for state["step"], point `latest` at it (and `best` when its
     top1 beats the best so far), then prune to the newest `keep` plus the best.
+
+    Only files up to this step are pruned: a later step file is one a resume skipped (moved
+    aside as *.corrupt when it does not load) or another run's, never this run's to delete,
+    so the checkpoint resumed from stays until newer ones replace it.
     fault: a KILL_POINTS name at which to die (tests)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{state['step']:08d}.pt"
@@ -91,23 +164,17 @@ def save(folder: Path, state: dict[str, Any], *, keep: int, top1: float | None =
     _write_atomic(path, buffer.getvalue(), fault)
     _kill_at("before-latest", fault)
     _write_atomic(folder / "latest", path.name.encode() + b"\n")
-    best = _pointer(folder, "best")
-    if top1 is not None:
-        best_top1 = _read_best_top1(folder)
-        if best is None or best_top1 is None or top1 > best_top1:
-            _write_atomic(folder / "best", f"{path.name}\n{top1}\n".encode())
-            best = path
-    steps = sorted(p for p in folder.iterdir() if STEP_FILE.match(p.name))
+    best, best_top1 = _best(folder)
+    if top1 is not None and (best is None or best_top1 is None or top1 > best_top1):
+        _write_atomic(folder / "best", f"{path.name}\n{top1}\n".encode())
+        best = path
+    _set_aside_broken(folder, newer_than=path)
+    steps = [p for p in _steps(folder) if p.name <= path.name]
     for old in steps[:-keep]:
         if old != best and old != path:
             old.unlink()
             _kill_at("during-prune", fault)
     return path
-
-
-def _read_best_top1(folder: Path) -> float | None:
-    lines = (folder / "best").read_text().split() if (folder / "best").is_file() else []
-    return float(lines[1]) if len(lines) > 1 else None
 
 
 def load(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> dict[str, Any]:
@@ -126,7 +193,7 @@ def find_valid(target: str | Path) -> Path | None:
         return target
     folder = target / "checkpoints" if (target / "checkpoints").is_dir() else target
     first = find(target)
-    steps = sorted((p for p in folder.glob("step-*.pt") if STEP_FILE.match(p.name)), reverse=True)
+    steps = _steps(folder)[::-1]
     for path in ([first] if first else []) + [p for p in steps if p != first]:
         try:
             load(path, mmap=path.stat().st_size > 0)
@@ -137,12 +204,13 @@ def find_valid(target: str | Path) -> Path | None:
 
 
 def find(target: str | Path) -> Path | None:
-    """A checkpoint file from a file path, a run folder or a checkpoints folder (its `latest`)."""
+    """A checkpoint file from a file path, a run folder or a checkpoints folder: the file its
+    `latest` names, or the newest step file when `latest` is missing or names no step file."""
     target = Path(target)
     if target.is_file():
         return target
     for folder in (target / "checkpoints", target):
-        found = _pointer(folder, "latest")
+        found = _latest(folder)
         if found is not None:
             return found
     return None
