@@ -87,8 +87,9 @@ class RunFolder:
         self.close()
 
     def holds_checkpoints(self) -> bool:
-        folder = self.out / "checkpoints"
-        return checkpoint.find(self.out) is not None or any(folder.glob("step-*.pt"))
+        """A checkpoint the folder points at (checkpoint.find): a save killed before its first
+        `latest` left nothing to continue."""
+        return checkpoint.find(self.out) is not None
 
     def start(self, resume: str | None) -> Start:
         """Decide how the run begins; an InputError where it would overwrite or mix a run."""
