@@ -18,6 +18,7 @@ from pathlib import Path
 from lsvr.config import COMPILE_MODES
 from lsvr.errors import InputError
 from lsvr.folders import check_writable
+from lsvr.train.signals import STOPPED_DURING_START_UP, StartUpStop, start_up_stop
 
 
 def _read_names(path: str | None) -> list[str] | None:
@@ -76,9 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import os
 
     from lsvr.config import describe_keys, load_config
-    from lsvr.train import checkpoint
-    from lsvr.train.engine import NonFiniteLossError, train
-    from lsvr.train.parallel import PeerError
+    from lsvr.folders import check_writable
 
     if args.keys:
         print(describe_keys())
@@ -87,11 +86,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError("train: a CONFIG file is needed (see configs/)")
     cfg = load_config(args.config, args.set)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
+    check_writable(out, what="run folder")  # before the heavy imports and any data is read
+
+    from lsvr.train import checkpoint
+    from lsvr.train.engine import NonFiniteLossError, train
+    from lsvr.train.metrics import WriteError
+    from lsvr.train.parallel import PeerError
+
     resume = args.resume
     if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         resume = "auto"  # a worker restarted by torchrun continues from its run folder
-    if resume is None and checkpoint.find(out) is not None:
-        raise InputError(f"{out}: already holds checkpoints; pass --resume auto to continue, or another --out")
     try:
         summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]))
     except NonFiniteLossError as exc:
@@ -100,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except PeerError as exc:
         print(f"lsvr train: {exc}", file=sys.stderr)
         return 1
-    except checkpoint.SaveError as exc:
+    except (checkpoint.SaveError, WriteError) as exc:
         latest = checkpoint.find(out)
         kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint"
         print(f"lsvr train: stopped: {exc}; {kept}", file=sys.stderr)
@@ -372,22 +376,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("prepare", "train", "eval", "bench"):
-        from lsvr.memory import keep_freed_memory
+    # train: a SIGTERM before the loop's own handler (Preemption) takes over ends the
+    # start-up with one line; the heavy imports and the data checks come after this.
+    with start_up_stop(enabled=args.command == "train"):
+        try:
+            if args.command in ("prepare", "train", "eval", "bench"):
+                from lsvr.memory import keep_freed_memory
 
-        keep_freed_memory()
-    try:
-        status = args.func(args)
-        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
-        return status
-    except BrokenPipeError:
-        # `lsvr models --json | head -1`: the reader has what it wanted. Quiet, with the
-        # status a program killed by SIGPIPE has, as coreutils' tools end in a pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    except InputError as exc:
-        print(f"lsvr {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"lsvr {args.command}: interrupted", file=sys.stderr)
-        return 130
+                keep_freed_memory()
+            status = args.func(args)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+            return status
+        except BrokenPipeError:
+            # `lsvr models --json | head -1`: the reader has what it wanted. Quiet, with the
+            # status a program killed by SIGPIPE has, as coreutils' tools end in a pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except InputError as exc:
+            print(f"lsvr {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"lsvr {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except StartUpStop:
+            print(f"lsvr {args.command}: stopped during start-up; nothing to save", file=sys.stderr)
+            return STOPPED_DURING_START_UP

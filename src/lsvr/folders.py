@@ -47,8 +47,13 @@ class FolderLock:
                     f" {self.what}; wait for it to end or choose another folder"
                 ) from None
             if _same_file(fd, self.lock_file):
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}@{platform.node()}\n".encode())
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}@{platform.node()}\n".encode())
+                except OSError:  # a full disk: no nameless lock file left behind, no lock kept
+                    self.lock_file.unlink(missing_ok=True)
+                    os.close(fd)
+                    raise
                 self._fd = fd
                 return self
             os.close(fd)  # locked a file its holder had just removed: try the new one

@@ -31,8 +31,9 @@ from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.train import checkpoint, parallel
 from lsvr.train.health import Health
-from lsvr.train.metrics import MetricsLog
+from lsvr.train.metrics import MetricsLog, WriteError
 from lsvr.train.optim import Schedule, build_optimizer
+from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import RunInputs, check_inputs
 from lsvr.train.signals import Preemption
 from lsvr.train.state import provenance, rng_state, set_rng_state
@@ -48,9 +49,16 @@ StepHook = Callable[[int, torch.nn.Module, "parallel.Distributed"], None]
 def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "",
           on_step: StepHook | None = None) -> dict[str, Any]:  # fmt: skip
     """Run (or continue) training into the run folder `out`; returns a summary.
-    on_step(step, model, env) is called after every step's update (and exchange), on every rank."""
+    on_step(step, model, env) is called after every step's update (and exchange), on every rank.
+    Rank 0 holds the run folder's lock throughout (lsvr.train.run_folder)."""
+    with RunFolder(out, main=int(os.environ.get("RANK", "0")) == 0) as folder:
+        start = folder.start(resume)
+        return _train(cfg, start, out=out, command=command, on_step=on_step)
+
+
+def _train(cfg: Config, start: Start, *, out: Path, command: str, on_step: StepHook | None) -> dict[str, Any]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    inputs = check_inputs(cfg, out=out, resume=resume, world=world)  # before the process group
+    inputs = check_inputs(cfg, start=start, world=world)  # before the process group
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.deterministic:
@@ -58,7 +66,8 @@ def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "
     env = parallel.setup(cfg)
     try:
         with Preemption() as preemption:
-            summary = _run(cfg, inputs, env, out=out, command=command, on_step=on_step, preemption=preemption)
+            summary = _run(cfg, inputs, start, env, out=out, command=command, on_step=on_step,
+                           preemption=preemption)  # fmt: skip
         parallel.barrier(env)  # every rank done (rank 0's last save included) before the group goes
         return summary
     except RuntimeError as exc:
@@ -78,19 +87,28 @@ def _say(env: parallel.Distributed, text: str) -> None:
         tqdm.write(text, file=sys.stderr)
 
 
-def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path, command: str, on_step,
-         preemption: Preemption) -> dict:  # fmt: skip
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise WriteError(f"{path}: could not be written ({exc.strerror or exc})") from None
+
+
+def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed, *, out: Path, command: str,
+         on_step, preemption: Preemption) -> dict:  # fmt: skip
     ds, device = inputs.train, env.device
     log = MetricsLog(out / "metrics.jsonl", enabled=env.is_main)
     first_attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0  # faults strike it alone
     if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         for left in checkpoint.clean(out / "checkpoints"):
             _say(env, f"lsvr train: removed {left.name}, left by an interrupted save")
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        _say(env, f"lsvr train: run {out}, world {env.world}, device {device}, crop {inputs.crop}")
+        for line in [start.note, *inputs.notes]:
+            if line:
+                _say(env, line)
+        _write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        _say(env, f"lsvr train: run {out} ({start.run_id}), world {env.world}, device {device}, crop {inputs.crop}")
         log.write(
-            "start", command=command, config=to_dict(cfg), world=env.world, device=str(device),
+            "start", command=command, run_id=start.run_id, config=to_dict(cfg), world=env.world, device=str(device),
             threads=torch.get_num_threads(), host=platform.node(), cpus=os.cpu_count(),
             resume_from=str(inputs.resume_from) if inputs.resume_from else None, **provenance(),
         )  # fmt: skip
@@ -134,7 +152,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
     schedule = Schedule(cfg.optim, steps_per_epoch=len(loader), total_steps=total_steps,
                         global_batch=cfg.train.global_batch)  # fmt: skip
 
-    step, epoch, start_step, best_top1, last_val = 0, 0, 0, None, None
+    step, epoch, start_step, best_top1, last_val, unvalidated = 0, 0, 0, None, None, False
     if inputs.resume_from is not None:
         state = checkpoint.load(inputs.resume_from, map_location=device)
         try:
@@ -146,12 +164,15 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step, epoch, start_step = state["step"], state["loader"]["epoch"], state["loader"]["step"]
-        if start_step >= len(loader):  # stopped on an epoch's last step
-            epoch, start_step = epoch + 1, 0
+        # Saved on an epoch's last step before its validation ran (a stop in that step, or
+        # a kill during the validation): validated first, below.
+        unvalidated = start_step >= len(loader)
         saved_batch = state["loader"].get("global_batch", cfg.train.global_batch)
         if saved_batch != cfg.train.global_batch:  # the position counts global batches: they must agree
             raise InputError(f"{inputs.resume_from}: written with train.global_batch={saved_batch}; resume with it")
-        best_top1, last_val = state.get("best_top1"), state.get("metrics")
+        if not start.forked:  # another run's scores (and data.val) are not this run's
+            best_top1 = state.get("best_top1")
+            last_val = (state.get("metrics") or None) if val_loader is not None else None
         set_rng_state(state["rng"])
         if state.get("threads") not in (None, torch.get_num_threads()):
             _say(env, f"lsvr train: warning: {state['threads']} threads wrote the checkpoint, {torch.get_num_threads()}"
@@ -182,7 +203,7 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
             "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "step": step, "epoch": position["epoch"],
             "loader": position, "rng": rng_state(), "config": to_dict(cfg), "classes": ds.classes,
             "preprocess": preprocess, "metrics": metrics or {}, "best_top1": best_top1,
-            "threads": torch.get_num_threads(), "world": env.world, **provenance(),
+            "threads": torch.get_num_threads(), "world": env.world, "run_id": start.run_id, **provenance(),
         }  # fmt: skip
         kill = cfg.fault.kind == "kill_save" and first_attempt and step >= cfg.fault.step
         checkpoint.save(out / "checkpoints", state, keep=cfg.checkpoint.keep, top1=top1,
@@ -221,6 +242,11 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
         stop = stop or asked
         if bad is not None:
             raise NonFiniteLossError(f"non-finite loss at step {bad}; the last checkpoint is kept")
+
+    if unvalidated:
+        last_val = validate() or last_val
+        epoch, start_step = epoch + 1, 0
+        save(position(epoch, start_step), last_val)
 
     loss_sum = torch.zeros((), device=device)
     loss_count = 0

@@ -9,9 +9,10 @@ import numpy as np
 
 from lsvr.config import Config
 from lsvr.data.dataset import PreparedDataset
+from lsvr.data.match import checkpoint_record, dataset_record, differences, require_match
 from lsvr.errors import InputError
 from lsvr.models.registry import model_spec
-from lsvr.train import checkpoint
+from lsvr.train.run_folder import Start
 
 
 @dataclass
@@ -22,10 +23,12 @@ class RunInputs:
     val_rows: np.ndarray | None  # dataset rows validated on (of `val`, or the holdout of `train`)
     crop: int
     resume_from: Path | None
+    notes: list[str]  # what a resume changes, for stderr (rank 0)
 
 
-def check_inputs(cfg: Config, *, out: Path, resume: str | None, world: int) -> RunInputs:
-    """Open the datasets, resolve crop and resume point; any problem is an InputError."""
+def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
+    """Open the datasets, resolve the crop, check the resumed checkpoint against them; any
+    problem is an InputError."""
     if not cfg.data.train:
         raise InputError("config: data.train is not set (a folder made by `lsvr prepare`)")
     spec = model_spec(cfg.model.name)
@@ -50,20 +53,63 @@ def check_inputs(cfg: Config, *, out: Path, resume: str | None, world: int) -> R
     elif cfg.data.val:
         val = PreparedDataset(cfg.data.val)
         val_rows = np.arange(len(val))
-        if val.shape != train.shape or val.classes != train.classes:
-            raise InputError(f"{val.path}: image shape or classes differ from {train.path}")
+        require_match(dataset_record(train), dataset_record(val), where=val.path,
+                      names=("training set", "validation set"))  # fmt: skip
     if len(rows) < cfg.train.global_batch:
         raise InputError(f"{train.path}: {len(rows)} training images, fewer than one global batch")
-    resume_from = None
-    if resume == "auto":
-        resume_from = checkpoint.find_valid(out)
-    elif resume:
-        resume_from = checkpoint.find_valid(resume)
-        if resume_from is None:
-            raise InputError(f"{resume}: no checkpoint there (expected a .pt file or a run folder)")
-    if resume_from is not None:
+    notes = []
+    if start.state is not None:
         # Read (memory-mapped) before any process group exists, so a wrong file fails fast everywhere.
-        name = checkpoint.load(resume_from, mmap=True).get("config", {}).get("model", {}).get("name")
-        if name != cfg.model.name:
-            raise InputError(f"{resume_from}: a checkpoint of another model ({name}) than {cfg.model.name}")
-    return RunInputs(train, val, rows, val_rows, crop, resume_from)
+        notes = resume_fits(cfg, start.state, train=train, crop=crop, where=start.resume_from)
+    return RunInputs(train, val, rows, val_rows, crop, start.resume_from, notes)
+
+
+def resume_fits(cfg: Config, state: dict, *, train: PreparedDataset, crop: int, where: Path) -> list[str]:
+    """Refuse (naming the field and both values) a checkpoint whose model would see other images:
+    another model, classes (order included), stored size, crop or normalisation. Returns the
+    lines to say about what may change: precision and accumulation, and another seed."""
+    old = state.get("config", {})
+    name = old.get("model", {}).get("name")
+    if name != cfg.model.name:
+        raise InputError(f"{where}: a checkpoint of another model ({name}) than {cfg.model.name}")
+    pre = state.get("preprocess", {})
+    problems = differences(checkpoint_record(state), dataset_record(train), names=("checkpoint", "dataset"))
+    now = {"crop": crop, "normalize": cfg.data.normalize}
+    saved = {"crop": pre.get("crop"), "normalize": pre.get("normalize")}
+    problems += [f"data.{k}: checkpoint {saved[k]!r}, now {now[k]!r}" for k in now if saved[k] not in (None, now[k])]
+    if not problems:
+        problems += _statistics(pre, train, cfg.data.normalize)
+    if problems:
+        raise InputError(f"{train.path}: does not fit the checkpoint {where}: " + "; ".join(problems))
+    notes, was = [], old.get("train", {})
+    for key in ("precision", "accumulate"):
+        before, after = was.get(key), getattr(cfg.train, key)
+        if before is not None and before != after:
+            notes.append(f"lsvr train: train.{key} changes from {before} to {after} on resume")
+    if was.get("seed") not in (None, cfg.train.seed):
+        holdout = " and another data.holdout split" if cfg.data.holdout else ""
+        notes.append(
+            f"lsvr train: warning: train.seed={cfg.train.seed}, the checkpoint's run used {was['seed']}: another"
+            f" epoch order and augmentation{holdout}; the result will differ from an unbroken run"
+        )
+    return notes
+
+
+def _statistics(pre: dict, train: PreparedDataset, normalize: str) -> list[str]:
+    """The statistics the model's inputs are normalised with, the checkpoint's against the dataset's."""
+    if normalize == "channel":
+        pairs = [("channel mean", pre.get("channel_mean"), train.channel_mean),
+                 ("channel std", pre.get("channel_std"), train.channel_std)]  # fmt: skip
+        return [
+            f"normalisation {what}: checkpoint {[round(float(v), 3) for v in a]}, dataset {[round(v, 3) for v in b]}"
+            for what, a, b in pairs
+            if a is not None and not np.allclose(np.asarray(a, dtype=np.float64), b, rtol=1e-5, atol=1e-4)
+        ]
+    saved = pre.get("mean_image")
+    if saved is None:
+        return []
+    saved = np.asarray(saved, dtype=np.float32)
+    if saved.shape == train.mean_image.shape and np.allclose(saved, train.mean_image, atol=1e-3):
+        return []
+    return [f"normalisation mean image: checkpoint's average {float(saved.mean()):.2f},"
+            f" dataset's {float(train.mean_image.mean()):.2f} (another training set)"]  # fmt: skip

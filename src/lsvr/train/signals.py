@@ -1,5 +1,6 @@
 """Preemption: SIGTERM or SIGINT asks training to stop after the current step, with a
-checkpoint; a second signal ends the process at once.
+checkpoint; a second signal ends the process at once. Before the loop can save (imports,
+data checks), SIGTERM ends the start-up with one line and status 143 (`start_up_stop`).
 
 The handler only sets a flag: a worker blocked in a collective is never made to wait on
 more collectives by it. The flag is summed over the ranks with the step's own check, so
@@ -8,12 +9,38 @@ every rank stops at the same step whichever of them was signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from types import FrameType
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOPPED_DURING_START_UP = 128 + signal.SIGTERM  # the status a shell reports for a SIGTERM: 143
+
+
+class StartUpStop(BaseException):
+    """SIGTERM arrived before training began: nothing was trained, so nothing is saved."""
+
+
+def _raise_start_up_stop(signum: int, frame: FrameType | None) -> None:
+    raise StartUpStop
+
+
+@contextlib.contextmanager
+def start_up_stop(*, enabled: bool = True) -> Iterator[None]:
+    """While inside, SIGTERM raises StartUpStop (the CLI says so in one line) instead of
+    killing the process with no word; Preemption replaces it once the loop can save."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_start_up_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Preemption:
