@@ -65,4 +65,5 @@ class Preemption:
 
     def __exit__(self, *exc) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # past the loop, start-up's "nothing to save" would be untrue: the default ends the process
+            signal.signal(signum, signal.SIG_DFL if handler is _raise_start_up_stop else handler)
