@@ -116,7 +116,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
 
     per_rank = cfg.train.global_batch // env.world
     common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": device,
-              "decode": cfg.data.decode}  # fmt: skip
+              "decode": cfg.data.decode, "bad_records": cfg.data.bad_records,
+              "warn": lambda text: _say(env, f"lsvr train: warning: {text}")}  # fmt: skip
     loader = Loader(
         ds, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
         prefetch=cfg.data.prefetch, crop=inputs.crop, **common,
@@ -283,7 +284,8 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                     run_eta=f"{eta / 60:.1f}min",
                 )  # fmt: skip
                 log.write("train", step=step, epoch=epoch + 1, loss=mean, lr=lr, images_per_sec=round(ips, 1),
-                          sec_per_20_iter=None if math.isnan(sec_per_20) else round(sec_per_20, 3))  # fmt: skip
+                          sec_per_20_iter=None if math.isnan(sec_per_20) else round(sec_per_20, 3),
+                          **({"bad_records": len(loader.bad_rows)} if loader.bad_rows else {}))  # fmt: skip
                 loss_sum.zero_()
                 loss_count = 0
             if save_now and step < total_steps:
