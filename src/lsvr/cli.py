@@ -110,20 +110,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lsvr.data.dataset import PreparedDataset
     from lsvr.data.loader import Loader
     from lsvr.evaluate import evaluate
-    from lsvr.inference import augment_for, load_model
+    from lsvr.inference import augment_for, check_dataset, load_model
     from lsvr.train.parallel import pick_device
 
     device = pick_device(args.device)
     dataset = PreparedDataset(args.dataset)
     model, state = load_model(Path(args.checkpoint), device)
     pre = state["preprocess"]
-    if list(dataset.shape) != [pre["size"], pre["size"], pre["channels"]]:
-        raise InputError(
-            f"{dataset.path}: images of {list(dataset.shape)}, the checkpoint expects"
-            f" {[pre['size'], pre['size'], pre['channels']]} (prepare with --size {pre['size']})"
-        )
-    if dataset.classes != list(state["classes"]):
-        raise InputError(f"{dataset.path}: its classes differ from the checkpoint's")
+    for problem in check_dataset(state, dataset, allow_mismatch=args.allow_mismatch):
+        print(f"lsvr eval: warning: {dataset.path}: {problem}; scored anyway (--allow-mismatch)", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     loader = Loader(dataset, batch_size=args.batch, shuffle=False, workers=2, prefetch=2, device=device)
@@ -290,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="score a set prepared with another --resize than the checkpoint's (warns)")  # fmt: skip
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top classes of image files")

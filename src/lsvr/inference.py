@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from lsvr.data.augment import Augment
+from lsvr.data.match import FIELDS, checkpoint_record, dataset_record, differences, require_match
 from lsvr.data.prepare import resize, to_channels
 from lsvr.data.sources import DecodeError, decode_file
 from lsvr.errors import InputError
@@ -65,6 +66,30 @@ def augment_for(pre: dict[str, Any], device: torch.device) -> Augment:
         flip=False,
         device=device,
     )
+
+
+# A model run on images of another size or channel count, or scored against another class list,
+# gives no meaningful number: refused whatever the flag says.
+ALWAYS_REFUSED = ("classes", "size", "channels")
+
+
+def check_dataset(state: dict[str, Any], dataset: Any, *, allow_mismatch: bool = False) -> list[str]:
+    """Refuse a prepared set whose images differ from what the checkpoint's model was trained on;
+    returns the differences let through (warnings) when allow_mismatch.
+
+    Compared (lsvr.data.match): classes, size, channels, resize policy. A resize mismatch runs
+    but scores another picture of each image (measured: 79.3% -> 38.1% top-1, center vs squash),
+    so only it may be let through with allow_mismatch. Normalisation is the checkpoint's own
+    (its statistics travel with it) and applies to any set. Encoding is not compared: the
+    checkpoint does not record it, and a quality-90 JPEG set decodes to nearly the raw pixels."""
+    expected, found = checkpoint_record(state), dataset_record(dataset)
+    names = ("checkpoint", "dataset")
+    require_match(expected, found, where=dataset.path, names=names, fields=ALWAYS_REFUSED)
+    if not allow_mismatch:
+        require_match(expected, found, where=dataset.path, names=names,
+                      fields=tuple(f for f in FIELDS if f not in ALWAYS_REFUSED))  # fmt: skip
+        return []
+    return differences(expected, found, names=names)
 
 
 def load_images(paths: list[Path], pre: dict[str, Any]) -> np.ndarray:
