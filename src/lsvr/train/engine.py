@@ -29,6 +29,7 @@ from lsvr.errors import InputError
 from lsvr.evaluate import autocast, evaluate
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
+from lsvr.progress import progress_bar
 from lsvr.train import checkpoint, parallel
 from lsvr.train.health import Health
 from lsvr.train.metrics import MetricsLog
@@ -228,9 +229,10 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
     mark_time, mark_step = time.perf_counter(), step
     sec_per_20 = float("nan")
     show = env.is_main and cfg.train.progress
+    shown: dict[str, str] = {}  # the last logging window's figures, carried onto the next epoch's bar
     while epoch < cfg.train.epochs and step < total_steps:
-        bar = tqdm(total=len(loader), initial=start_step, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                   disable=not show, dynamic_ncols=True, file=sys.stderr, unit="step")  # fmt: skip
+        bar = progress_bar(total=len(loader), initial=start_step, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                           enabled=show, unit="step", postfix=shown)  # fmt: skip
         epoch_start = time.perf_counter()
         for batch in loader.batches(epoch, start_step):
             lr = schedule.apply(optimizer, step)
@@ -279,10 +281,11 @@ def _run(cfg: Config, inputs: RunInputs, env: parallel.Distributed, *, out: Path
                 mean = parallel.all_sum(loss_sum.clone(), env).item() / max(1, loss_count * env.world)
                 ips = cfg.train.global_batch * (batch.step + 1 - start_step) / (time.perf_counter() - epoch_start)
                 eta = (total_steps - step) * cfg.train.global_batch / ips  # the whole run, not just this epoch
-                bar.set_postfix(
-                    loss=f"{mean:.4f}", lr=f"{lr:.4g}", img_s=f"{ips:.0f}", s_20it=f"{sec_per_20:.2f}",
-                    run_eta=f"{eta / 60:.1f}min",
-                )  # fmt: skip
+                # s_20it needs 20 steps behind it: left out before, rather than shown as nan
+                shown = {"loss": f"{mean:.4f}", "lr": f"{lr:.4g}", "img_s": f"{ips:.0f}",
+                         **({} if math.isnan(sec_per_20) else {"s_20it": f"{sec_per_20:.2f}"}),
+                         "run_eta": f"{eta / 60:.1f}min"}  # fmt: skip
+                bar.set_postfix(**shown)
                 log.write("train", step=step, epoch=epoch + 1, loss=mean, lr=lr, images_per_sec=round(ips, 1),
                           sec_per_20_iter=None if math.isnan(sec_per_20) else round(sec_per_20, 3),
                           **({"bad_records": len(loader.bad_rows)} if loader.bad_rows else {}))  # fmt: skip
