@@ -20,6 +20,8 @@ from lsvr.errors import InputError
 from lsvr.folders import check_writable
 from lsvr.train.signals import STOPPED_DURING_START_UP, StartUpStop, start_up_stop
 
+PREDICT_BATCH = 64  # images decoded and scored at a time: a folder of any size fits in memory
+
 
 def _read_names(path: str | None) -> list[str] | None:
     if path is None:
@@ -125,20 +127,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lsvr.data.dataset import PreparedDataset
     from lsvr.data.loader import Loader
     from lsvr.evaluate import evaluate
-    from lsvr.inference import augment_for, load_model
+    from lsvr.inference import augment_for, check_dataset, load_model
     from lsvr.train.parallel import pick_device
 
     device = pick_device(args.device)
     dataset = PreparedDataset(args.dataset)
     model, state = load_model(Path(args.checkpoint), device)
     pre = state["preprocess"]
-    if list(dataset.shape) != [pre["size"], pre["size"], pre["channels"]]:
-        raise InputError(
-            f"{dataset.path}: images of {list(dataset.shape)}, the checkpoint expects"
-            f" {[pre['size'], pre['size'], pre['channels']]} (prepare with --size {pre['size']})"
-        )
-    if dataset.classes != list(state["classes"]):
-        raise InputError(f"{dataset.path}: its classes differ from the checkpoint's")
+    for problem in check_dataset(state, dataset, allow_mismatch=args.allow_mismatch):
+        print(f"lsvr eval: warning: {dataset.path}: {problem}; scored anyway (--allow-mismatch)", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     loader = Loader(dataset, batch_size=args.batch, shuffle=False, workers=2, prefetch=2, device=device)
@@ -152,29 +149,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from lsvr.inference import augment_for, load_images, load_model, predict
+    from lsvr.inference import augment_for, image_paths, load_images, load_model, predict
     from lsvr.train.parallel import pick_device
 
     device = pick_device(args.device)
     model, state = load_model(Path(args.checkpoint), device)
-    images = load_images([Path(p) for p in args.images], state["preprocess"])
-    probs = predict(model, augment_for(state["preprocess"], device), images, device)
-    k = min(args.top, probs.shape[1])
-    results = []
-    for path, row in zip(args.images, probs, strict=True):
-        values, indices = row.topk(k)
-        top = [
-            {"class": state["classes"][i], "index": int(i), "probability": float(v)}
-            for v, i in zip(values, indices, strict=True)
-        ]
-        results.append({"image": path, "top": top})
+    augment = augment_for(state["preprocess"], device)
+    paths = image_paths(args.images)
+    results, failed = [], 0
+    for start in range(0, len(paths), PREDICT_BATCH):
+        images, good, bad = load_images(paths[start : start + PREDICT_BATCH], state["preprocess"])
+        for line in bad:
+            print(f"lsvr predict: error: {line}", file=sys.stderr)
+        failed += len(bad)
+        if images is None:
+            continue
+        probs = predict(model, augment, images, device)
+        values, indices = probs.topk(min(args.top, probs.shape[1]), dim=1)
+        for path, row_values, row_indices in zip(good, values, indices, strict=True):
+            top = [{"class": state["classes"][i], "index": int(i), "probability": float(v)}
+                   for v, i in zip(row_values, row_indices, strict=True)]  # fmt: skip
+            results.append({"image": str(path), "top": top})
+            if not args.json:  # as they come: a long folder shows progress
+                print(path)
+                for t in top:
+                    print(f"  {t['probability']:7.2%}  {t['class']}")
     if args.json:
         print(json.dumps({"checkpoint": state["path"], "predictions": results}))
-    else:
-        for r in results:
-            print(r["image"])
-            for t in r["top"]:
-                print(f"  {t['probability']:7.2%}  {t['class']}")
+    if failed:
+        print(f"lsvr predict: {failed} of {len(paths)} images could not be read", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -311,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="score a set prepared with another --resize than the checkpoint's (warns)")  # fmt: skip
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top classes of image files")

@@ -49,6 +49,11 @@ class DataConfig:
     workers: int = _f(2, "background threads that read batches")
     decode: str = _f("host", "JPEG sets: decode in the reading threads (host) or on the GPU (device: torchvision)")
     prefetch: int = _f(2, "batches read ahead of the training step")
+    bad_records: str = _f(
+        "stop",
+        "a prepared JPEG record that does not decode: stop (one line naming the set and row, exit 2) or skip"
+        " it (a warning per bad row; counted as bad_records in metrics.jsonl)",
+    )
 
 
 @dataclass
@@ -133,6 +138,7 @@ class Config:
         _choice("train.compile", self.train.compile, COMPILE_MODES)
         _choice("data.decode", self.data.decode, ("host", "device"))
         _choice("data.normalize", self.data.normalize, ("mean_image", "channel"))
+        _choice("data.bad_records", self.data.bad_records, ("stop", "skip"))
         _choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
         _choice("parallel.mode", self.parallel.mode, ("ddp", "average"))
         _choice("guard.nonfinite", self.guard.nonfinite, ("stop", "skip"))

@@ -20,6 +20,28 @@ FORMAT_VERSION = 1
 REQUIRED = ("format_version", "num_images", "classes", "image_shape", "encoding", "checksums")
 
 
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _numbers(meta: dict, key: str) -> bool:
+    """channel_mean / channel_std: one number per channel (sets older than the field lack it)."""
+    value = meta.get(key)
+    if value is None:
+        return key not in meta
+    return isinstance(value, list) and len(value) == meta["image_shape"][2] and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)  # fmt: skip
+
+
+class RecordError(InputError):
+    """A prepared record that does not decode: names the dataset and the row."""
+
+    def __init__(self, path: Path, row: int, reason: str) -> None:
+        super().__init__(f"{path}: row {row} does not decode ({reason}); `lsvr info --verify {path}` checks the"
+                         " files, data.bad_records=skip trains past such rows")  # fmt: skip
+        self.row = row
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -41,11 +63,7 @@ class PreparedDataset:
             self.meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
-        missing = [k for k in REQUIRED if k not in self.meta]
-        if missing:
-            raise InputError(f"{meta_path}: missing keys {', '.join(missing)}")
-        if self.meta["format_version"] != FORMAT_VERSION:
-            raise InputError(f"{meta_path}: format version {self.meta['format_version']}, lsvr reads {FORMAT_VERSION}")
+        self._check_meta(meta_path)
         self.classes: list[str] = list(self.meta["classes"])
         self.shape: tuple[int, int, int] = tuple(self.meta["image_shape"])  # (H, W, C)
         self.encoding: str = self.meta["encoding"]
@@ -59,13 +77,17 @@ class PreparedDataset:
             self.offsets = self._load("offsets.npy")
             blob = self.path / "images.bin"
             size = blob.stat().st_size if blob.is_file() else -1
-            if size != int(self.offsets[-1]) or size <= 0:
-                what = "missing" if size < 0 else f"{size} bytes, offsets.npy says {int(self.offsets[-1])}"
+            if self.offsets.ndim != 1 or not len(self.offsets) or size != int(self.offsets[-1]) or size <= 0:
+                last = int(self.offsets[-1]) if self.offsets.ndim == 1 and len(self.offsets) else "nothing"
+                what = "missing" if size < 0 else f"{size} bytes, offsets.npy says {last}"
                 raise InputError(f"{blob}: {what} (truncated or altered: prepare it again)")
             self.blob = np.memmap(blob, dtype=np.uint8, mode="r").view(np.ndarray)
             found = (len(self.offsets) - 1, *self.shape)
-        if found != (len(self), *self.shape) or len(self.labels) != len(self):
+        if found != (len(self), *self.shape) or self.labels.shape != (len(self),):
             raise InputError(f"{self.path}: files disagree with meta.json ({found} vs {self.meta['num_images']})")
+        if self.mean_image.shape != self.shape:
+            raise InputError(f"{self.path / 'mean.npy'}: shape {self.mean_image.shape}, meta.json says {self.shape}")
+        self._check_labels()
         self._colorspace = "GRAY" if self.shape[2] == 1 else "RGB"
         self._scratch = threading.local()  # a decode buffer per reading thread
 
@@ -74,8 +96,45 @@ class PreparedDataset:
             return np.load(self.path / name, mmap_mode="r" if mmap else None, allow_pickle=False)
         except FileNotFoundError:
             raise InputError(f"{self.path / name}: missing") from None
-        except ValueError as exc:
-            raise InputError(f"{self.path / name}: unreadable ({exc})") from None
+        except (ValueError, EOFError, OSError) as exc:
+            # an empty file is an EOFError, a broken header a ValueError: neither says which file
+            reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{self.path / name}: unreadable ({reason}); prepare the set again") from None
+
+    def _check_meta(self, meta_path: Path) -> None:
+        """Every field of meta.json the reader relies on, of the right type, or an InputError naming it."""
+        if not isinstance(self.meta, dict):
+            raise InputError(f"{meta_path}: not a JSON object")
+        missing = [k for k in REQUIRED if k not in self.meta]
+        if missing:
+            raise InputError(f"{meta_path}: missing keys {', '.join(missing)}")
+        if self.meta["format_version"] != FORMAT_VERSION:
+            raise InputError(f"{meta_path}: format version {self.meta['format_version']}, lsvr reads {FORMAT_VERSION}")
+        m = self.meta
+        # in order, each check only after the ones it relies on (channel stats need image_shape)
+        checks = (
+            ("num_images", lambda: _count(m["num_images"]), "a whole number >= 0"),
+            ("classes", lambda: isinstance(m["classes"], list) and len(m["classes"]) > 0
+             and all(isinstance(c, str) for c in m["classes"]), "a non-empty list of names"),
+            ("image_shape", lambda: isinstance(m["image_shape"], list) and len(m["image_shape"]) == 3
+             and all(_count(x) and x > 0 for x in m["image_shape"]) and m["image_shape"][2] in (1, 3),
+             "[height, width, 1 or 3]"),
+            ("encoding", lambda: m["encoding"] in ("raw", "jpeg"), "raw or jpeg"),
+            ("checksums", lambda: isinstance(m["checksums"], dict), "a mapping of file names to sha256"),
+            ("channel_mean", lambda: _numbers(m, "channel_mean"), "one number per channel"),
+            ("channel_std", lambda: _numbers(m, "channel_std"), "one number per channel"),
+        )  # fmt: skip
+        for key, ok, want in checks:
+            if not ok():
+                raise InputError(f"{meta_path}: {key} must be {want}, got {json.dumps(m.get(key))[:60]}")
+
+    def _check_labels(self) -> None:
+        """Labels outside [0, classes) would pass training steps and fail only at validation."""
+        labels = self.labels
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
+            bad = int(np.flatnonzero((labels < 0) | (labels >= len(self.classes)))[0])
+            raise InputError(f"{self.path / 'labels.npy'}: label {int(labels[bad])} at row {bad} is outside"
+                             f" 0..{len(self.classes) - 1} ({len(self.classes)} classes in meta.json)")  # fmt: skip
 
     def __len__(self) -> int:
         return int(self.meta["num_images"])
@@ -102,7 +161,11 @@ class PreparedDataset:
     def _decode(self, i: int, out: np.ndarray) -> np.ndarray:
         """Image i decoded by libjpeg-turbo straight into `out` (C-contiguous, H x W x C)."""
         data = self.blob[self.offsets[i] : self.offsets[i + 1]]
-        return simplejpeg.decode_jpeg(data, colorspace=self._colorspace, buffer=out)
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace=self._colorspace, buffer=out)
+        except (ValueError, RuntimeError) as exc:  # libjpeg's message names neither file nor row
+            reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RecordError(self.path, int(i), reason) from None
 
     def encoded(self, indices: np.ndarray) -> list:
         """The compressed bytes of the (JPEG) images at indices: 1-D uint8 torch tensors,
@@ -133,7 +196,7 @@ class PreparedDataset:
 
     def verify(self) -> list[str]:
         """Problems found by re-hashing every file against meta.json; empty when all is well."""
-        problems = []
+        problems = self._check_classes()
         for name, expected in self.meta["checksums"].items():
             path = self.path / name
             if not path.is_file():
@@ -141,6 +204,19 @@ class PreparedDataset:
                 continue
             if file_sha256(path) != expected:
                 problems.append(f"{path}: checksum mismatch")
+        return problems
+
+    def _check_classes(self) -> list[str]:
+        """meta.json's class names: unique and non-empty (the labels' range is checked at open)."""
+        where = self.path / "meta.json"
+        problems = []
+        seen: set[str] = set()
+        repeated = [c for c in self.classes if c in seen or seen.add(c)]
+        if repeated:
+            problems.append(f"{where}: classes names {', '.join(map(repr, repeated[:3]))} more than once")
+        blank = [i for i, c in enumerate(self.classes) if not c.strip()]
+        if blank:
+            problems.append(f"{where}: classes has an empty name at index {blank[0]}")
         return problems
 
     def describe(self) -> dict:

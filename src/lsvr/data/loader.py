@@ -12,7 +12,7 @@ batches ahead: the paper's parallel loading, without processes or sockets.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from lsvr.data.augment import crop_offsets
-from lsvr.data.dataset import PreparedDataset
+from lsvr.data.dataset import PreparedDataset, RecordError
 from lsvr.data.device_decode import Decoder, DeviceDecode
+from lsvr.errors import InputError
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -92,6 +93,9 @@ class Loader:
     Augment.train(cropped=True) expects (it mirrors them): less to copy and to move.
     decode: "host" (images decoded in the reading threads) or "device" (JPEG sets: the
     threads gather compressed bytes, the device decodes and crops them; see device_decode).
+    bad_records: a record that does not decode stops the loader with a RecordError naming the
+    dataset and the row ("stop"), or is left out from then on ("skip"): listed in `bad_rows`,
+    reported once through `warn`. Host decoding only.
     """
 
     def __init__(
@@ -110,6 +114,8 @@ class Loader:
         crop: int | None = None,
         decode: str = "host",
         decoder: Decoder | None = None,
+        bad_records: str = "stop",
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size  # per rank
@@ -125,6 +131,8 @@ class Loader:
         self.image_shape = dataset.shape if crop is None else (crop, crop, dataset.shape[2])
         self._labels = torch.from_numpy(dataset.labels)
         self._device_decode = DeviceDecode(dataset, self.device, decoder) if decode == "device" else None
+        self.bad_records, self.warn = bad_records, warn
+        self.bad_rows: dict[int, str] = {}  # row -> why it does not decode (bad_records=skip)
 
     def __len__(self) -> int:
         """Steps in an epoch."""
@@ -156,18 +164,53 @@ class Loader:
         where = self.rank_slice(step, len(order))
         rows = order[where]
         keys = sample_keys(self.seed, epoch, np.arange(where.start, where.stop))
-        labels = self._labels[torch.from_numpy(rows)]
         if self._device_decode is not None:
-            return self._device_decode.read(rows, keys, labels, self.crop)
+            return self._device_decode.read(rows, keys, self._labels[torch.from_numpy(rows)], self.crop)
         cuda = self.device.type == "cuda"
-        images = self._pool.get((len(rows), *self.image_shape))
-        if self.crop is None:
-            self.dataset.read(rows, out=images.numpy())
-        else:
-            top, left, _ = crop_offsets(keys, self.dataset.shape[0], self.crop)
-            self.dataset.read_crops(rows, top, left, self.crop, images.numpy())
+        rows, keys = self._without_bad(rows, keys)
+        while True:
+            images = self._pool.get((len(rows), *self.image_shape))
+            try:
+                self._fill(rows, keys, images.numpy())
+                break
+            except RecordError as exc:
+                if self.bad_records != "skip":
+                    raise
+                self._pool.put(images)
+                if exc.row not in self.bad_rows:
+                    self.bad_rows[exc.row] = str(exc)
+                    if self.warn is not None:
+                        self.warn(f"{self.dataset.path}: row {exc.row} does not decode; skipped (data.bad_records)")
+                rows, keys = self._without_bad(rows, keys)
+        labels = self._labels[torch.from_numpy(rows)]
         keys = torch.from_numpy(keys)
         return (images, labels.pin_memory(), keys.pin_memory()) if cuda else (images, labels, keys)
+
+    def _fill(self, rows: np.ndarray, keys: np.ndarray, out: np.ndarray) -> None:
+        if self.crop is None:
+            self.dataset.read(rows, out=out)
+        else:
+            top, left, _ = crop_offsets(keys, self.dataset.shape[0], self.crop)
+            self.dataset.read_crops(rows, top, left, self.crop, out)
+
+    def _without_bad(self, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The batch without its known-bad rows: training puts good rows of the same batch in
+        their place (every rank keeps the same batch size); evaluation drops them, so no image
+        is scored twice."""
+        if not self.bad_rows:
+            return rows, keys
+        bad = np.isin(rows, np.fromiter(self.bad_rows, np.int64))
+        if not bad.any():
+            return rows, keys
+        if not self.shuffle:
+            return rows[~bad], keys[~bad]
+        good = rows[~bad]
+        if not len(good):
+            raise InputError(f"{self.dataset.path}: no row of a batch decodes (rows {rows[:5].tolist()} ...);"
+                             " prepare the set again")  # fmt: skip
+        rows = rows.copy()
+        rows[bad] = np.resize(good, int(bad.sum()))
+        return rows, keys
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         """The batches of epoch `epoch` from `start_step` on, read `prefetch` ahead."""

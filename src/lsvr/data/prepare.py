@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 from PIL import Image
-from tqdm import tqdm
 
 from lsvr import __version__
 from lsvr.data import output
@@ -35,6 +34,7 @@ from lsvr.data.build import Build
 from lsvr.data.dataset import FORMAT_VERSION, file_sha256
 from lsvr.data.sources import DecodeError, IdxSource, Source
 from lsvr.errors import InputError
+from lsvr.progress import progress_bar
 
 RESIZE_POLICIES = ("squash", "center", "pad")
 OUTPUT_FILES = ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv")
@@ -281,8 +281,8 @@ def _convert_all(build: Build, convert: Converter, shards: int, workers: int, ma
                  progress: bool) -> None:  # fmt: skip
     n = len(convert.source)
     limit = int(max_rejects * n)
-    bar = tqdm(total=n, initial=min(n, build.done * SHARD), unit="img", desc="prepare", disable=not progress,
-               dynamic_ncols=True, file=sys.stderr, smoothing=0.05)  # fmt: skip
+    bar = progress_bar(total=n, initial=min(n, build.done * SHARD), unit="img", desc="prepare", enabled=progress,
+                       every_s=30.0, smoothing=0.05)  # fmt: skip
     ahead = max(2, -(-4 * workers // SHARD) + 1)  # shards in flight: keeps every worker busy across a commit
     pool = ThreadPoolExecutor(workers, thread_name_prefix="lsvr-prepare")
     try:
