@@ -59,6 +59,8 @@ def test_eval_and_predict_commands(trained_run, demo_prepared, tmp_path, capsys)
     assert result["images"] == 2000 and result["crops"] == 1 and 50 < result["top1"] <= result["top5"] <= 100
     assert cli("eval", trained_run, demo_prepared / "test", "--crops", "10", "--json") == 0
     assert json.loads(capsys.readouterr().out)["crops"] == 10
+    assert cli("eval", trained_run, demo_prepared / "test", "--crops", "10") == 0
+    assert "on 2000 images, 10 crops (corners, centre, mirrored) each" in capsys.readouterr().out
     from PIL import Image
 
     from lsvr.data.sources import read_idx

@@ -144,7 +144,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['images']} images")
+        views = "10 crops (corners, centre, mirrored) each" if args.crops == 10 else "the centre crop"
+        print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['images']} images, {views}")
     return 0
 
 
