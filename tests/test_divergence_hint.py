@@ -16,7 +16,7 @@ def test_alexnet_small_with_mean_image_at_lr_0_01_stops_naming_the_settings(tiny
 
 
 def test_other_settings_get_the_general_advice():
-    from lsvr.train.engine import nonfinite_hint
+    from lsvr.train.health import nonfinite_hint
 
     cfg = load_config(CONFIG, ["data.normalize=channel"])
     assert nonfinite_hint(cfg) == "; a lower optim.lr, guard.clip_norm or data.normalize=channel may help"

@@ -31,7 +31,7 @@ from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
 from lsvr.train import checkpoint, parallel
-from lsvr.train.health import Health
+from lsvr.train.health import Health, nonfinite_hint
 from lsvr.train.metrics import MetricsLog, WriteError
 from lsvr.train.optim import Schedule, build_optimizer
 from lsvr.train.run_folder import RunFolder, Start
@@ -42,18 +42,6 @@ from lsvr.train.state import provenance, rng_state, set_rng_state
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf and guard.nonfinite says stop (or too many skips)."""
-
-
-def nonfinite_hint(cfg: Config) -> str:
-    """What to change after a non-finite loss. mean_image leaves pixels at -128..127 (no division
-    by a std), which a small model without batch norm does not survive at a high lr. Measured on
-    the Fashion-MNIST demo set at 32 px, configs/debug.yaml, 100 steps: alexnet_small with
-    mean_image gives NaN at step 6 with lr 0.01, chance (10.0%) with 0.005, 48.6% with 0.003,
-    61.3% with 0.001; with data.normalize=channel at lr 0.01, 63.4%."""
-    if cfg.model.name == "alexnet_small" and cfg.data.normalize == "mean_image" and cfg.optim.lr >= 0.005:
-        return (f"; alexnet_small with data.normalize=mean_image at optim.lr>=0.005 is known to diverge"
-                f" (optim.lr={cfg.optim.lr:g} here): use data.normalize=channel, or optim.lr=0.001")  # fmt: skip
-    return "; a lower optim.lr, guard.clip_norm or data.normalize=channel may help"
 
 
 StepHook = Callable[[int, torch.nn.Module, "parallel.Distributed"], None]
