@@ -1,0 +1,92 @@
+"""The commands that use a trained model: `lsvr eval`, `lsvr predict`, `lsvr export`.
+
+lsvr eval CHECKPOINT DATASET [--crops 1|10] [--allow-mismatch] [--json]
+lsvr predict CHECKPOINT IMAGE|FOLDER... [--top 5] [--json]
+lsvr export CHECKPOINT OUT.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lsvr.folders import check_writable
+
+PREDICT_BATCH = 64  # images decoded and scored at a time: a folder of any size fits in memory
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from lsvr.data.dataset import PreparedDataset
+    from lsvr.data.loader import Loader
+    from lsvr.evaluate import evaluate
+    from lsvr.inference import augment_for, check_dataset, load_model
+    from lsvr.train.parallel import pick_device
+
+    device = pick_device(args.device)
+    dataset = PreparedDataset(args.dataset)
+    model, state = load_model(Path(args.checkpoint), device)
+    pre = state["preprocess"]
+    for problem in check_dataset(state, dataset, allow_mismatch=args.allow_mismatch):
+        print(f"lsvr eval: warning: {dataset.path}: {problem}; scored anyway (--allow-mismatch)", file=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loader = Loader(dataset, batch_size=args.batch, shuffle=False, workers=2, prefetch=2, device=device)
+    result = evaluate(model, loader, augment_for(pre, device), crops=args.crops)
+    result.update(crops=args.crops, checkpoint=state["path"], dataset=str(dataset.path))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        views = "10 crops (corners, centre, mirrored) each" if args.crops == 10 else "the centre crop"
+        print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['images']} images, {views}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from lsvr.inference import augment_for, image_paths, load_images, load_model, predict
+    from lsvr.train.parallel import pick_device
+
+    device = pick_device(args.device)
+    model, state = load_model(Path(args.checkpoint), device)
+    augment = augment_for(state["preprocess"], device)
+    paths = image_paths(args.images)
+    results, failed = [], 0
+    for start in range(0, len(paths), PREDICT_BATCH):
+        images, good, bad = load_images(paths[start : start + PREDICT_BATCH], state["preprocess"])
+        for line in bad:
+            print(f"lsvr predict: error: {line}", file=sys.stderr)
+        failed += len(bad)
+        if images is None:
+            continue
+        probs = predict(model, augment, images, device)
+        values, indices = probs.topk(min(args.top, probs.shape[1]), dim=1)
+        for path, row_values, row_indices in zip(good, values, indices, strict=True):
+            top = [{"class": state["classes"][i], "index": int(i), "probability": float(v)}
+                   for v, i in zip(row_values, row_indices, strict=True)]  # fmt: skip
+            results.append({"image": str(path), "top": top})
+            if not args.json:  # as they come: a long folder shows progress
+                print(path)
+                for t in top:
+                    print(f"  {t['probability']:7.2%}  {t['class']}")
+    if args.json:
+        print(json.dumps({"checkpoint": state["path"], "predictions": results}))
+    if failed:
+        print(f"lsvr predict: {failed} of {len(paths)} images could not be read", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from lsvr.export import export
+    from lsvr.inference import load_model
+
+    check_writable(Path(args.out), what="export file")
+    _, state = load_model(Path(args.checkpoint), torch.device("cpu"))
+    out = export(state, Path(args.out))
+    print(f"exported {len(state['model'])} tensors of {state['config']['model']['name']} to {out}")
+    return 0
