@@ -111,11 +111,11 @@ def test_a_disk_too_small_is_refused_before_any_work(tmp_path, capsys, monkeypat
 
     src = write_tree(tmp_path / "src", {"a": 3, "b": 3})
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(prepare_module.shutil, "disk_usage", lambda _: usage._replace(free=10 << 20))
+    monkeypatch.setattr(prepare_module.shutil, "disk_usage", lambda _: usage._replace(free=512 << 10))
     for encoding in ("raw", "jpeg"):
         assert cli("prepare", src, tmp_path / encoding, "--encoding", encoding, "--no-progress") == 2
         err = capsys.readouterr().err
-        assert "GiB free" in err and "needs about" in err
+        assert f"{tmp_path / encoding}: the dataset needs about" in err and "the disk has 0.5 MiB free" in err
         assert not (tmp_path / encoding).exists() and not (tmp_path / f"{encoding}.partial").exists()
 
 

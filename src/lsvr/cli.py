@@ -25,24 +25,27 @@ from lsvr.train.signals import STOPPED_DURING_START_UP, StartUpStop, start_up_st
 def _read_names(path: str | None) -> list[str] | None:
     if path is None:
         return None
+    from lsvr.data.sources import read_class_names
+
     file = Path(path)
     if not file.is_file():
         raise InputError(f"{file}: no such classes file")
-    return [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    return read_class_names(file)  # an empty or repeated name is refused, naming the file
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from lsvr.data.dataset import PreparedDataset
-    from lsvr.data.output import check_apart, check_location
+    from lsvr.data.output import check_apart, check_location, check_split_parent, resolve_out
     from lsvr.data.prepare import WriteError, prepare
-    from lsvr.data.sources import idx_splits, open_source
+    from lsvr.data.sources import check_class_names, idx_splits, open_source
 
-    source_path, out = Path(args.source), Path(args.out)
+    source_path, out = Path(args.source), resolve_out(Path(args.out))
     classes = _read_names(args.classes)
     if args.classes_from:
         if classes is not None:
             raise InputError("prepare: give --classes or --classes-from, not both")
         classes = PreparedDataset(args.classes_from).classes
+        check_class_names(classes, where=Path(args.classes_from) / "meta.json")
     labels = Path(args.labels) if args.labels else None
     devkit_meta = Path(args.devkit_meta) if args.devkit_meta else None
     if not source_path.exists():
@@ -54,6 +57,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     splits = [args.split]
     if args.split is None and source_path.is_dir() and len(idx_splits(source_path)) > 1:
         splits = list(idx_splits(source_path))  # a folder of idx files: one output per split
+        check_split_parent(out, splits)
     command = shlex.join(["lsvr", *sys.argv[1:]])
     for split in splits:
         target = out / split if len(splits) > 1 else out

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsvr.data.output import META_KEYS, PLAN_KEYS, lsvr_record, not_lsvr_reason
+from lsvr.data.output import META_KEYS, PLAN_KEYS, lsvr_record, not_lsvr_reason, refuse_link
 from lsvr.errors import InputError
 
 HEADER_BYTES = 128  # the .npy header of images.npy, fixed so it can be rewritten in place
@@ -62,6 +62,7 @@ class Build:
         with another plan is an error unless `discard`)."""
         build = cls(partial, plan, image_shape)
         plan_path = partial / "plan.json"
+        refuse_link(partial)  # a user's link named OUT.partial: never written through or deleted
         if partial.exists():
             reason = not_lsvr_reason(partial, partial=True)
             if reason:  # a user's folder that happens to be named OUT.partial is never deleted

@@ -6,6 +6,10 @@ prepared dataset (lsvr's meta.json, and no file lsvr does not write there) or an
 prepare (lsvr's plan.json or meta.json, or the first files of one killed before its plan was
 written). OUT may not be the source, inside it or above it: replacing OUT would delete the
 source, and an OUT inside a class-folder tree would become a class of the next prepare.
+
+An OUT that is a symbolic link to a folder is written through: the dataset replaces the folder
+it points to and the link itself is never renamed or removed. A dangling link, and a link at
+OUT.partial or .OUT.replaced (names lsvr renames and deletes), are refused.
 """
 
 from __future__ import annotations
@@ -26,6 +30,48 @@ BUILD_FILES = frozenset(("shards", "state.npz", "state.tmp.npz", "plan.json", "p
 PARTIAL_FILES = DATASET_FILES | BUILD_FILES
 META_KEYS = ("format_version", "plan")  # of meta.json
 PLAN_KEYS = ("encoding",)  # of plan.json
+
+
+def resolve_out(out: Path) -> Path:
+    """OUT as prepare writes it: a link to a folder resolved to that folder (the link is left
+    as it is), `.` or `..` to the folder they name; refused when it is a dangling link or the
+    current folder (or above it), which a prepare would rename away under the shell."""
+    out = Path(out)
+    if out.is_symlink():
+        if not out.exists():
+            raise InputError(
+                f"{out}: a symbolic link to {os.readlink(out)}, which does not exist; lsvr writes through a link"
+                " only to an existing folder: create it or choose another OUT"
+            )
+        out = out.resolve()
+    elif out.name in ("", ".", ".."):  # names no folder of its own: OUT.partial needs one
+        out = out.resolve()
+    if out.exists() and Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise InputError(f"{out}: is the current folder or above it; give the dataset a folder of its own (OUT/name)")
+    return out
+
+
+def refuse_link(path: Path) -> None:
+    """A symbolic link where lsvr renames or deletes its own folders is the user's: refused."""
+    if path.is_symlink():
+        raise InputError(
+            f"{path}: a symbolic link, which lsvr never renames or deletes: move it away or choose another OUT"
+        )
+
+
+def check_split_parent(out: Path, splits: list[str]) -> None:
+    """Refuse an OUT for several splits (OUT/train, OUT/test) that holds anything but those
+    splits and lsvr's files beside them: a user's folder never gets lsvr's splits mixed in."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    allowed = {n for s in splits for n in (s, f"{s}.partial", f".{s}.lock", f".{s}.replaced")}
+    stray = sorted(name for name in os.listdir(out) if name not in allowed)
+    if stray:
+        raise InputError(
+            f"{out}: it holds {stray[0]}, which lsvr does not write there; the {' and '.join(splits)} splits go"
+            " into a folder that is new, empty or holds only them: move it away or choose another OUT"
+        )
 
 
 def partial_path(out: Path) -> Path:
@@ -92,6 +138,8 @@ def check_location(out: Path) -> None:
 def check_replaceable(out: Path) -> None:
     """Refuse to write OUT when it, or OUT.partial, holds anything lsvr did not write: even
     with --overwrite, only lsvr's own output is replaced."""
+    for path in (partial_path(out), _replaced_path(out)):
+        refuse_link(path)
     for path, partial in ((out, False), (partial_path(out), True)):
         if path.exists() and not path.is_dir():
             raise InputError(
@@ -106,6 +154,8 @@ def check_replaceable(out: Path) -> None:
     replaced = _replaced_path(out)
     if replaced.is_dir() and not_lsvr_reason(replaced, partial=False) is None:
         shutil.rmtree(replaced)  # a dataset replaced by a run killed before deleting it
+    elif replaced.exists():
+        raise InputError(f"{replaced}: not lsvr's; lsvr renames OUT there when replacing it: move it away")
 
 
 def replace(out: Path, partial: Path) -> None:
@@ -118,6 +168,26 @@ def replace(out: Path, partial: Path) -> None:
     os.rename(partial, out)
     if old.exists():
         shutil.rmtree(old)
+
+
+def missing_folders(out: Path) -> list[Path]:
+    """The folders above OUT that do not exist yet, deepest first: what `lock` creates."""
+    missing = []
+    folder = Path(out).parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove those of `folders` (deepest first) that are empty: a refused prepare leaves no
+    folder behind that it created and did not fill."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a kept OUT.partial, another writer's files): it stays
+            return
 
 
 def lock(out: Path) -> FolderLock:

@@ -32,7 +32,7 @@ from lsvr import __version__
 from lsvr.data import output
 from lsvr.data.build import Build
 from lsvr.data.dataset import FORMAT_VERSION, file_sha256
-from lsvr.data.sources import DecodeError, IdxSource, Source
+from lsvr.data.sources import DecodeError, IdxSource, Source, check_class_names
 from lsvr.errors import InputError
 from lsvr.progress import progress_bar
 
@@ -172,22 +172,30 @@ def _fingerprint(source: Source) -> str:
     return digest.hexdigest()
 
 
-def _check_disk(folder: Path, convert: Converter, remaining: int, n: int) -> None:
-    """Refuse to start when the disk cannot hold what is left to write: raw sizes are exact;
-    JPEG sizes, when the raw size would not fit, are estimated from a sample, with a margin."""
+def _check_disk(out: Path, convert: Converter, remaining: int, n: int) -> None:
+    """Refuse to start when the disk cannot hold what is left to write into OUT.partial: raw
+    sizes are exact; JPEG sizes, when the raw size would not fit, are estimated from a sample.
+    The margin, 3% and 1 MiB, covers the small files (labels, mean, shard records) and the
+    file system's own blocks: a fixed 64 MiB refused a 40 KB dataset on a 20 MB disk."""
     if remaining == 0:
         return
     per_item = convert.size * convert.size * convert.channels
-    free = shutil.disk_usage(folder).free
-    if convert.encoding == "jpeg" and free < per_item * remaining + (64 << 20):
+    free = shutil.disk_usage(out.parent).free
+    if convert.encoding == "jpeg" and free < _with_margin(per_item * remaining):
         samples = np.linspace(0, n - 1, min(n, 16)).astype(int)
         sizes = [len(r[1]) for r in map(convert.convert, samples) if isinstance(r, tuple)]
         per_item = 1.25 * (np.mean(sizes) if sizes else per_item)
-    need = int(per_item * remaining) + (64 << 20)
+    need = _with_margin(per_item * remaining)
     if free < need:
-        raise InputError(
-            f"{folder}: the output needs about {need / 2**30:.2f} GiB, the disk has {free / 2**30:.2f} GiB free"
-        )
+        raise InputError(f"{out}: the dataset needs about {_amount(need)}, the disk has {_amount(free)} free")
+
+
+def _with_margin(nbytes: float) -> int:
+    return int(nbytes * 1.03) + (1 << 20)
+
+
+def _amount(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def prepare(
@@ -223,14 +231,20 @@ def prepare(
         "fingerprint": _fingerprint(source), "size": size, "resize": resize_policy, "channels": channels,
         "encoding": encoding, "jpeg_quality": quality if encoding == "jpeg" else None,
     }  # fmt: skip
+    check_class_names(source.classes, where=source.root)
+    out = output.resolve_out(out)
     output.check_apart(source.root, out)
     output.check_location(out)
-    held = output.lock(out)  # a second prepare into OUT is refused, naming this one
+    created = output.missing_folders(out)
     try:
-        return _build(source, out, plan, workers=workers or os.cpu_count() or 1, max_rejects=max_rejects,
-                      overwrite=overwrite, progress=progress, command=command)  # fmt: skip
+        held = output.lock(out)  # a second prepare into OUT is refused, naming this one
+        try:
+            return _build(source, out, plan, workers=workers or os.cpu_count() or 1, max_rejects=max_rejects,
+                          overwrite=overwrite, progress=progress, command=command)  # fmt: skip
+        finally:
+            held.release()
     finally:
-        held.release()
+        output.remove_empty(created)
 
 
 def _build(source: Source, out: Path, plan: dict, *, workers: int, max_rejects: float, overwrite: bool,
@@ -257,7 +271,7 @@ def _build(source: Source, out: Path, plan: dict, *, workers: int, max_rejects: 
             if build.done:
                 print(f"{partial}: continuing from image {min(n, build.done * SHARD)} of {n}", file=sys.stderr)
             try:
-                _check_disk(partial.parent, convert, n - min(n, build.done * SHARD), n)
+                _check_disk(out, convert, n - min(n, build.done * SHARD), n)
             except InputError:
                 if fresh:  # refused before any work: leave nothing behind
                     shutil.rmtree(partial)

@@ -107,7 +107,36 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 def _classes_file(folder: Path) -> list[str] | None:
     path = folder / "classes.txt"
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else None
+    return read_class_names(path) if path.is_file() else None
+
+
+def read_class_names(path: Path) -> list[str]:
+    """A classes file: one name a line, in label order. Blank lines at the start and end are
+    ignored; one between names would shift every later label, so it is refused, as is a name
+    given twice (two labels with one name: predictions that cannot be told apart)."""
+    lines = [line.strip() for line in Path(path).read_text().splitlines()]
+    first = next((k for k, line in enumerate(lines) if line), len(lines))
+    last = max((k for k, line in enumerate(lines) if line), default=-1)
+    for k in range(first, last + 1):
+        if not lines[k]:
+            raise InputError(f"{path}:{k + 1}: an empty class name between names (it would shift every later label)")
+    names = lines[first : last + 1]
+    check_class_names(names, where=path)
+    return names
+
+
+def check_class_names(names: list[str], *, where: Path | str) -> None:
+    """Refuse (naming `where`) a class list with an empty name or a name given twice."""
+    seen: dict[str, int] = {}
+    for k, name in enumerate(names):
+        if not name.strip():
+            raise InputError(f"{where}: class {k} has an empty name; each class needs a name")
+        if name in seen:
+            raise InputError(
+                f"{where}: class name {name!r} is given twice (classes {seen[name]} and {k}); each class needs a"
+                " name of its own"
+            )
+        seen[name] = k
 
 
 def idx_splits(folder: Path) -> dict[str, Path]:
