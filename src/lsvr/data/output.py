@@ -1,5 +1,5 @@
-"""Where `lsvr prepare` writes: OUT, built in OUT.partial beside it, with OUT locked for the
-whole run.
+"""Where `lsvr prepare` writes: OUT, built in OUT.partial beside it (after a check that the disk
+has room), with OUT locked for the whole run.
 
 Nothing a user owns is replaced or deleted. `--overwrite` replaces only what lsvr wrote: a
 prepared dataset (lsvr's meta.json, and no file lsvr does not write there) or an unfinished
@@ -18,9 +18,15 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from lsvr.errors import InputError
 from lsvr.folders import FolderLock, check_writable
+
+if TYPE_CHECKING:
+    from lsvr.data.prepare import Converter
 
 DATASET_FILES = frozenset(
     ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv", "meta.json")
@@ -195,3 +201,29 @@ def lock(out: Path) -> FolderLock:
     replaced by a rename at the end), removed when released."""
     out.parent.mkdir(parents=True, exist_ok=True)
     return FolderLock(out.parent / f".{out.name}.lock", folder=out, what="prepared dataset").acquire()
+
+
+def check_disk(out: Path, convert: Converter, remaining: int, n: int) -> None:
+    """Refuse to start when the disk cannot hold what is left to write into OUT.partial: raw
+    sizes are exact; JPEG sizes, when the raw size would not fit, are estimated from a sample.
+    The margin, 3% and 1 MiB, covers the small files (labels, mean, shard records) and the
+    file system's own blocks: a fixed 64 MiB refused a 40 KB dataset on a 20 MB disk."""
+    if remaining == 0:
+        return
+    per_item = convert.size * convert.size * convert.channels
+    free = shutil.disk_usage(out.parent).free
+    if convert.encoding == "jpeg" and free < _with_margin(per_item * remaining):
+        samples = np.linspace(0, n - 1, min(n, 16)).astype(int)
+        sizes = [len(r[1]) for r in map(convert.convert, samples) if isinstance(r, tuple)]
+        per_item = 1.25 * (np.mean(sizes) if sizes else per_item)
+    need = _with_margin(per_item * remaining)
+    if free < need:
+        raise InputError(f"{out}: the dataset needs about {_amount(need)}, the disk has {_amount(free)} free")
+
+
+def _with_margin(nbytes: float) -> int:
+    return int(nbytes * 1.03) + (1 << 20)
+
+
+def _amount(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"

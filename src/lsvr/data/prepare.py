@@ -172,32 +172,6 @@ def _fingerprint(source: Source) -> str:
     return digest.hexdigest()
 
 
-def _check_disk(out: Path, convert: Converter, remaining: int, n: int) -> None:
-    """Refuse to start when the disk cannot hold what is left to write into OUT.partial: raw
-    sizes are exact; JPEG sizes, when the raw size would not fit, are estimated from a sample.
-    The margin, 3% and 1 MiB, covers the small files (labels, mean, shard records) and the
-    file system's own blocks: a fixed 64 MiB refused a 40 KB dataset on a 20 MB disk."""
-    if remaining == 0:
-        return
-    per_item = convert.size * convert.size * convert.channels
-    free = shutil.disk_usage(out.parent).free
-    if convert.encoding == "jpeg" and free < _with_margin(per_item * remaining):
-        samples = np.linspace(0, n - 1, min(n, 16)).astype(int)
-        sizes = [len(r[1]) for r in map(convert.convert, samples) if isinstance(r, tuple)]
-        per_item = 1.25 * (np.mean(sizes) if sizes else per_item)
-    need = _with_margin(per_item * remaining)
-    if free < need:
-        raise InputError(f"{out}: the dataset needs about {_amount(need)}, the disk has {_amount(free)} free")
-
-
-def _with_margin(nbytes: float) -> int:
-    return int(nbytes * 1.03) + (1 << 20)
-
-
-def _amount(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
-
-
 def prepare(
     source: Source,
     out: Path,
@@ -271,7 +245,7 @@ def _build(source: Source, out: Path, plan: dict, *, workers: int, max_rejects: 
             if build.done:
                 print(f"{partial}: continuing from image {min(n, build.done * SHARD)} of {n}", file=sys.stderr)
             try:
-                _check_disk(out, convert, n - min(n, build.done * SHARD), n)
+                output.check_disk(out, convert, n - min(n, build.done * SHARD), n)
             except InputError:
                 if fresh:  # refused before any work: leave nothing behind
                     shutil.rmtree(partial)
