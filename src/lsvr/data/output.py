@@ -52,7 +52,11 @@ def resolve_out(out: Path) -> Path:
         out = out.resolve()
     elif out.name in ("", ".", ".."):  # names no folder of its own: OUT.partial needs one
         out = out.resolve()
-    if out.exists() and Path.cwd().resolve().is_relative_to(out.resolve()):
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the shell's folder was deleted: OUT cannot be it
+        return out
+    if out.exists() and here.is_relative_to(out.resolve()):
         raise InputError(f"{out}: is the current folder or above it; give the dataset a folder of its own (OUT/name)")
     return out
 
