@@ -139,7 +139,7 @@ def _set_aside_broken(folder: Path, newer_than: Path) -> None:
         if path.name <= newer_than.name:
             continue
         try:
-            load(path, mmap=path.stat().st_size > 0)
+            load_step(path)
         except InputError as exc:
             aside, n = path.with_name(path.name + ".corrupt"), 1
             while aside.exists():  # an earlier one of the same step is kept too
@@ -186,21 +186,43 @@ def load(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = F
 
 
 def find_valid(target: str | Path) -> Path | None:
-    """Like find, but a newest checkpoint that does not load (truncated, zero bytes) is
-    skipped for the newest one that does, with a warning naming it."""
+    """Like find, but a newest checkpoint that does not load (truncated, zero bytes), or whose
+    name says another step than it holds, is skipped for the newest one that does, with a
+    warning naming it."""
     target = Path(target)
     if target.is_file():
         return target
-    folder = target / "checkpoints" if (target / "checkpoints").is_dir() else target
-    first = find(target)
-    steps = _steps(folder)[::-1]
-    for path in ([first] if first else []) + [p for p in steps if p != first]:
+    for path in candidates(target):
         try:
-            load(path, mmap=path.stat().st_size > 0)
+            load_step(path)
             return path
         except InputError as exc:
             print(f"lsvr: warning: skipping the checkpoint {exc}", file=sys.stderr)
     return None
+
+
+def candidates(target: str | Path) -> list[Path]:
+    """A run or checkpoints folder's step files in the order a resume tries them: the one
+    `find` picks, then the others, newest first."""
+    target = Path(target)
+    folder = target / "checkpoints" if (target / "checkpoints").is_dir() else target
+    first = find(target)
+    return ([first] if first else []) + [p for p in _steps(folder)[::-1] if p != first]
+
+
+def steps(folder: Path) -> list[Path]:
+    """The step files of a checkpoints folder, oldest first."""
+    return _steps(Path(folder))
+
+
+def load_step(path: Path) -> dict[str, Any]:
+    """A step file's contents (memory-mapped), or an InputError when it does not load or holds
+    another step than its name says: a file copied in under a name it does not fit."""
+    state = load(path, mmap=path.stat().st_size > 0)
+    named = STEP_FILE.match(path.name)
+    if named and state.get("step") != int(named.group(1)):
+        raise InputError(f"{path}: named for step {int(named.group(1))} but holds step {state.get('step')}")
+    return state
 
 
 def find(target: str | Path) -> Path | None:

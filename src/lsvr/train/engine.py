@@ -32,7 +32,7 @@ from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
 from lsvr.train import checkpoint, parallel
 from lsvr.train.health import Health, nonfinite_hint
-from lsvr.train.metrics import MetricsLog, WriteError
+from lsvr.train.metrics import MetricsLog
 from lsvr.train.optim import Schedule, build_optimizer
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import RunInputs, check_inputs
@@ -54,10 +54,10 @@ def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "
     Rank 0 holds the run folder's lock throughout (lsvr.train.run_folder)."""
     with RunFolder(out, main=int(os.environ.get("RANK", "0")) == 0) as folder:
         start = folder.start(resume)
-        return _train(cfg, start, out=out, command=command, on_step=on_step)
+        return _train(cfg, start, folder, command=command, on_step=on_step)
 
 
-def _train(cfg: Config, start: Start, *, out: Path, command: str, on_step: StepHook | None) -> dict[str, Any]:
+def _train(cfg: Config, start: Start, folder: RunFolder, *, command: str, on_step: StepHook | None) -> dict[str, Any]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     inputs = check_inputs(cfg, start=start, world=world)  # before the process group
     if cfg.train.threads:
@@ -67,7 +67,7 @@ def _train(cfg: Config, start: Start, *, out: Path, command: str, on_step: StepH
     env = parallel.setup(cfg)
     try:
         with Preemption() as preemption:
-            summary = _run(cfg, inputs, start, env, out=out, command=command, on_step=on_step,
+            summary = _run(cfg, inputs, start, env, folder=folder, command=command, on_step=on_step,
                            preemption=preemption)  # fmt: skip
         parallel.barrier(env)  # every rank done (rank 0's last save included) before the group goes
         return summary
@@ -88,33 +88,11 @@ def _say(env: parallel.Distributed, text: str) -> None:
         tqdm.write(text, file=sys.stderr)
 
 
-def _write_text(path: Path, text: str) -> None:
-    try:
-        path.write_text(text)
-    except OSError as exc:
-        raise WriteError(f"{path}: could not be written ({exc.strerror or exc})") from None
-
-
-def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed, *, out: Path, command: str,
+def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed, *, folder: RunFolder, command: str,
          on_step, preemption: Preemption) -> dict:  # fmt: skip
-    ds, device = inputs.train, env.device
+    ds, device, out = inputs.train, env.device, folder.out
     log = MetricsLog(out / "metrics.jsonl", enabled=env.is_main)
     first_attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0  # faults strike it alone
-    if env.is_main:
-        for left in checkpoint.clean(out / "checkpoints"):
-            _say(env, f"lsvr train: removed {left.name}, left by an interrupted save")
-        for line in [start.note, *inputs.notes]:
-            if line:
-                _say(env, line)
-        _write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        _say(env, f"lsvr train: run {out} ({start.run_id}), world {env.world}, device {device}, crop {inputs.crop}")
-        log.write(
-            "start", command=command, run_id=start.run_id, config=to_dict(cfg), world=env.world, device=str(device),
-            threads=torch.get_num_threads(), host=platform.node(), cpus=os.cpu_count(),
-            resume_from=str(inputs.resume_from) if inputs.resume_from else None, **provenance(),
-        )  # fmt: skip
-        _say(env, yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
-
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(
         cfg.model.name,
@@ -180,6 +158,19 @@ def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed
             _say(env, f"lsvr train: warning: {state['threads']} threads wrote the checkpoint, {torch.get_num_threads()}"
                       " run now: the result will not be bitwise the same (set train.threads)")  # fmt: skip
         _say(env, f"lsvr train: resumed from {inputs.resume_from} at step {step} (epoch {epoch + 1})")
+    if env.is_main:  # every check that can refuse the start has passed (the model's fit included)
+        for left in checkpoint.clean(out / "checkpoints"):
+            _say(env, f"lsvr train: removed {left.name}, left by an interrupted save")
+        for line in [start.note, *inputs.notes]:
+            if line:
+                _say(env, line)
+        folder.record_start(yaml.safe_dump(to_dict(cfg), sort_keys=False), lambda: log.write(
+            "start", command=command, run_id=start.run_id, config=to_dict(cfg), world=env.world, device=str(device),
+            threads=torch.get_num_threads(), host=platform.node(), cpus=os.cpu_count(),
+            resume_from=str(inputs.resume_from) if inputs.resume_from else None, **provenance(),
+        ))  # fmt: skip
+        _say(env, f"lsvr train: run {out} ({start.run_id}), world {env.world}, device {device}, crop {inputs.crop}")
+        _say(env, yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
     net = parallel.wrap(model, env, cfg)
     if cfg.train.compile != "none":  # compiled at the first step; validation runs the bare model
         net = torch.compile(net, mode=cfg.train.compile)

@@ -7,6 +7,10 @@ inside the folder, or one carrying the folder's run id); a checkpoint of another
 starts a new run from it, and only in a folder that holds no checkpoints: two runs'
 checkpoints never share a folder.
 
+A folder lsvr did not write is never written into: `--out` may be new, empty or a run
+folder, and a run folder holds only what lsvr writes there (RUN_ENTRIES). Nothing is
+written before every check that can refuse the start has passed (`record_start`).
+
 Rank 0 holds `RUN/.lock` (lsvr.folders.FolderLock: flock plus `pid@host`) from before the
 first file is read until the run ends, so a second `lsvr train` into the same folder is
 refused before it writes anything; the kernel frees the lock of a killed run.
@@ -15,17 +19,30 @@ refused before it writes anything; the kernel frees the lock of a killed run.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import sys
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from lsvr.config import Config
 from lsvr.errors import InputError
 from lsvr.folders import FolderLock, check_writable
 from lsvr.train import checkpoint
 from lsvr.train.metrics import WriteError
 
 LOCK_NAME = ".lock"
+# What lsvr writes in a run folder: train (config, metrics, checkpoints, lock), `lsvr plot`
+# (plot.png), the demo (test.json from `lsvr eval --json`, samples/ for `lsvr predict`), and
+# `lsvr export` (*.safetensors); `.NAME.tmp` is a config.yaml write a kill interrupted.
+RUN_ENTRIES = {"config.yaml", "metrics.jsonl", "checkpoints", "plot.png", LOCK_NAME, "test.json", "samples",
+               ".config.yaml.tmp"}  # fmt: skip
+RUN_SUFFIXES = (".safetensors",)
 
 
 @dataclass
@@ -56,6 +73,7 @@ class RunFolder:
     def open(self) -> RunFolder:
         """Refuse an unwritable folder, then take the lock (rank 0); nothing is read before."""
         check_writable(self.out, what="run folder")
+        check_owned(self.out)  # read only: a refusal leaves the folder as it was
         if not self.main:
             return self
         self._created = not self.out.exists()
@@ -100,11 +118,7 @@ class RunFolder:
                 )
             return Start(new_run_id())
         if resume == "auto":
-            found = checkpoint.find_valid(self.out)
-            if found is None:
-                return Start(new_run_id())  # nothing saved yet (a restart before the first save)
-            state = checkpoint.load(found, mmap=True)
-            return Start(state.get("run_id") or new_run_id(), found, state)
+            return self._continue()
         found = checkpoint.find_valid(resume)
         if found is None:
             raise InputError(f"{resume}: no checkpoint there (expected a .pt file or a run folder)")
@@ -113,8 +127,7 @@ class RunFolder:
         if self._inside(found):
             return Start(theirs or new_run_id(), found, state)
         if self.holds_checkpoints():
-            here = checkpoint.find_valid(self.out)
-            ours = checkpoint.load(here, mmap=True).get("run_id") if here else None
+            ours = self.run_id()
             if theirs and theirs == ours:  # a copy of this folder's run
                 return Start(theirs, found, state)
             raise InputError(
@@ -127,5 +140,138 @@ class RunFolder:
                 f" a new run {run_id} in {self.out} from its weights at step {state.get('step')}")  # fmt: skip
         return Start(run_id, found, state, forked=True, note=note)
 
+    def run_id(self) -> str | None:
+        """The folder's run: the id of the last `start` record of metrics.jsonl, else the one
+        most of its loadable checkpoints carry."""
+        starts = [r for r in _records(self.out / "metrics.jsonl") if r.get("kind") == "start" and r.get("run_id")]
+        if starts:
+            return starts[-1]["run_id"]
+        ids = Counter()
+        for path in checkpoint.steps(self.out / "checkpoints"):
+            with contextlib.suppress(InputError):
+                ids[checkpoint.load_step(path).get("run_id")] += 1
+        ids.pop(None, None)
+        return ids.most_common(1)[0][0] if ids else None
+
+    def _continue(self) -> Start:
+        """--resume auto: the newest checkpoint that loads, holds the step its name says and
+        belongs to this folder's run; a fresh run where nothing was saved yet (a restart before
+        the first save). Step files, none of them usable: refused, naming each and why."""
+        ours, skipped = self.run_id(), []
+        for path in checkpoint.candidates(self.out):
+            try:
+                state = checkpoint.load_step(path)
+            except InputError as exc:
+                skipped.append(str(exc))
+                print(f"lsvr: warning: skipping the checkpoint {exc}", file=sys.stderr)
+                continue
+            theirs = state.get("run_id")
+            if ours and theirs and theirs != ours:
+                why = f"{path}: a checkpoint of another run ({theirs}) than this folder's ({ours})"
+                skipped.append(why)
+                print(f"lsvr: warning: skipping the checkpoint {why}", file=sys.stderr)
+                continue
+            return Start(theirs or ours or new_run_id(), path, state)
+        if skipped:
+            raise InputError(
+                f"{self.out}: holds checkpoints but none of them can be resumed from ({'; '.join(skipped)});"
+                " move them away to start afresh, or resume from another checkpoint with --resume PATH"
+            )
+        return Start(new_run_id())
+
+    def record_start(self, config_text: str, write_start: Any) -> None:
+        """Write config.yaml, then the `start` record (write_start()): once every check that can
+        refuse the run has passed. Where the record cannot be written (a full disk), config.yaml
+        and metrics.jsonl are put back as they were, so a failed start changes nothing."""
+        config, metrics = self.out / "config.yaml", self.out / "metrics.jsonl"
+        old = config.read_bytes() if config.is_file() else None
+        size = metrics.stat().st_size if metrics.is_file() else None
+        _write_atomic(config, config_text.encode())
+        try:
+            write_start()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if old is None:
+                    config.unlink()
+                else:
+                    _write_atomic(config, old)
+                if size is None:
+                    metrics.unlink(missing_ok=True)
+                else:
+                    os.truncate(metrics, size)
+            raise
+
     def _inside(self, path: Path) -> bool:
         return path.resolve().is_relative_to(self.out.resolve())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to .NAME.tmp, then rename: a kill leaves the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"{path}: could not be written ({exc.strerror or exc})") from None
+
+
+def _records(path: Path) -> list[Any]:
+    """The lines of a metrics.jsonl that parse (a torn one, from a killed run, does not)."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            records.append(json.loads(line))
+    return records
+
+
+def check_owned(out: Path) -> None:
+    """Refuse (InputError naming the folder and the first foreign entry) an --out that holds
+    what lsvr does not write in a run folder, or a config.yaml or metrics.jsonl not lsvr's:
+    a run must never overwrite or append to a user's files."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out}: is a file, not a run folder; choose another --out")
+    for entry in sorted(os.listdir(out)):
+        if entry not in RUN_ENTRIES and not entry.endswith(RUN_SUFFIXES):
+            raise InputError(f"{out}: not a run folder (it holds {entry}, which lsvr does not write there);"
+                             " choose a new or empty --out")  # fmt: skip
+    problem = _foreign_config(out / "config.yaml") or _foreign_metrics(out / "metrics.jsonl")
+    if problem:
+        raise InputError(f"{out}: not a run folder ({problem}); choose a new or empty --out")
+
+
+def _foreign_config(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    sections = {f.name for f in fields(Config)}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = None
+    if isinstance(data, dict) and data and set(data) <= sections:
+        return None
+    return f"its config.yaml is not an lsvr config (a mapping of {', '.join(sorted(sections))})"
+
+
+def _foreign_metrics(path: Path) -> str | None:
+    """Every line of lsvr's metrics.jsonl is a JSON object with a "kind", or a torn prefix of
+    one (a killed run): it starts with "{"."""
+    if not path.exists():
+        return None
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = ["?"]
+    for n, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            ok = isinstance(record, dict) and "kind" in record
+        except json.JSONDecodeError:
+            ok = line.startswith("{") or not line.strip()
+        if not ok:
+            return f'line {n} of its metrics.jsonl is not an lsvr record (a JSON object with a "kind")'
+    return None
