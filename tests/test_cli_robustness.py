@@ -1,0 +1,76 @@
+"""Wrong files and values given to the CLI: one line on stderr naming the file or flag, exit 2."""
+
+import os
+
+import pytest
+from tests.conftest import ROOT, cli
+
+CONFIG = ROOT / "configs" / "debug.yaml"
+
+
+def _one_line(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.fixture(params=["text", "random", "empty"])
+def not_a_checkpoint(request, tmp_path):
+    path = tmp_path / f"{request.param}.pt"
+    content = {"text": b"hello\n", "random": b"rn" + os.urandom(4000), "empty": b""}[request.param]
+    path.write_bytes(content)
+    return path
+
+
+def test_a_file_not_written_by_torch_save_is_refused_by_every_reader(not_a_checkpoint, tiny_data, tmp_path, capsys):
+    bad = not_a_checkpoint
+    assert cli("info", bad) == 2
+    _one_line(capsys, str(bad), "checkpoint file")
+    assert cli("eval", bad, tiny_data) == 2
+    _one_line(capsys, str(bad))
+    assert cli("convert", bad, tmp_path / "out.pt") == 2
+    _one_line(capsys, str(bad), "weights file")
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_text_file_as_init_from_is_refused(tiny_data, tmp_path, capsys):
+    bad = tmp_path / "text.txt"
+    bad.write_text("hello\n")
+    sets = ["--set", f"data.train={tiny_data}", "--set", "data.val=null", "--set", f"model.init_from={bad}"]
+    assert cli("train", CONFIG, "--out", tmp_path / "run", *sets) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{bad}: not a weights file" in err.splitlines()[-1]
+
+
+def _run_with_stray_lines(folder):
+    folder.mkdir()
+    (folder / "config.yaml").write_text("")
+    lines = [
+        b'{"kind": "train", "time": 1.0, "step": 1, "epoch": 1, "loss": 2.3}',
+        b"[1, 2]",
+        b"\xff\xfe not utf-8",
+        b'{"kind": "val"}',
+        b'{"kind": "val", "time": 2.0, "step": 2, "epoch": 1, "loss": 2.0, "top1": 40.0, "top5": 80.0}',
+        b'{"kind": "train", "time": 3.0, "step": 2, "epoch": 1, "loss": 2.1}',
+    ]
+    (folder / "metrics.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return folder
+
+
+def test_plot_and_info_skip_lines_that_are_not_records(tmp_path, capsys):
+    run = _run_with_stray_lines(tmp_path / "run")
+    assert cli("plot", run) == 0
+    assert (run / "plot.png").stat().st_size > 0
+    assert cli("info", run, "--json") == 0
+    out = capsys.readouterr().out
+    assert '"best_top1": 40.0' in out
+
+
+@pytest.mark.parametrize(("out", "reason"), [("x.json", "'.json' is not an image format"), ("x", "no suffix")])
+def test_plot_refuses_an_output_format_before_plotting(tmp_path, capsys, out, reason):
+    run = _run_with_stray_lines(tmp_path / "run")
+    assert cli("plot", run, "--out", tmp_path / out) == 2
+    _one_line(capsys, f"--out {tmp_path / out}", reason, "png, ps, raw, rgba, svg")
+    assert not list(tmp_path.glob("x*"))
