@@ -74,3 +74,53 @@ def test_plot_refuses_an_output_format_before_plotting(tmp_path, capsys, out, re
     assert cli("plot", run, "--out", tmp_path / out) == 2
     _one_line(capsys, f"--out {tmp_path / out}", reason, "png, ps, raw, rgba, svg")
     assert not list(tmp_path.glob("x*"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("train.threads=-3", "train.threads must be >= 0, got -3"),
+        ("train.label_smoothing=1.5", "train.label_smoothing must be in [0, 1), got 1.5"),
+        ("train.seed=-1", "train.seed must be >= 0, got -1"),
+        ("optim.momentum=2", "optim.momentum must be in [0, 1), got 2.0"),
+        ("optim.weight_decay=-1", "optim.weight_decay must be >= 0, got -1.0"),
+        ("optim.warmup_epochs=-1", "optim.warmup_epochs must be >= 0, got -1.0"),
+        ("guard.max_skips=-1", "guard.max_skips must be >= 0, got -1"),
+        ("guard.clip_norm=-1", "guard.clip_norm must be >= 0, got -1.0"),
+        ("checkpoint.every_steps=-1", "checkpoint.every_steps must be >= 0, got -1"),
+        ("train.max_steps=-1", "train.max_steps must be >= 0, got -1"),
+        ("parallel.bucket_mb=0", "parallel.bucket_mb must be >= 1, got 0"),
+    ],
+)
+def test_out_of_range_settings_are_refused_before_training(tmp_path, capsys, setting, message):
+    assert cli("train", CONFIG, "--out", tmp_path / "run", "--set", setting) == 2
+    _one_line(capsys, f"config: {message}")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ("optim:\n  lr: 0.1\n  lr: 0.2\n", "'lr'", 3),
+        ("optim:\n  lr: 0.1\ntrain:\n  epochs: 1\noptim:\n  momentum: 0.5\n", "'optim'", 5),
+    ],
+)
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, capsys, text, key, line):
+    preset = tmp_path / "twice.yaml"
+    preset.write_text(text)
+    assert cli("train", preset, "--out", tmp_path / "run") == 2
+    _one_line(capsys, f"{preset}: the key {key} is given twice", f"(line {line})")
+
+
+def test_every_shipped_preset_still_loads():
+    from lsvr.config import load_config
+
+    for preset in sorted((ROOT / "configs").glob("*.yaml")):
+        load_config(preset)
+
+
+def test_a_binary_file_as_the_config_is_one_line(tmp_path, capsys):
+    image = tmp_path / "img.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    assert cli("train", image, "--out", tmp_path / "run") == 2
+    _one_line(capsys, f"{image}: not a YAML config (not UTF-8 text")
