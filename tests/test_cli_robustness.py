@@ -124,3 +124,39 @@ def test_a_binary_file_as_the_config_is_one_line(tmp_path, capsys):
     image.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
     assert cli("train", image, "--out", tmp_path / "run") == 2
     _one_line(capsys, f"{image}: not a YAML config (not UTF-8 text")
+
+
+def test_labels_shorter_than_images_names_the_file_and_both_counts(tiny_data, tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+
+    damaged = shutil.copytree(tiny_data, tmp_path / "set")
+    labels = np.load(damaged / "labels.npy")
+    np.save(damaged / "labels.npy", labels[:100])
+    assert cli("info", damaged) == 2
+    _one_line(capsys, f"{damaged / 'labels.npy'}: 100 labels, images.npy and meta.json count {len(labels)} images")
+
+
+def test_a_missing_path_is_named_as_missing(tiny_data, tmp_path, capsys):
+    missing = tmp_path / "nothere"
+    assert cli("convert", missing, tmp_path / "out.pt") == 2
+    _one_line(capsys, f"{missing}: no such file or folder")
+    assert cli("eval", missing, tiny_data) == 2
+    _one_line(capsys, f"{missing}: no such file or folder")
+
+
+def test_a_run_whose_only_checkpoint_is_truncated_says_none_loads(tiny_data, tmp_path, capsys):
+    import torch
+
+    from lsvr.train import checkpoint
+
+    run = tmp_path / "run"
+    checkpoint.save(run / "checkpoints", {"step": 2, "model": {"w": torch.zeros(4)}}, keep=2)
+    step = run / "checkpoints" / "step-00000002.pt"
+    step.write_bytes(step.read_bytes()[:300])
+    for command in (("eval", run, tiny_data), ("convert", run, tmp_path / "out.pt")):
+        capsys.readouterr()
+        assert cli(*command) == 2
+        last = capsys.readouterr().err.splitlines()[-1]
+        assert f"{run}: holds 1 checkpoint file(s) but none loads (the newest, step-00000002.pt: a truncated" in last

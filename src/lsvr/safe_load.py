@@ -58,6 +58,8 @@ def check_format(path: Path, *, what: str) -> None:
         raise InputError(f"{path}: the {what} cannot be read ({exc.strerror or exc})") from None
     if not head:
         raise InputError(f"{path}: an empty file, not a {what} file")
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: a truncated or damaged {what} file (a zip archive without its end)")
     if head != b"PK\x03\x04" and head[:1] != b"\x80":
         raise InputError(f"{path}: not a {what} file (not written by torch.save; it starts with {head!r})")
 
@@ -79,6 +81,7 @@ def safe_load(path: Path, *, what: str, map_location: str | torch.device = "cpu"
     except Exception as exc:
         # A damaged legacy pickle fails inside torch's unpickler as KeyError, IndexError,
         # ValueError, struct.error...: whatever it is, the file is not a readable checkpoint.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
+        known = isinstance(exc, (RuntimeError, EOFError, OSError, zipfile.BadZipFile))
+        reason = first if first and known else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         raise InputError(f"{path}: not a readable {what} ({reason[:200]})") from None

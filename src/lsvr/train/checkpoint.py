@@ -212,6 +212,24 @@ def find_valid(target: str | Path) -> Path | None:
     return None
 
 
+def none_found(target: Path, *, expected: str) -> str:
+    """Why find_valid found nothing, as an error line naming target: no such path, a folder
+    without step files (both with what was expected), or step files of which none loads (the
+    newest and why)."""
+    if not target.exists():
+        return f"{target}: no such file or folder (expected {expected})"
+    folder = target / "checkpoints" if (target / "checkpoints").is_dir() else target
+    steps = _steps(folder)
+    if not steps:
+        return f"{target}: no checkpoint there (no step-NNNNNNNN.pt file in {folder}; expected {expected})"
+    try:
+        load(steps[-1], mmap=steps[-1].stat().st_size > 0)
+        why = "it loads now"  # written since find_valid looked
+    except InputError as exc:
+        why = str(exc).removeprefix(f"{steps[-1]}: ")
+    return f"{target}: holds {len(steps)} checkpoint file(s) but none loads (the newest, {steps[-1].name}: {why})"
+
+
 def find(target: str | Path) -> Path | None:
     """A checkpoint file from a file path, a run folder or a checkpoints folder: the file its
     `latest` names, or the newest step file when `latest` is missing or names no step file."""
