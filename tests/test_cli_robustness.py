@@ -16,22 +16,23 @@ def _one_line(capsys, *needles: str) -> str:
     return err
 
 
-@pytest.fixture(params=["text", "random", "empty"])
+@pytest.fixture(params=["text", "random", "empty", "pickle"])
 def not_a_checkpoint(request, tmp_path):
     path = tmp_path / f"{request.param}.pt"
-    content = {"text": b"hello\n", "random": b"rn" + os.urandom(4000), "empty": b""}[request.param]
-    path.write_bytes(content)
+    # pickle: a legacy pickle whose BINGET 101 fails inside torch's unpickler (KeyError: 101)
+    content = {"text": b"hello\n", "random": b"rn" + os.urandom(4000), "empty": b"", "pickle": b"\x80\x02he."}
+    path.write_bytes(content[request.param])
     return path
 
 
 def test_a_file_not_written_by_torch_save_is_refused_by_every_reader(not_a_checkpoint, tiny_data, tmp_path, capsys):
     bad = not_a_checkpoint
     assert cli("info", bad) == 2
-    _one_line(capsys, str(bad), "checkpoint file")
+    _one_line(capsys, str(bad), "checkpoint")
     assert cli("eval", bad, tiny_data) == 2
     _one_line(capsys, str(bad))
     assert cli("convert", bad, tmp_path / "out.pt") == 2
-    _one_line(capsys, str(bad), "weights file")
+    _one_line(capsys, str(bad), "weights")
     assert not (tmp_path / "out.pt").exists()
 
 

@@ -78,6 +78,8 @@ def safe_load(path: Path, *, what: str, map_location: str | torch.device = "cpu"
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise InputError(f"{path}: refused, not a plain-data {what} ({unpickling_reason(exc)})") from None
+    except MemoryError:
+        raise  # a checkpoint too large for this machine is not a damaged one
     except Exception as exc:
         # A damaged legacy pickle fails inside torch's unpickler as KeyError, IndexError,
         # ValueError, struct.error...: whatever it is, the file is not a readable checkpoint.
