@@ -184,3 +184,26 @@ def test_init_from_a_run_folder_takes_its_latest_checkpoint(tiny_data, run, tmp_
     args = sets(tiny_data, **{"train.max_steps": 1, "model.init_from": run})
     assert cli("train", CONFIG, "--out", tmp_path / "next", *args) == 0
     assert f"weights from {run}" in capsys.readouterr().err
+
+
+def test_a_latest_link_to_a_file_outside_is_named_never_read(tmp_path, capsys):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:the first line of a file outside\n")
+    folder = tmp_path / "c"
+    checkpoint.save(folder, state(1), keep=2)
+    (folder / "latest").unlink()
+    (folder / "latest").symlink_to(secret)
+    assert checkpoint.find(folder) == folder / "step-00000001.pt"
+    err = capsys.readouterr().err
+    assert "root:x" not in err and "the first line" not in err
+    assert f"{folder / 'latest'} is a link (to '{str(secret)[:40]}" in err
+    assert "using the newest step file step-00000001.pt" in err
+
+
+def test_a_long_pointer_is_echoed_cut_short(tmp_path, capsys):
+    folder = tmp_path / "c"
+    checkpoint.save(folder, state(1), keep=2)
+    (folder / "latest").write_text("x" * 200 + "\n")
+    assert checkpoint.find(folder) == folder / "step-00000001.pt"
+    err = capsys.readouterr().err
+    assert f"names {'x' * 40!r}..., not a step-NNNNNNNN.pt" in err and "x" * 41 not in err

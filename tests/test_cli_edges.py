@@ -75,3 +75,12 @@ def test_read_only_outputs_are_refused_naming_the_path(tmp_path, capsys, read_on
     assert f"{read_only_dir / 'w.safetensors'}: export file cannot be written" in capsys.readouterr().err
     assert cli("bench", "prepare", "--images", "4", "--dir", read_only_dir / "bench") == 2
     assert f"{read_only_dir / 'bench'}: bench folder cannot be written" in capsys.readouterr().err
+
+
+def test_bench_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("hello\n")
+    assert cli("bench", "loader", "--dir", text) == 2
+    err = capsys.readouterr().err
+    assert err == f"lsvr bench: error: --dir {text}: not a folder (a file is there)\n"
+    assert text.read_text() == "hello\n"

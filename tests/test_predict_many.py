@@ -40,3 +40,13 @@ def test_a_folder_predicts_the_images_inside_sorted(run_and_images, capsys):
     assert cli("predict", run, tree / "b", "--json") == 0
     predicted = [p["image"] for p in json.loads(capsys.readouterr().out)["predictions"]]
     assert predicted == [str(p) for p in sorted((tree / "b").glob("*.JPEG"))] and len(predicted) == 40
+
+
+@pytest.mark.parametrize("top", ["-1", "0"])
+def test_a_top_below_one_is_refused_in_one_line(run_and_images, capsys, top):
+    run, tree = run_and_images
+    capsys.readouterr()
+    assert cli("predict", run, sorted((tree / "a").iterdir())[0], "--top", top) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"lsvr predict: error: --top must be a positive whole number, got {top}\n"
+    assert captured.out == ""

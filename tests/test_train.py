@@ -124,7 +124,7 @@ def test_bad_files_for_eval_and_predict(trained_run, demo_prepared, tmp_path, ca
     assert "broken.png" in capsys.readouterr().err
     (tmp_path / "empty.pt").write_bytes(b"")
     assert cli("eval", tmp_path / "empty.pt", demo_prepared / "test") == 2
-    assert "empty.pt: not a readable checkpoint" in capsys.readouterr().err
+    assert "empty.pt: an empty file, not a checkpoint file" in capsys.readouterr().err
 
 
 def test_entry_points_exit_2_without_traceback(tmp_path):

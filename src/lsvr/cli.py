@@ -155,9 +155,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from lsvr.plot import plot_run
+    from lsvr.plot import check_out, plot_run
 
     out = Path(args.out) if args.out else Path(args.run) / "plot.png"
+    check_out(out)
     check_writable(out, what="plot")
     print(plot_run(Path(args.run), out))
     return 0

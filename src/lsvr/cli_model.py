@@ -46,9 +46,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from lsvr.errors import InputError
     from lsvr.inference import augment_for, image_paths, load_images, load_model, predict
     from lsvr.train.parallel import pick_device
 
+    if args.top < 1:  # torch's topk raised on -1; 0 printed the file names and no class
+        raise InputError(f"--top must be a positive whole number, got {args.top}")
     device = pick_device(args.device)
     model, state = load_model(Path(args.checkpoint), device)
     augment = augment_for(state["preprocess"], device)

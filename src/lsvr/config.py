@@ -20,6 +20,7 @@ from lsvr.errors import InputError
 
 COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead")
 CUDA_GRAPH_MODES = ("max-autotune", "reduce-overhead")  # torch.compile's modes that add CUDA graphs
+MAX_SEED = 2**63 - 1
 KILL_POINTS = ("mid-write", "before-fsync", "before-rename", "before-latest", "during-prune")
 
 
@@ -146,31 +147,51 @@ class Config:
         _choice("parallel.compress", self.parallel.compress, ("none", "bf16"))
         _choice("fault.kind", self.fault.kind, ("none", "nan", "die", "hang", "kill_save"))
         _choice("fault.point", self.fault.point, KILL_POINTS)
-        for key, value, low in (
-            ("train.global_batch", self.train.global_batch, 1),
-            ("train.epochs", self.train.epochs, 1),
-            ("train.accumulate", self.train.accumulate, 1),
-            ("train.log_every", self.train.log_every, 1),
-            ("data.prefetch", self.data.prefetch, 1),
-            ("data.workers", self.data.workers, 1),
-            ("checkpoint.keep", self.checkpoint.keep, 2),
-            ("parallel.average_every", self.parallel.average_every, 1),
-            ("parallel.timeout_s", self.parallel.timeout_s, 1),
-        ):
-            if value < low:
-                raise InputError(f"config: {key} must be >= {low}, got {value}")
-        if not 0.0 <= self.model.dropout < 1.0:
-            raise InputError(f"config: model.dropout must be in [0, 1), got {self.model.dropout}")
-        if not 0.1 <= self.model.width <= 4.0:
-            raise InputError(f"config: model.width must be in [0.1, 4], got {self.model.width}")
-        if self.optim.lr <= 0:
-            raise InputError(f"config: optim.lr must be > 0, got {self.optim.lr}")
+        _check_ranges(self)
         if self.train.global_batch % self.train.accumulate:
             raise InputError("config: train.global_batch must divide by train.accumulate")
         if self.train.accumulate > 1 and self.train.compile in CUDA_GRAPH_MODES:
             # each micro-batch's graph replay would overwrite the gradients the last one left
             raise InputError(f"config: train.compile={self.train.compile} (CUDA graphs) cannot accumulate"
                              " gradients; use max-autotune-no-cudagraphs or train.accumulate=1")  # fmt: skip
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Numbers outside what their key means: a negative seed or thread count crashed deep in
+    torch, a momentum of 2 or a negative weight decay trained silently into nonsense."""
+    at_least = (
+        ("train.global_batch", cfg.train.global_batch, 1),
+        ("train.epochs", cfg.train.epochs, 1),
+        ("train.accumulate", cfg.train.accumulate, 1),
+        ("train.log_every", cfg.train.log_every, 1),
+        ("train.max_steps", cfg.train.max_steps, 0),
+        ("train.threads", cfg.train.threads, 0),
+        ("train.seed", cfg.train.seed, 0),
+        ("data.prefetch", cfg.data.prefetch, 1),
+        ("data.workers", cfg.data.workers, 1),
+        ("data.holdout", cfg.data.holdout, 0),
+        ("data.crop", cfg.data.crop, 0),
+        ("checkpoint.keep", cfg.checkpoint.keep, 2),
+        ("checkpoint.every_steps", cfg.checkpoint.every_steps, 0),
+        ("parallel.average_every", cfg.parallel.average_every, 1),
+        ("parallel.timeout_s", cfg.parallel.timeout_s, 1),
+        ("parallel.bucket_mb", cfg.parallel.bucket_mb, 1),
+        ("optim.weight_decay", cfg.optim.weight_decay, 0),
+        ("optim.warmup_epochs", cfg.optim.warmup_epochs, 0),
+        ("optim.bias_lr_mult", cfg.optim.bias_lr_mult, 0),
+        ("guard.max_skips", cfg.guard.max_skips, 0),
+        ("guard.clip_norm", cfg.guard.clip_norm, 0),
+    )
+    for key, value, low in at_least:
+        if value < low:
+            raise InputError(f"config: {key} must be >= {low}, got {value}")
+    if cfg.train.seed > MAX_SEED:  # the loader's keys hash the seed as a 64-bit word
+        raise InputError(f"config: train.seed must be <= {MAX_SEED}, got {cfg.train.seed}")
+    for key, value in (("optim.momentum", cfg.optim.momentum), ("train.label_smoothing", cfg.train.label_smoothing)):
+        if not 0.0 <= value < 1.0:
+            raise InputError(f"config: {key} must be in [0, 1), got {value}")
+    if any(step < 0 for step in cfg.optim.lr_steps):
+        raise InputError(f"config: optim.lr_steps must be epochs >= 0, got {cfg.optim.lr_steps}")
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -278,6 +299,42 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last one
+    silently, so a preset with `lr` set twice trained with whichever came second."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise InputError(f"{self.name}: the key {key!r} is given twice in one mapping (line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document of a config file; a file that is not UTF-8 text (an image given by
+    mistake), not YAML, or with a key given twice is one InputError naming it."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not a YAML config (not UTF-8 text: byte {exc.start} is {exc.object[exc.start]:#04x})"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{path}: the config cannot be read ({exc.strerror or exc})") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)  # the errors name the file, not "<unicode string>"
+    try:
+        return loader.get_single_data() or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML preset (or start from the defaults when path is None) and apply overrides."""
     raw: dict[str, Any] = {}
@@ -285,10 +342,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raw = _read_yaml(path)
         if not isinstance(raw, dict):
             raise InputError(f"{path}: the top level must be a mapping of sections")
     return from_dict(apply_overrides(raw, list(overrides)))

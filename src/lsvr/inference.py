@@ -33,7 +33,7 @@ def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, A
     else:
         found = checkpoint.find_valid(path)  # a run's newest checkpoint that loads, warning of any skipped
         if found is None:
-            raise InputError(f"{path}: no checkpoint there (expected a .pt file, a run folder or a .safetensors)")
+            raise InputError(checkpoint.none_found(path, expected="a .pt file, a run folder or a .safetensors"))
         state = checkpoint.load(found, map_location="cpu")
     state["path"] = str(found)
     missing = [k for k in NEEDED if k not in state]

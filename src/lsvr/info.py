@@ -10,7 +10,7 @@ import torch
 from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError
 from lsvr.train import checkpoint
-from lsvr.train.metrics import read_metrics
+from lsvr.train.metrics import complete, read_metrics
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def describe(target: Path, *, verify: bool = False) -> dict[str, Any]:
     if (target / "config.yaml").is_file() or (target / "checkpoints").is_dir():
         latest = checkpoint.find_valid(target)
         records = read_metrics(target / "metrics.jsonl") if (target / "metrics.jsonl").is_file() else []
-        val = [r for r in records if r.get("kind") == "val"]
+        val = complete(records, "val", ("top1",))
         info = {
             "kind": "run",
             "path": str(target),

@@ -5,16 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from lsvr.errors import InputError
-from lsvr.train.metrics import read_metrics
+from lsvr.train.metrics import complete, read_metrics
+
+
+def check_out(out: Path) -> None:
+    """Refuse an --out whose suffix names no format matplotlib writes, before any plotting
+    (savefig raised `Format 'json' is not supported`; with no suffix it writes OUT.png,
+    not the path printed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    formats = sorted(FigureCanvasAgg.get_supported_filetypes())
+    if out.suffix.lower().lstrip(".") not in formats:
+        reason = f"'{out.suffix}' is not an image format" if out.suffix else "no suffix to name the image format"
+        raise InputError(f"--out {out}: {reason}; use one of {', '.join(formats)}")
 
 
 def plot_run(run: Path, out: Path | None = None) -> Path:
+    out = out or run / "plot.png"
+    check_out(out)
     path = run / "metrics.jsonl"
     if not path.is_file():
         raise InputError(f"{run}: no metrics.jsonl (not a run folder)")
     records = read_metrics(path)
-    train = [r for r in records if r.get("kind") == "train"]
-    val = [r for r in records if r.get("kind") == "val"]
+    train = complete(records, "train", ("step", "loss"))
+    val = complete(records, "val", ("step", "epoch", "loss", "top1", "top5"))
     if not train and not val:
         raise InputError(f"{path}: no metrics yet")
 
@@ -42,7 +56,6 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
             ax.legend()
     fig.suptitle(str(run))
     fig.tight_layout()
-    out = out or run / "plot.png"
     try:
         fig.savefig(out, dpi=100)
     except OSError as exc:

@@ -47,6 +47,23 @@ def check_archive(path: Path, *, what: str) -> None:
         )
 
 
+def check_format(path: Path, *, what: str) -> None:
+    """Refuse a file that torch.save cannot have written: empty, or neither a zip (its format
+    since torch 1.6) nor a pickle (the legacy format opens with the PROTO opcode 0x80). A text
+    file otherwise reached torch's unpickler, which failed with a bare `KeyError: 101`."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise InputError(f"{path}: the {what} cannot be read ({exc.strerror or exc})") from None
+    if not head:
+        raise InputError(f"{path}: an empty file, not a {what} file")
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: a truncated or damaged {what} file (a zip archive without its end)")
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise InputError(f"{path}: not a {what} file (not written by torch.save; it starts with {head!r})")
+
+
 def safe_load(path: Path, *, what: str, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
     """torch.load with weights_only=True: tensors, numbers, strings, lists and dicts only.
 
@@ -56,10 +73,17 @@ def safe_load(path: Path, *, what: str, map_location: str | torch.device = "cpu"
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")
     check_archive(path, what=what)
+    check_format(path, what=what)
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise InputError(f"{path}: refused, not a plain-data {what} ({unpickling_reason(exc)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable {what} ({first})") from None
+    except MemoryError:
+        raise  # a checkpoint too large for this machine is not a damaged one
+    except Exception as exc:
+        # A damaged legacy pickle fails inside torch's unpickler as KeyError, IndexError,
+        # ValueError, struct.error...: whatever it is, the file is not a readable checkpoint.
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
+        known = isinstance(exc, (RuntimeError, EOFError, OSError, zipfile.BadZipFile))
+        reason = first if first and known else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        raise InputError(f"{path}: not a readable {what} ({reason[:200]})") from None

@@ -13,7 +13,7 @@ LOADER_BATCH = 128  # `lsvr bench loader`'s default batch
 
 def check_bench_args(args: argparse.Namespace) -> None:
     """One line naming the flag for a count that is not positive, a loader set smaller than one
-    batch (it would time no batch at all), or a --dir that cannot be written."""
+    batch (it would time no batch at all), or a --dir that is a file or cannot be written."""
     counts = {"--images": args.images, "--steps": args.steps, "--epochs": args.epochs, "--rounds": args.rounds,
               "--batch": args.batch, "--workers": args.workers}  # fmt: skip
     for flag, value in counts.items():
@@ -24,4 +24,7 @@ def check_bench_args(args: argparse.Namespace) -> None:
         if args.images < batch:
             raise InputError(f"--images {args.images} is fewer than one batch (--batch {batch}): no batch to time")
     if args.what != "dist":  # dist keeps its files in a temporary folder
-        check_writable(workdir(args.dir), what="bench folder")
+        folder = workdir(args.dir)
+        if folder.exists() and not folder.is_dir():  # check_writable passes a writable file
+            raise InputError(f"--dir {folder}: not a folder (a file is there)")
+        check_writable(folder, what="bench folder")

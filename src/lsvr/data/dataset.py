@@ -83,13 +83,24 @@ class PreparedDataset:
                 raise InputError(f"{blob}: {what} (truncated or altered: prepare it again)")
             self.blob = np.memmap(blob, dtype=np.uint8, mode="r").view(np.ndarray)
             found = (len(self.offsets) - 1, *self.shape)
-        if found != (len(self), *self.shape) or self.labels.shape != (len(self),):
-            raise InputError(f"{self.path}: files disagree with meta.json ({found} vs {self.meta['num_images']})")
+        self._check_counts(found)
         if self.mean_image.shape != self.shape:
             raise InputError(f"{self.path / 'mean.npy'}: shape {self.mean_image.shape}, meta.json says {self.shape}")
         self._check_labels()
         self._colorspace = "GRAY" if self.shape[2] == 1 else "RGB"
         self._scratch = threading.local()  # a decode buffer per reading thread
+
+    def _check_counts(self, found: tuple[int, ...]) -> None:
+        """The image file and labels.npy hold as many rows as meta.json counts; the error names
+        the file that disagrees and both counts (found: (N, H, W, C) of the image file)."""
+        images = "images.npy" if self.encoding == "raw" else "offsets.npy"
+        if found[1:] != self.shape:
+            raise InputError(f"{self.path / images}: images of {found[1:]}, meta.json says {self.shape}")
+        if found[0] != len(self):
+            raise InputError(f"{self.path / images}: {found[0]} images, meta.json says {len(self)}")
+        if self.labels.ndim != 1 or len(self.labels) != len(self):
+            count = f"{len(self.labels)} labels" if self.labels.ndim == 1 else f"labels of shape {self.labels.shape}"
+            raise InputError(f"{self.path / 'labels.npy'}: {count}, {images} and meta.json count {len(self)} images")
 
     def _load(self, name: str, mmap: bool = False) -> np.ndarray:
         try:

@@ -15,10 +15,12 @@ from lsvr.train import checkpoint
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file (safe load); an lsvr checkpoint gives its "model", a run
     folder its latest checkpoint's (as `lsvr eval RUN` reads it)."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder (expected a weights file or a run folder)")
     if path.is_dir():
         found = checkpoint.find_valid(path)
         if found is None:
-            raise InputError(f"{path}: a folder without a checkpoint (expected a weights file or a run folder)")
+            raise InputError(checkpoint.none_found(path, expected="a weights file or a run folder"))
         path = found
     state = safe_load(path, what="weights")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):

@@ -80,6 +80,10 @@ def _steps(folder: Path) -> list[Path]:
 def _pointer_lines(folder: Path, name: str) -> tuple[list[str], str | None]:
     """The lines of a pointer file ([] when absent), or why they cannot be read."""
     path = folder / name
+    if path.is_symlink():
+        # lsvr writes pointers as plain files; a link may lead out of the folder, and what it
+        # leads to is neither read nor echoed (a warning once printed a line of /etc/passwd).
+        return [], f"is a link (to {_short(os.readlink(path))}), not a pointer file lsvr writes"
     if not path.is_file():
         return [], None
     try:
@@ -92,6 +96,11 @@ def _pointer_lines(folder: Path, name: str) -> tuple[list[str], str | None]:
         return [], f"cannot be read ({exc.strerror or exc})"
 
 
+def _short(text: str) -> str:
+    """A name for a warning: its repr (no control characters reach the terminal), cut to 40."""
+    return repr(text[:40]) + ("..." if len(text) > 40 else "")
+
+
 def _pointer(folder: Path, name: str) -> tuple[Path | None, str | None]:
     """The step file a pointer (`latest`, `best`) names on its first line, or None and why.
 
@@ -102,7 +111,7 @@ def _pointer(folder: Path, name: str) -> tuple[Path | None, str | None]:
         return None, problem
     first = lines[0].strip()
     if not STEP_FILE.match(first):
-        return None, f"names {first[:80]!r}, not a step-NNNNNNNN.pt file of its folder"
+        return None, f"names {_short(first)}, not a step-NNNNNNNN.pt file of its folder"
     target = folder / first
     return (target, None) if target.is_file() else (None, f"names {first}, which is not there")
 
@@ -223,6 +232,24 @@ def load_step(path: Path) -> dict[str, Any]:
     if named and state.get("step") != int(named.group(1)):
         raise InputError(f"{path}: named for step {int(named.group(1))} but holds step {state.get('step')}")
     return state
+
+
+def none_found(target: Path, *, expected: str) -> str:
+    """Why find_valid found nothing, as an error line naming target: no such path, a folder
+    without step files (both with what was expected), or step files of which none loads (the
+    newest and why)."""
+    if not target.exists():
+        return f"{target}: no such file or folder (expected {expected})"
+    folder = target / "checkpoints" if (target / "checkpoints").is_dir() else target
+    steps = _steps(folder)
+    if not steps:
+        return f"{target}: no checkpoint there (no step-NNNNNNNN.pt file in {folder}; expected {expected})"
+    try:
+        load(steps[-1], mmap=steps[-1].stat().st_size > 0)
+        why = "it loads now"  # written since find_valid looked
+    except InputError as exc:
+        why = str(exc).removeprefix(f"{steps[-1]}: ")
+    return f"{target}: holds {len(steps)} checkpoint file(s) but none loads (the newest, {steps[-1].name}: {why})"
 
 
 def find(target: str | Path) -> Path | None:

@@ -48,21 +48,34 @@ def _ends_torn(path: Path) -> bool:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Every record of a metrics.jsonl; a torn last line (a killed run) is skipped."""
+    """Every record of a metrics.jsonl. A line that is not one JSON object (a torn last line of
+    a killed run, bytes that are not UTF-8, a foreign `[1, 2]`) is skipped: readers index
+    records by key, and one stray line must not hide the rest of a run."""
     records = []
-    for line in path.read_text().splitlines():
+    for raw in path.read_bytes().splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
+
+
+def complete(records: list[dict[str, Any]], kind: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The records of one kind that hold a number at every key a reader indexes."""
+    return [r for r in records if r.get("kind") == kind and all(_number(r.get(k)) for k in keys)]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def time_to_accuracy(records: list[dict[str, Any]], target: float) -> dict[str, Any]:
     """Seconds from a run's first `start` record to its first validation at >= target top-1,
     with the epoch and the final and best top-1. None where the target was never reached."""
-    starts = [r["time"] for r in records if r.get("kind") == "start"]
-    val = [r for r in records if r.get("kind") == "val"]
+    starts = [r["time"] for r in complete(records, "start", ("time",))]
+    val = complete(records, "val", ("time", "epoch", "top1"))
     hit = next((r for r in val if r["top1"] >= target), None)
     return {
         "target": target,
