@@ -97,7 +97,7 @@ def test_resume_continues_to_the_same_weights(demo_prepared, tmp_path):
         (["--set", "train.epochs=many"], "train.epochs must be int"),
         (["--set", "data.train=/nonexistent/set"], "/nonexistent/set: no such folder"),
         (["--set", "data.crop=64"], "larger than the images"),
-        (["--resume", "/nonexistent/run"], "no checkpoint there"),
+        (["--resume", "/nonexistent/run"], "/nonexistent/run: no such file or folder"),
     ],
 )
 def test_bad_training_input_is_one_line_exit_2(demo_prepared, tmp_path, capsys, extra, message):

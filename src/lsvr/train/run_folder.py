@@ -121,7 +121,7 @@ class RunFolder:
             return self._continue()
         found = checkpoint.find_valid(resume)
         if found is None:
-            raise InputError(f"{resume}: no checkpoint there (expected a .pt file or a run folder)")
+            raise InputError(checkpoint.none_found(Path(resume), expected="a .pt file or a run folder"))
         state = checkpoint.load(found, mmap=True)
         theirs = state.get("run_id")
         if self._inside(found):
