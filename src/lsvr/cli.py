@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from lsvr.cli_model import cmd_eval, cmd_export, cmd_predict
+from lsvr.cli_model import cmd_eval, cmd_export, cmd_predict, refuse_existing
 from lsvr.config import COMPILE_MODES
 from lsvr.errors import InputError
 from lsvr.folders import check_writable
@@ -74,7 +74,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         rejected = meta["num_rejected"]
         kinds = ", ".join(f"{count} {kind}" for kind, count in meta.get("rejected_by_kind", {}).items())
         note = f", {rejected} rejected: {kinds} (see {target / 'rejects.tsv'})" if rejected else ""
-        print(f"prepared {meta['num_images']} images of {len(meta['classes'])} classes into {target}{note}")
+        counts = f"{meta['num_images']} images of {len(meta['classes'])} classes"
+        if meta.get("already_prepared"):
+            print(f"already prepared: {counts} in {target}{note}")
+        else:
+            print(f"prepared {counts} into {target}{note}")
     return 0
 
 
@@ -99,6 +103,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lsvr.train.parallel import PeerError
 
     resume = args.resume
+    if resume is not None and Path(resume).suffix == ".safetensors":
+        raise InputError(
+            f"{resume}: an export holds weights only and cannot be resumed from; resume from the run's"
+            " checkpoint (RUN or RUN/checkpoints/step-NNNNNNNN.pt), or start from its weights with"
+            f" --set model.init_from={resume}"
+        )
     if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         resume = "auto"  # a worker restarted by torchrun continues from its run folder
     try:
@@ -159,6 +169,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.run) / "plot.png"
     check_out(out)
+    if args.out:  # RUN/plot.png is lsvr's own, redrawn each time; a file the user names may be theirs
+        refuse_existing(out, overwrite=args.overwrite)
     check_writable(out, what="plot")
     print(plot_run(Path(args.run), out))
     return 0
@@ -274,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="loss and error curves of a run as a PNG")
     p.add_argument("run")
     p.add_argument("--out", help="PNG path (default RUN/plot.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("convert", help="torchvision AlexNet weights -> lsvr checkpoint")
@@ -285,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="a checkpoint's weights as safetensors, for sharing")
     p.add_argument("checkpoint", help="checkpoint file or run folder")
     p.add_argument("out", help="OUT.safetensors")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")

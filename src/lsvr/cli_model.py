@@ -2,7 +2,7 @@
 
 lsvr eval CHECKPOINT DATASET [--crops 1|10] [--allow-mismatch] [--json]
 lsvr predict CHECKPOINT IMAGE|FOLDER... [--top 5] [--json]
-lsvr export CHECKPOINT OUT.safetensors
+lsvr export CHECKPOINT OUT.safetensors [--overwrite]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from lsvr.errors import InputError
 from lsvr.folders import check_writable
 
 PREDICT_BATCH = 64  # images decoded and scored at a time: a folder of any size fits in memory
@@ -27,6 +28,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lsvr.train.parallel import pick_device
 
     device = pick_device(args.device)
+    refuse_split_parent(Path(args.dataset))
     dataset = PreparedDataset(args.dataset)
     model, state = load_model(Path(args.checkpoint), device)
     pre = state["preprocess"]
@@ -46,7 +48,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from lsvr.errors import InputError
     from lsvr.inference import augment_for, image_paths, load_images, load_model, predict
     from lsvr.train.parallel import pick_device
 
@@ -88,8 +89,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     from lsvr.export import export
     from lsvr.inference import load_model
 
+    refuse_existing(Path(args.out), overwrite=args.overwrite)
     check_writable(Path(args.out), what="export file")
     _, state = load_model(Path(args.checkpoint), torch.device("cpu"))
     out = export(state, Path(args.out))
     print(f"exported {len(state['model'])} tensors of {state['config']['model']['name']} to {out}")
     return 0
+
+
+def refuse_existing(out: Path, *, overwrite: bool) -> None:
+    """Refuse an output file the user named that is already there (a photo, another tool's
+    safetensors): it is replaced only when they say so."""
+    if not overwrite and (out.exists() or out.is_symlink()):
+        raise InputError(f"{out}: exists; pass --overwrite to replace it")
+
+
+def refuse_split_parent(path: Path) -> None:
+    """A folder that holds prepared splits (`prepare` of idx files writes OUT/train, OUT/test)
+    but is none itself: name the splits to pass instead."""
+    if not path.is_dir() or (path / "meta.json").exists():
+        return
+    splits = sorted(p for p in path.iterdir() if p.is_dir() and (p / "meta.json").is_file())
+    if splits:
+        names = ", ".join(str(p) for p in splits)
+        raise InputError(f"{path}: holds prepared splits, not a prepared dataset itself; give one of: {names}")

@@ -96,7 +96,8 @@ def check_dataset(state: dict[str, Any], dataset: Any, *, allow_mismatch: bool =
 
 def image_paths(names: list[str]) -> list[Path]:
     """Each argument as a path, a folder replaced by the image files in it, sorted by name
-    (a folder without any stays itself, for load_image to report)."""
+    (a folder without any stays itself, for load_image to report; a class-folder tree is an
+    InputError naming a subfolder to give instead)."""
     out = []
     for name in names:
         path = Path(name)
@@ -104,8 +105,25 @@ def image_paths(names: list[str]) -> list[Path]:
             out.append(path)
             continue
         inside = sorted(p for p in path.iterdir() if p.is_file() and looks_like_image(p.name))
+        if not inside:
+            _refuse_tree(path)
         out.extend(inside or [path])
     return out
+
+
+def _refuse_tree(folder: Path) -> None:
+    """A folder of no images whose subfolders hold some (a class-folder tree): predict reads
+    one folder's images, not a tree, so say which folder to give rather than "no images"."""
+    holding = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if any(p.is_file() and looks_like_image(p.name) for p in sub.iterdir()):
+            holding.append(sub.name)
+    if holding:
+        shown = ", ".join(holding[:3]) + (", ..." if len(holding) > 3 else "")
+        raise InputError(
+            f"{folder}: holds no images but subfolders that do ({shown}); give a folder of images,"
+            f" e.g. {folder / holding[0]}"
+        )
 
 
 def load_image(path: Path, pre: dict[str, Any]) -> np.ndarray:

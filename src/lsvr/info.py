@@ -53,6 +53,8 @@ def describe_checkpoint(path: Path, *, verify: bool = False) -> dict[str, Any]:
         "lsvr_version": state.get("lsvr_version"),
         "commit": state.get("commit"),
     }
+    if info["kind"] == "export":  # an export carries weights and preprocessing, not the run's history
+        info = {k: v for k, v in info.items() if k not in ("epoch", "lsvr_version", "commit")}
     if verify:
         info["problems"] = weight_problems(path, state)
         info["verified"] = not info["problems"]
@@ -75,7 +77,7 @@ def describe(target: Path, *, verify: bool = False) -> dict[str, Any]:
     if not target.exists():
         raise InputError(f"{target}: no such file or directory")
     if target.is_file():
-        return describe_checkpoint(target, verify=verify)
+        return describe_checkpoint(checkpoint.follow_pointer(target), verify=verify)
     if (target / "meta.json").is_file():
         dataset = PreparedDataset(target)
         info = {"kind": "dataset", **dataset.describe()}

@@ -188,7 +188,8 @@ def prepare(
     command: str = "",
 ) -> dict:
     """Write the prepared dataset of `source` to `out`, continuing an unfinished run of the
-    same command; returns its meta.json contents."""
+    same command; returns its meta.json contents (plus already_prepared: True when OUT held
+    the same already and nothing was written)."""
     if resize_policy not in RESIZE_POLICIES:
         raise InputError(f"--resize must be one of {', '.join(RESIZE_POLICIES)}")
     if encoding not in ("raw", "jpeg"):
@@ -228,7 +229,7 @@ def _build(source: Source, out: Path, plan: dict, *, workers: int, max_rejects: 
     if done is not None and not overwrite:
         if done["plan"] == plan:
             print(f"{out}: already prepared by the same command", file=sys.stderr)
-            return done
+            return {**done, "already_prepared": True}  # for the caller's summary; not in meta.json
         raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
     output.check_replaceable(out)  # with or without --overwrite: only lsvr's own output is replaced
     partial, build, n = output.partial_path(out), None, len(source)

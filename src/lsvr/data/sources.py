@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import re
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,11 @@ from PIL import Image
 from lsvr.errors import InputError
 
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit; above it an image is refused
+# Pillow warns on opening an image above that limit (and raises above twice it); lsvr checks the
+# size itself and rejects the file with one line, so the warning would only repeat it as noise.
+# A filter for the whole process, not catch_warnings: prepare decodes in threads, and
+# catch_warnings swaps the global filter list, which threads would race on.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 IDX_IMAGES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
 
 

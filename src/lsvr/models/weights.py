@@ -14,7 +14,8 @@ from lsvr.train import checkpoint
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file (safe load); an lsvr checkpoint gives its "model", a run
-    folder its latest checkpoint's (as `lsvr eval RUN` reads it)."""
+    folder its latest checkpoint's (as `lsvr eval RUN` reads it), a `latest`/`best` pointer the
+    step file's it names, a .safetensors file (an `lsvr export`) its tensors."""
     if not path.exists():
         raise InputError(f"{path}: no such file or folder (expected a weights file or a run folder)")
     if path.is_dir():
@@ -22,12 +23,31 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if found is None:
             raise InputError(checkpoint.none_found(path, expected="a weights file or a run folder"))
         path = found
+    path = checkpoint.follow_pointer(path)  # RUN/checkpoints/best: the step file it names
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     state = safe_load(path, what="weights")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a state_dict of tensors")
     return state
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The model tensors of a safetensors file: an `lsvr export` (its mean image left out, as
+    it is no weight) or another tool's; load_matching says whether they fit."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from lsvr.export import MEAN
+
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
+    tensors.pop(MEAN, None)
+    return tensors
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> list[str]:

@@ -200,7 +200,7 @@ def find_valid(target: str | Path) -> Path | None:
     warning naming it."""
     target = Path(target)
     if target.is_file():
-        return target
+        return follow_pointer(target)
     for path in candidates(target):
         try:
             load_step(path)
@@ -257,9 +257,30 @@ def find(target: str | Path) -> Path | None:
     `latest` names, or the newest step file when `latest` is missing or names no step file."""
     target = Path(target)
     if target.is_file():
-        return target
+        return follow_pointer(target)
     for folder in (target / "checkpoints", target):
         found = _latest(folder)
         if found is not None:
             return found
     return None
+
+
+POINTERS = ("latest", "best")
+
+
+def is_pointer(path: Path) -> bool:
+    """A `latest` or `best` file of a checkpoints folder (one beside step files)."""
+    path = Path(path)
+    return path.name in POINTERS and (path.is_file() or path.is_symlink()) and bool(_steps(path.parent))
+
+
+def follow_pointer(path: Path) -> Path:
+    """The step file a `latest`/`best` pointer names (RUN/checkpoints/best); any other path as
+    it is. A pointer is followed only to a step file of its own folder, as find does."""
+    path = Path(path)
+    if not is_pointer(path):
+        return path
+    found, problem = _pointer(path.parent, path.name)
+    if found is None:
+        raise InputError(f"{path}: a checkpoint pointer that {problem or 'is empty'}")
+    return found
