@@ -48,6 +48,7 @@ def test_plot_out_refuses_an_existing_file_unless_overwrite(run, tmp_path, capsy
 def test_plot_without_out_redraws_its_own_file_each_time(run, capsys):
     assert cli("plot", run) == 0
     assert cli("plot", run) == 0
+    assert cli("plot", run, "--out", run / "plot.png") == 0  # named, but still lsvr's own
     assert (run / "plot.png").stat().st_size > 0
 
 
@@ -73,6 +74,17 @@ def test_a_pointer_file_is_followed_by_eval_info_and_predict(run, tiny_data, tmp
     assert json.loads(capsys.readouterr().out)["checkpoint"] == str(run / "checkpoints" / named)
     assert cli("info", path, "--json") == 0
     assert json.loads(capsys.readouterr().out)["path"] == str(run / "checkpoints" / named)
+
+
+def test_resume_from_a_pointer_continues_the_step_file_it_names(run, tiny_data, tmp_path, capsys):
+    import shutil
+
+    copy = shutil.copytree(run, tmp_path / "run")
+    named = (copy / "checkpoints" / "latest").read_text().strip()
+    capsys.readouterr()
+    args = sets(tiny_data, **{"train.epochs": 2})
+    assert cli("train", CONFIG, "--out", copy, "--resume", copy / "checkpoints" / "latest", *args) == 0
+    assert f"resumed from {copy / 'checkpoints' / named}" in capsys.readouterr().err
 
 
 def test_init_from_a_pointer_and_from_an_export(run, tiny_data, tmp_path, capsys):

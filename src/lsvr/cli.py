@@ -169,7 +169,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.run) / "plot.png"
     check_out(out)
-    if args.out:  # RUN/plot.png is lsvr's own, redrawn each time; a file the user names may be theirs
+    own = Path(args.run) / "plot.png"  # lsvr's own, redrawn each time; a file the user names may be theirs
+    if out.resolve() != own.resolve():
         refuse_existing(out, overwrite=args.overwrite)
     check_writable(out, what="plot")
     print(plot_run(Path(args.run), out))
