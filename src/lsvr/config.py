@@ -35,7 +35,7 @@ def _f(default: Any, doc: str) -> Any:
 class ModelConfig:
     name: str = _f("alexnet", "model name, see `lsvr models`")
     dropout: float = _f(0.5, "dropout probability before fc6 and fc7")
-    init_from: str | None = _f(None, "weights to start from: a torchvision state_dict, an lsvr checkpoint, run or export")
+    init_from: str | None = _f(None, "weights to start from: torchvision state_dict, lsvr checkpoint, run or export")
     width: float = _f(1.0, "channel-width multiplier (alexnet_small models only)")
 
 
