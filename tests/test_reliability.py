@@ -38,8 +38,8 @@ def kills_at(point: str, data, root) -> list[int]:
         step = checkpoint.load(latest)["step"] if latest else 0
         first_save = step + (3 if point == "during-prune" else 1)  # pruning starts at the third file
         fault = {"fault.kind": "kill_save", "fault.point": point, "fault.step": first_save}
-        result = train_process(out, data, *(["--resume", "auto"] if latest else []), **fault,
-                               **{"checkpoint.every_steps": 1})  # fmt: skip
+        # --resume auto also where a kill left no checkpoint: the folder's run starts again
+        result = train_process(out, data, "--resume", "auto", **fault, **{"checkpoint.every_steps": 1})
         codes.append(result.returncode)
         if checkpoint.find(out) is not None:  # `latest` always loads
             checkpoint.load(checkpoint.find(out))

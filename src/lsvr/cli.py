@@ -124,8 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint"
         print(f"lsvr train: stopped: {exc}; {kept}", file=sys.stderr)
         return 1
-    if summary.get("stopped"):
-        return 0  # preempted: the checkpoint is written and the run said so
+    if summary.get("stopped") or summary.get("done"):
+        return 0  # preempted, or nothing left to train: the run said so on stderr
     if int(os.environ.get("RANK", "0")) == 0:
         val = summary["val"]
         if val:

@@ -8,13 +8,18 @@ from lsvr.errors import InputError
 from lsvr.train.metrics import complete, read_metrics
 
 
+def image_formats() -> list[str]:
+    """The suffixes (lower case, no dot) of the formats matplotlib writes: what --out may end in."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
 def check_out(out: Path) -> None:
     """Refuse an --out whose suffix names no format matplotlib writes, before any plotting
     (savefig raised `Format 'json' is not supported`; with no suffix it writes OUT.png,
     not the path printed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    formats = sorted(FigureCanvasAgg.get_supported_filetypes())
+    formats = image_formats()
     if out.suffix.lower().lstrip(".") not in formats:
         reason = f"'{out.suffix}' is not an image format" if out.suffix else "no suffix to name the image format"
         raise InputError(f"--out {out}: {reason}; use one of {', '.join(formats)}")

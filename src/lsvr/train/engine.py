@@ -52,7 +52,7 @@ def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "
     """Run (or continue) training into the run folder `out`; returns a summary.
     on_step(step, model, env) is called after every step's update (and exchange), on every rank.
     Rank 0 holds the run folder's lock throughout (lsvr.train.run_folder)."""
-    with RunFolder(out, main=int(os.environ.get("RANK", "0")) == 0) as folder:
+    with RunFolder(out, main=int(os.environ.get("RANK", "0")) == 0, resuming=resume is not None) as folder:
         start = folder.start(resume)
         return _train(cfg, start, folder, command=command, on_step=on_step)
 
@@ -60,6 +60,11 @@ def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "
 def _train(cfg: Config, start: Start, folder: RunFolder, *, command: str, on_step: StepHook | None) -> dict[str, Any]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     inputs = check_inputs(cfg, start=start, world=world)  # before the process group
+    if inputs.done:  # every rank sees it before any group exists, and nothing is written
+        step, where = start.state["step"], start.resume_from if start.forked else folder.out
+        if folder.main:
+            print(f"lsvr train: {where} is already at step {step} ({inputs.done}): nothing to train", file=sys.stderr)
+        return {"run": str(folder.out), "step": step, "done": True}
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.deterministic:

@@ -38,8 +38,9 @@ from lsvr.train.metrics import WriteError
 
 LOCK_NAME = ".lock"
 # What lsvr writes in a run folder: train (config, metrics, checkpoints, lock), `lsvr plot`
-# (plot.png), the demo (test.json from `lsvr eval --json`, samples/ for `lsvr predict`), and
-# `lsvr export` (*.safetensors); `.NAME.tmp` is a config.yaml write a kill interrupted.
+# (plot.png, or any --out image: _image_file), the demo (test.json from `lsvr eval --json`,
+# samples/ for `lsvr predict`), and `lsvr export` (*.safetensors); `.NAME.tmp` is a
+# config.yaml write a kill interrupted.
 RUN_ENTRIES = {"config.yaml", "metrics.jsonl", "checkpoints", "plot.png", LOCK_NAME, "test.json", "samples",
                ".config.yaml.tmp"}  # fmt: skip
 RUN_SUFFIXES = (".safetensors",)
@@ -63,17 +64,18 @@ def new_run_id() -> str:
 
 class RunFolder:
     """`with RunFolder(out, main=...) as folder: start = folder.start(resume)`; `main`: this
-    process writes the folder (rank 0) and so holds its lock."""
+    process writes the folder (rank 0) and so holds its lock; `resuming`: --resume was given
+    (a stray file is then to be moved away, not the run left)."""
 
-    def __init__(self, out: Path, *, main: bool) -> None:
-        self.out, self.main = Path(out), main
+    def __init__(self, out: Path, *, main: bool, resuming: bool = False) -> None:
+        self.out, self.main, self.resuming = Path(out), main, resuming
         self._lock = FolderLock(self.out / LOCK_NAME, folder=self.out, what="run folder")
         self._created = False
 
     def open(self) -> RunFolder:
         """Refuse an unwritable folder, then take the lock (rank 0); nothing is read before."""
         check_writable(self.out, what="run folder")
-        check_owned(self.out)  # read only: a refusal leaves the folder as it was
+        check_owned(self.out, resuming=self.resuming)  # read only: a refusal leaves the folder as it was
         if not self.main:
             return self
         self._created = not self.out.exists()
@@ -116,6 +118,11 @@ class RunFolder:
                 raise InputError(
                     f"{self.out}: already holds checkpoints; pass --resume auto to continue, or another --out"
                 )
+            if self.holds_records():  # a second run's lines would join the first's in metrics.jsonl
+                raise InputError(
+                    f"{self.out}: holds the records of run {self.run_id() or 'without id'} (metrics.jsonl), which"
+                    " saved no checkpoint; --resume auto starts that run again from step 0, or choose another --out"
+                )
             return Start(new_run_id())
         if resume == "auto":
             return self._continue()
@@ -126,12 +133,13 @@ class RunFolder:
         theirs = state.get("run_id")
         if self._inside(found):
             return Start(theirs or new_run_id(), found, state)
-        if self.holds_checkpoints():
+        if self.holds_checkpoints() or self.holds_records():
             ours = self.run_id()
             if theirs and theirs == ours:  # a copy of this folder's run
                 return Start(theirs, found, state)
+            what = "checkpoints" if self.holds_checkpoints() else "records (metrics.jsonl)"
             raise InputError(
-                f"{self.out}: holds the checkpoints of another run (run {ours or 'without id'}) than {found}"
+                f"{self.out}: holds the {what} of another run (run {ours or 'without id'}) than {found}"
                 f" (run {theirs or 'without id'}); resume from {found} into an empty --out, or continue this"
                 " folder's run with --resume auto"
             )
@@ -139,6 +147,11 @@ class RunFolder:
         note = (f"lsvr train: {found} is a checkpoint of another run (run {theirs or 'without id'}): starting"
                 f" a new run {run_id} in {self.out} from its weights at step {state.get('step')}")  # fmt: skip
         return Start(run_id, found, state, forked=True, note=note)
+
+    def holds_records(self) -> bool:
+        """metrics.jsonl holds a line (check_owned: each one lsvr's, or a torn prefix of one)."""
+        path = self.out / "metrics.jsonl"
+        return path.is_file() and any(line.strip() for line in path.read_text(errors="replace").splitlines())
 
     def run_id(self) -> str | None:
         """The folder's run: the id of the last `start` record of metrics.jsonl, else the one
@@ -155,8 +168,9 @@ class RunFolder:
 
     def _continue(self) -> Start:
         """--resume auto: the newest checkpoint that loads, holds the step its name says and
-        belongs to this folder's run; a fresh run where nothing was saved yet (a restart before
-        the first save). Step files, none of them usable: refused, naming each and why."""
+        belongs to this folder's run. Nothing saved yet (a restart before the first save): the
+        folder's run started again from step 0 under its id, said on stderr; a new run where the
+        folder holds none. Step files, none of them usable: refused, naming each and why."""
         ours, skipped = self.run_id(), []
         for path in checkpoint.candidates(self.out):
             try:
@@ -177,6 +191,9 @@ class RunFolder:
                 f"{self.out}: holds checkpoints but none of them can be resumed from ({'; '.join(skipped)});"
                 " move them away to start afresh, or resume from another checkpoint with --resume PATH"
             )
+        if ours:
+            note = f"lsvr train: {self.out} holds no checkpoint of run {ours}: starting that run again from step 0"
+            return Start(ours, note=note)
         return Start(new_run_id())
 
     def record_start(self, config_text: str, write_start: Any) -> None:
@@ -227,21 +244,37 @@ def _records(path: Path) -> list[Any]:
     return records
 
 
-def check_owned(out: Path) -> None:
+def check_owned(out: Path, *, resuming: bool = False) -> None:
     """Refuse (InputError naming the folder and the first foreign entry) an --out that holds
     what lsvr does not write in a run folder, or a config.yaml or metrics.jsonl not lsvr's:
-    a run must never overwrite or append to a user's files."""
+    a run must never overwrite or append to a user's files. `resuming` a run this folder
+    holds, the advice is to move the stray entry away, not to leave the run."""
     if not out.exists():
         return
     if not out.is_dir():
         raise InputError(f"{out}: is a file, not a run folder; choose another --out")
-    for entry in sorted(os.listdir(out)):
-        if entry not in RUN_ENTRIES and not entry.endswith(RUN_SUFFIXES):
+    entries = sorted(os.listdir(out))
+    for entry in entries:
+        if entry not in RUN_ENTRIES and not entry.endswith(RUN_SUFFIXES) and not _image_file(out / entry):
+            if resuming and {"metrics.jsonl", "checkpoints"} & set(entries):
+                raise InputError(f"{out}: holds {entry}, which lsvr does not write in a run folder;"
+                                 f" move {out / entry} away to continue this run")  # fmt: skip
             raise InputError(f"{out}: not a run folder (it holds {entry}, which lsvr does not write there);"
                              " choose a new or empty --out")  # fmt: skip
     problem = _foreign_config(out / "config.yaml") or _foreign_metrics(out / "metrics.jsonl")
     if problem:
         raise InputError(f"{out}: not a run folder ({problem}); choose a new or empty --out")
+
+
+def _image_file(path: Path) -> bool:
+    """A file `lsvr plot RUN --out RUN/NAME` may have written: its suffix names a format
+    lsvr.plot accepts. Looked up only for an entry not otherwise lsvr's (matplotlib is slow
+    to import)."""
+    if not path.suffix or not path.is_file():
+        return False
+    from lsvr.plot import image_formats
+
+    return path.suffix.lower().lstrip(".") in image_formats()
 
 
 def _foreign_config(path: Path) -> str | None:

@@ -24,6 +24,7 @@ class RunInputs:
     crop: int
     resume_from: Path | None
     notes: list[str]  # what a resume changes, for stderr (rank 0)
+    done: str | None = None  # why the checkpoint has nothing left to train ("train.max_steps=4")
 
 
 def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
@@ -57,11 +58,31 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
                       names=("training set", "validation set"))  # fmt: skip
     if len(rows) < cfg.train.global_batch:
         raise InputError(f"{train.path}: {len(rows)} training images, fewer than one global batch")
-    notes = []
+    notes, done = [], None
     if start.state is not None:
         # Read (memory-mapped) before any process group exists, so a wrong file fails fast everywhere.
         notes = resume_fits(cfg, start.state, train=train, crop=crop, where=start.resume_from)
-    return RunInputs(train, val, rows, val_rows, crop, start.resume_from, notes)
+        done = nothing_to_train(cfg, start.state, steps_per_epoch=len(rows) // cfg.train.global_batch)
+    return RunInputs(train, val, rows, val_rows, crop, start.resume_from, notes, done)
+
+
+def nothing_to_train(cfg: Config, state: dict, *, steps_per_epoch: int) -> str | None:
+    """Why the checkpoint has nothing left to train: at or past train.max_steps, or past its
+    last epoch (a resume of a finished run then writes nothing). None where there is work left,
+    including a checkpoint saved on an epoch's last step before that epoch's validation."""
+    loader = state.get("loader") or {}
+    if loader.get("global_batch", cfg.train.global_batch) != cfg.train.global_batch:
+        return None  # its position counts other batches: the engine refuses it, naming both
+    step, epoch, at = state.get("step", 0), loader.get("epoch", 0), loader.get("step", 0)
+    if at >= steps_per_epoch:
+        return None  # the epoch's validation is still to run (the engine does it first)
+    if cfg.train.max_steps and step >= cfg.train.max_steps:
+        why = f"train.max_steps={cfg.train.max_steps}"
+    elif epoch >= cfg.train.epochs:
+        why = f"all {cfg.train.epochs} epochs done"
+    else:
+        return None
+    return why
 
 
 def resume_fits(cfg: Config, state: dict, *, train: PreparedDataset, crop: int, where: Path) -> list[str]:
