@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import cli, write_tree
 from tests.reliability_helpers import CONFIG, ENV, sets
+from tests.test_cli_robustness import _one_line
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +23,6 @@ def run(tmp_path_factory, tiny_data) -> Path:
     assert cli("train", CONFIG, "--out", out, *args) == 0
     assert (out / "checkpoints" / "best").is_file() and (out / "checkpoints" / "latest").is_file()
     return out
-
-
-def _one_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 # ---------------------------------------------------------------- a file the user named

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from tests.conftest import cli
 from tests.test_run_folder import files, train
+from tests.test_run_folder_owner import start_ids
 
 from lsvr.train import checkpoint
-from lsvr.train.metrics import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,6 @@ def run2(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("records") / "run2"
     assert train(out, tiny_data, **{"train.max_steps": 2}) == 0
     return out
-
-
-def start_ids(out: Path) -> list[str]:
-    return [r["run_id"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "start"]
 
 
 def without_checkpoints(run: Path, out: Path) -> Path:
