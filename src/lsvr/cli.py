@@ -213,10 +213,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    """`lsvr prepare`'s arguments."""
     p = sub.add_parser("prepare", help="convert images or idx files into a prepared dataset")
     p.add_argument("source", help="class-folder tree, idx images file, or folder of idx files")
     p.add_argument("out", help="output folder (a folder of idx files with two splits gives OUT/train, OUT/test)")
@@ -241,6 +239,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_prepare)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    """`lsvr bench`'s arguments."""
+    p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")
+    p.add_argument("what", choices=("loader", "prepare", "dist", "train"))
+    p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")
+    p.add_argument("--batch", type=int, help="batch (loader: 128) or global batch (dist: 16)")
+    p.add_argument("--model", default="alexnet", help="dist: the model stepped (default alexnet)")
+    p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size; train: steps per pipeline")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="train: where the model steps")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="train: autocast precision")
+    p.add_argument("--compile", choices=COMPILE_MODES, default="none",
+                   help="train: torch.compile mode (reduce-overhead adds CUDA graphs)")  # fmt: skip
+    p.add_argument("--encoding", dest="bench_encoding", choices=("raw", "jpeg"), default="raw",
+                   help="train: the prepared set's encoding (jpeg: decoded by the loader's threads)")  # fmt: skip
+    p.add_argument("--decode", choices=("host", "device"), default="host",
+                   help="train, jpeg: decode in the loader threads or on the GPU (torchvision)")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds, the median reported (train: 3, others: 5)")
+    p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")
+    p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_prepare(sub)
 
     p = sub.add_parser("train", help="train a model from a config")
     p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/fashion_mnist.yaml")
@@ -302,26 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")
-    p.add_argument("what", choices=("loader", "prepare", "dist", "train"))
-    p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")
-    p.add_argument("--batch", type=int, help="batch (loader: 128) or global batch (dist: 16)")
-    p.add_argument("--model", default="alexnet", help="dist: the model stepped (default alexnet)")
-    p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size; train: steps per pipeline")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="train: where the model steps")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="train: autocast precision")
-    p.add_argument("--compile", choices=COMPILE_MODES, default="none",
-                   help="train: torch.compile mode (reduce-overhead adds CUDA graphs)")  # fmt: skip
-    p.add_argument("--encoding", dest="bench_encoding", choices=("raw", "jpeg"), default="raw",
-                   help="train: the prepared set's encoding (jpeg: decoded by the loader's threads)")  # fmt: skip
-    p.add_argument("--decode", choices=("host", "device"), default="host",
-                   help="train, jpeg: decode in the loader threads or on the GPU (torchvision)")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
-    p.add_argument("--rounds", type=int, help="interleaved rounds, the median reported (train: 3, others: 5)")
-    p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")
-    p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_bench)
+    _add_bench(sub)
     return parser
 
 
