@@ -76,8 +76,11 @@ def _launch(nproc: int, out: Path, model: str, batch: int, steps: int) -> dict:
                "-m", "lsvr.bench.dist", str(out), model, str(batch), str(steps)]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
-        errors = [line for line in result.stderr.splitlines() if "Error" in line and "ChildFailedError" not in line]
-        raise InputError(f"bench dist: the world-{nproc} run failed: {(errors or ['see torchrun'])[0].strip()}")
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if "Error" in line and "ChildFailedError" not in line]
+        # no Python error (a rendezvous that failed, a worker killed): torchrun's last line says more
+        reason = (errors or lines[-1:] or [f"exit status {result.returncode}"])[0]
+        raise InputError(f"bench dist: the world-{nproc} run failed: {reason}")
     return json.loads(out.read_text())
 
 
