@@ -133,7 +133,7 @@ def test_max_rejects_aborts_with_exit_2(bad_tree, tmp_path, capsys):
 def test_a_file_without_read_permission_is_rejected_as_unreadable(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from lsvr.data.sources import DecodeError, decode_file
+    from lsvr.data.image import DecodeError, decode_file
 
     path = tmp_path / "secret.JPEG"
     path.write_bytes(jpeg_bytes(np.zeros((8, 8, 3), np.uint8)))

@@ -86,8 +86,8 @@ def test_a_classes_txt_beside_idx_files_with_a_repeated_name_is_refused(tmp_path
 
 
 def test_prepare_refuses_a_source_whose_classes_repeat_a_name(tmp_path):
+    from lsvr.data.open_source import open_source
     from lsvr.data.prepare import prepare
-    from lsvr.data.sources import open_source
     from lsvr.errors import InputError
 
     src = write_tree(tmp_path / "src", {"cat": 1, "dog": 1})

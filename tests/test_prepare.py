@@ -144,7 +144,7 @@ def test_a_truncated_dataset_is_refused_when_opened(tmp_path, capsys, encoding):
 
 
 def test_large_jpegs_are_decoded_at_reduced_scale(tmp_path):
-    from lsvr.data.sources import decode_file, reduced_scale
+    from lsvr.data.image import decode_file, reduced_scale
 
     assert reduced_scale(1200, 900, 64) == 8 and reduced_scale(500, 375, 256) == 1
     assert reduced_scale(1200, 900, 256) == 2 and reduced_scale(1200, 900, 0) == 1

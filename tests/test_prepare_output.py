@@ -118,7 +118,7 @@ def refuse_source(monkeypatch):
     def open_source(*args, **kwargs):
         raise AssertionError("the source was opened before OUT was checked")
 
-    monkeypatch.setattr("lsvr.data.sources.open_source", open_source)
+    monkeypatch.setattr("lsvr.data.open_source.open_source", open_source)
 
 
 @pytest.fixture

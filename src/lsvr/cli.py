@@ -35,9 +35,10 @@ def _read_names(path: str | None) -> list[str] | None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from lsvr.data.dataset import PreparedDataset
+    from lsvr.data.open_source import open_source
     from lsvr.data.output import check_apart, check_location, check_split_parent, resolve_out
     from lsvr.data.prepare import WriteError, prepare
-    from lsvr.data.sources import check_class_names, idx_splits, open_source
+    from lsvr.data.sources import check_class_names, idx_splits
 
     source_path, out = Path(args.source), resolve_out(Path(args.out))
     classes = _read_names(args.classes)

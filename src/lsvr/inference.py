@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from lsvr.data.augment import Augment
+from lsvr.data.image import IMAGE_SUFFIXES, DecodeError, decode_file, looks_like_image, resize, to_channels
 from lsvr.data.match import FIELDS, checkpoint_record, dataset_record, differences, require_match
-from lsvr.data.prepare import resize, to_channels
-from lsvr.data.sources import IMAGE_SUFFIXES, DecodeError, decode_file, looks_like_image
 from lsvr.errors import InputError
 from lsvr.models.registry import build_model
 from lsvr.train import checkpoint

@@ -14,8 +14,8 @@ import simplejpeg
 
 from lsvr.bench.loader import photo_set
 from lsvr.bench.timing import environment, measure, median, report, workdir
-from lsvr.data.prepare import prepare, resize
-from lsvr.data.sources import decode_file
+from lsvr.data.image import decode_file, resize
+from lsvr.data.prepare import prepare
 
 ILSVRC_TRAIN = 1_281_167
 SIZE = 256

@@ -18,15 +18,12 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from lsvr.errors import InputError
 from lsvr.folders import FolderLock, check_writable
-
-if TYPE_CHECKING:
-    from lsvr.data.prepare import Converter
 
 DATASET_FILES = frozenset(
     ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv", "meta.json")
@@ -207,7 +204,17 @@ def lock(out: Path) -> FolderLock:
     return FolderLock(out.parent / f".{out.name}.lock", folder=out, what="prepared dataset").acquire()
 
 
-def check_disk(out: Path, convert: Converter, remaining: int, n: int) -> None:
+class Encoder(Protocol):
+    """What check_disk needs of prepare's Converter (data/prepare.py, which imports this module)."""
+
+    size: int
+    channels: int
+    encoding: str
+
+    def convert(self, i: int) -> tuple[np.ndarray, bytes | np.ndarray] | Exception: ...
+
+
+def check_disk(out: Path, convert: Encoder, remaining: int, n: int) -> None:
     """Refuse to start when the disk cannot hold what is left to write into OUT.partial: raw
     sizes are exact; JPEG sizes, when the raw size would not fit, are estimated from a sample.
     The margin, 3% and 1 MiB, covers the small files (labels, mean, shard records) and the

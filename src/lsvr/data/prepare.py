@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import simplejpeg
-from PIL import Image
 
 from lsvr import __version__
 from lsvr.data import output
 from lsvr.data.build import Build
 from lsvr.data.dataset import FORMAT_VERSION, file_sha256
-from lsvr.data.sources import DecodeError, IdxSource, Source, check_class_names
+from lsvr.data.image import DecodeError, resize, to_channels
+from lsvr.data.sources import IdxSource, Source, check_class_names
 from lsvr.errors import InputError
 from lsvr.progress import progress_bar
 
@@ -44,43 +44,6 @@ SHARD = 512  # items per commit: what a kill can lose, and the unit of work ahea
 class WriteError(Exception):
     """OUT.partial could not be written (a full disk, an I/O error): the shards committed are
     kept, and the same command continues from them."""
-
-
-def resize(pixels: np.ndarray, size: int, policy: str) -> np.ndarray:
-    """(H, W, C) -> (size, size, C). squash: ignore aspect (the paper); center: shorter side
-    to size, then centre crop; pad: fit inside, centred on black (no upscaling)."""
-    h, w, c = pixels.shape
-    if policy == "pad" and h <= size and w <= size:
-        out = np.zeros((size, size, c), np.uint8)
-        top, left = (size - h) // 2, (size - w) // 2
-        out[top : top + h, left : left + w] = pixels
-        return out
-    if (h, w) == (size, size):
-        return pixels
-    image = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels)
-    if policy == "squash":
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    elif policy == "center":
-        scale = size / min(h, w)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        image = image.resize((nw, nh), Image.Resampling.BILINEAR)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        image = image.crop((left, top, left + size, top + size))
-    else:  # pad, image larger than the canvas: shrink to fit, keep aspect
-        scale = size / max(h, w)
-        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
-        return resize(np.asarray(image).reshape(image.height, image.width, c), size, policy)
-    return np.asarray(image).reshape(size, size, c)
-
-
-def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
-    if pixels.shape[2] == channels:
-        return pixels
-    if channels == 3:  # grey -> RGB by repetition
-        return np.repeat(pixels, 3, axis=2)
-    # RGB -> grey with ITU-R 601-2 luma, as Pillow's convert("L")
-    grey = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return np.clip(grey + 0.5, 0, 255).astype(np.uint8)[:, :, None]
 
 
 def _tsv_field(text: str) -> str:

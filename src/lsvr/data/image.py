@@ -1,0 +1,165 @@
+"""One image, file to pixels: decoding, resizing and channel conversion.
+
+What `lsvr prepare` does to each item and what `lsvr predict` does to each file, kept in one
+place so that the two stay the same; it needs neither the prepare pipeline nor torch.
+Decoding policy: JPEGs go through libjpeg-turbo (simplejpeg), everything else and the
+JPEGs it refuses (CMYK, a PNG named .JPEG) through Pillow. EXIF orientation is NOT applied,
+as in the ImageNet tools: the stored pixels are used as they are.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit; above it an image is refused
+# Pillow warns on opening an image above that limit (and raises above twice it); lsvr checks the
+# size itself and rejects the file with one line, so the warning would only repeat it as noise.
+# A filter for the whole process, not catch_warnings: prepare decodes in threads, and
+# catch_warnings swaps the global filter list, which threads would race on.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+SCALES = (8, 4, 2)  # libjpeg-turbo's reduced-size decodes that pay (3/4 and the like do not)
+
+
+class DecodeError(Exception):
+    """An input that cannot become an image: `kind` (a short class of failure, counted in
+    the summary) and the message (the reason written to rejects.tsv)."""
+
+    def __init__(self, reason: str, kind: str = "undecodable") -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+def looks_like_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode_file(path: Path, min_side: int = 0) -> np.ndarray:
+    """Decode one image file to (H, W, C) uint8, C = 1 for grey and 3 otherwise."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise DecodeError("is a directory", "directory") from None
+    except OSError as exc:
+        raise DecodeError(f"unreadable: {exc.strerror or exc}", "unreadable") from None
+    if not data:
+        raise DecodeError("empty file", "empty")
+    return decode_bytes(data, min_side)
+
+
+def reduced_scale(width: int, height: int, min_side: int) -> int:
+    """The largest libjpeg-turbo scale denominator (8, 4, 2, else 1) keeping the shorter side >= min_side."""
+    if min_side <= 0:
+        return 1
+    short = min(width, height)
+    return next((f for f in SCALES if short // f >= min_side), 1)
+
+
+def decode_bytes(data: bytes, min_side: int = 0) -> np.ndarray:
+    if data[:2] == b"\xff\xd8":
+        try:
+            height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        except ValueError as exc:
+            raise DecodeError(f"bad JPEG header: {exc}", "bad-jpeg") from None
+        if width * height > MAX_PIXELS:
+            raise DecodeError(f"{width}x{height} pixels is over the {MAX_PIXELS} limit", "too-large")
+        scale = reduced_scale(width, height, min_side)
+        try:
+            grey = colorspace == "Gray"
+            pixels = simplejpeg.decode_jpeg(
+                data, colorspace="GRAY" if grey else "RGB", min_width=width // scale, min_height=height // scale
+            )
+            return pixels if pixels.ndim == 3 else pixels[:, :, None]
+        except ValueError as exc:
+            jpeg_error = str(exc)  # CMYK and some odd JPEGs: Pillow decodes them, else this reason
+            try:
+                return _decode_pillow(data, min_side)
+            except DecodeError:
+                raise DecodeError(f"bad JPEG: {jpeg_error}", "bad-jpeg") from None
+    return _decode_pillow(data, min_side)
+
+
+def _decode_pillow(data: bytes, min_side: int = 0) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise DecodeError(f"{image.width}x{image.height} pixels is over the {MAX_PIXELS} limit", "too-large")
+            scale = reduced_scale(image.width, image.height, min_side)
+            if scale > 1 and image.format == "JPEG":  # CMYK JPEGs: Pillow's own reduced-size decode
+                image.draft(image.mode, (-(-image.width // scale), -(-image.height // scale)))
+            image.load()
+            return _to_array(image)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"decompression bomb: {_text(exc)}", "too-large") from None
+    except Image.UnidentifiedImageError:  # its message names the BytesIO by address: not reproducible
+        raise DecodeError("not a decodable image: no image format recognised", "not-an-image") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DecodeError(f"not a decodable image: {_text(exc)}", "not-an-image") from None
+
+
+def _text(exc: BaseException) -> str:
+    """A library's error message without object addresses, so that two identical prepares
+    write identical rejects.tsv (docs/DATA_FORMAT.md)."""
+    return re.sub(r"<([\w.]+) object at 0x[0-9a-fA-F]+>", r"<\1>", str(exc))
+
+
+def _to_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: scale, or convert() clips to white
+        wide = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or wide.max() > 255 else 255.0
+        return np.clip(wide * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)[:, :, None]
+    if image.mode in ("1", "L", "LA", "La"):  # grey, with or without alpha: the alpha is dropped
+        return np.asarray(image.convert("L"))[:, :, None]
+    return np.asarray(image.convert("RGB"))
+
+
+# ---------------------------------------------------------------- resizing and channels
+
+
+def resize(pixels: np.ndarray, size: int, policy: str) -> np.ndarray:
+    """(H, W, C) -> (size, size, C). squash: ignore aspect (the paper); center: shorter side
+    to size, then centre crop; pad: fit inside, centred on black (no upscaling)."""
+    h, w, c = pixels.shape
+    if policy == "pad" and h <= size and w <= size:
+        out = np.zeros((size, size, c), np.uint8)
+        top, left = (size - h) // 2, (size - w) // 2
+        out[top : top + h, left : left + w] = pixels
+        return out
+    if (h, w) == (size, size):
+        return pixels
+    image = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels)
+    if policy == "squash":
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    elif policy == "center":
+        scale = size / min(h, w)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        image = image.resize((nw, nh), Image.Resampling.BILINEAR)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    else:  # pad, image larger than the canvas: shrink to fit, keep aspect
+        scale = size / max(h, w)
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+        return resize(np.asarray(image).reshape(image.height, image.width, c), size, policy)
+    return np.asarray(image).reshape(size, size, c)
+
+
+def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    if pixels.shape[2] == channels:
+        return pixels
+    if channels == 3:  # grey -> RGB by repetition
+        return np.repeat(pixels, 3, axis=2)
+    # RGB -> grey with ITU-R 601-2 luma, as Pillow's convert("L")
+    grey = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.clip(grey + 0.5, 0, 255).astype(np.uint8)[:, :, None]
