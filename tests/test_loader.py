@@ -6,6 +6,7 @@ from tests.conftest import cli, write_tree
 
 from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset
+from lsvr.data.draws import Draws
 from lsvr.data.loader import Loader, sample_keys
 from lsvr.errors import InputError
 
@@ -69,8 +70,8 @@ def test_crops_stay_inside_and_flip_mirrors():
     images = torch.arange(size, dtype=torch.uint8).repeat(n, size, 1)[..., None]  # (n, H, W, 1)
     zero = np.zeros((size, size, 1), np.float32)
     augment = Augment(mean_image=zero, channel_mean=[0.0], channel_std=[1.0], crop=crop, normalize="mean_image")
-    keys = torch.from_numpy(sample_keys(0, 0, np.arange(n)))
-    out = augment.train(images, keys)  # (n, 1, crop, crop)
+    draws = Draws.from_keys(sample_keys(0, 0, np.arange(n)), size=size, crop=crop)
+    out = augment.apply(draws.cut(images), draws)  # (n, 1, crop, crop)
     assert out.shape == (n, 1, crop, crop)
     left, right = out[:, 0, 0, 0], out[:, 0, 0, -1]
     assert torch.all(torch.minimum(left, right) >= 0) and torch.all(torch.maximum(left, right) <= size - 1)
@@ -87,8 +88,9 @@ def test_mean_image_is_subtracted_at_the_source_positions():
     images = torch.from_numpy(rng.integers(0, 256, (5, 10, 10, 3), dtype=np.uint8))
     mean = rng.random((10, 10, 3)).astype(np.float32) * 100
     augment = Augment(mean_image=mean, channel_mean=[0] * 3, channel_std=[1] * 3, crop=6, normalize="mean_image")
-    keys = torch.from_numpy(sample_keys(1, 0, np.arange(5)))
-    out = augment.train(images, keys)
+    keys = sample_keys(1, 0, np.arange(5))
+    draws = Draws.from_keys(keys, size=10, crop=6)
+    out = augment.apply(draws.cut(images), draws)
     expected = images.float() - torch.from_numpy(mean)  # subtract first, then crop and mirror
     for i, key in enumerate(keys.tolist()):
         top, left, flip = key % 5, (key // 65536) % 5, (key // 2**32) % 2
@@ -96,6 +98,32 @@ def test_mean_image_is_subtracted_at_the_source_positions():
         assert torch.allclose(out[i], patch.flip(-1) if flip else patch)
     ten = augment.ten_crops(images)
     assert len(ten) == 10 and all(v.shape == (5, 3, 6, 6) for v in ten)
+
+
+def same_draws(a: Draws | None, b: Draws | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.crop == b.crop and all(torch.equal(x, y.cpu()) for x, y in zip(a.tensors(), b.tensors(), strict=True))
+
+
+def test_draws_follow_the_keys_and_flip():
+    keys = sample_keys(7, 2, np.arange(300))
+    draws = Draws.from_keys(keys, size=40, crop=33)
+    assert torch.equal(draws.top, torch.from_numpy(keys % 8))
+    assert torch.equal(draws.left, torch.from_numpy(keys // 65536 % 8))
+    assert torch.equal(draws.mirror, torch.from_numpy(keys // 2**32 % 2 == 1))
+    assert 0.4 < draws.mirror.float().mean() < 0.6
+    unflipped = Draws.from_keys(keys, size=40, crop=33, flip=False)
+    assert not unflipped.mirror.any() and torch.equal(unflipped.top, draws.top)
+    kept = draws.select(np.arange(300) % 3 == 0)
+    assert len(kept) == 100 and torch.equal(kept.left, draws.left[::3])
+
+
+def test_a_loader_without_flip_draws_no_mirror(train_set):
+    loader = Loader(train_set, batch_size=500, shuffle=True, seed=2, crop=20, flip=False)
+    flipped = Loader(train_set, batch_size=500, shuffle=True, seed=2, crop=20)
+    for a, b in zip(loader.batches(0), flipped.batches(0), strict=True):
+        assert not a.draws.mirror.any() and torch.equal(a.images, b.images) and torch.equal(a.draws.top, b.draws.top)
 
 
 @pytest.mark.parametrize("encoding", ["raw", "jpeg"])
@@ -108,8 +136,15 @@ def test_crops_cut_by_the_loader_equal_the_augment_gather(tmp_path, encoding):
     whole = Loader(ds, batch_size=8, shuffle=True, seed=5, workers=2)
     cut = Loader(ds, batch_size=8, shuffle=True, seed=5, workers=2, crop=30)
     for a, b in zip(whole.batches(1), cut.batches(1), strict=True):
-        assert b.images.shape == (8, 30, 30, 3) and torch.equal(a.keys, b.keys)
-        assert torch.equal(augment.train(a.images, a.keys), augment.train(b.images, b.keys, cropped=True))
+        assert a.draws is None and b.images.shape == (8, 30, 30, 3) and len(b.draws) == 8
+        assert torch.equal(b.images, b.draws.cut(a.images))
+        # to the bit: the whole image minus the whole mean image, then cut and mirrored
+        expected = a.images.float() - torch.from_numpy(ds.mean_image)
+        out = augment.train(b)  # mirrors b.images in place (CPU)
+        for i, (top, left, flip) in enumerate(zip(*(v.tolist() for v in b.draws.tensors()), strict=True)):
+            patch = expected[i, top : top + 30, left : left + 30]
+            expected_i = (patch.flip(1) if flip else patch).permute(2, 0, 1)
+            assert torch.equal(out[i], expected_i)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -119,7 +154,7 @@ def test_cuda_batches_equal_cpu_batches_and_reuse_pinned_buffers(train_set):
     for epoch in range(2):  # the second epoch runs on buffers handed back after their copies
         for a, b in zip(cpu.batches(epoch), gpu.batches(epoch), strict=True):
             assert b.images.is_cuda and torch.equal(a.images, b.images.cpu())
-            assert torch.equal(a.labels, b.labels.cpu()) and torch.equal(a.keys, b.keys.cpu())
+            assert torch.equal(a.labels, b.labels.cpu()) and same_draws(a.draws, b.draws)
     assert gpu._pool.free and all(buffer.is_pinned() for buffer, _ in gpu._pool.free)
 
 
@@ -153,7 +188,7 @@ def test_device_decode_gives_the_host_path_batches(jpeg_set, crop):
         assert len(pairs) == 5
         for a, b in pairs:
             assert b.images.shape == a.images.shape and torch.equal(a.images, b.images)
-            assert torch.equal(a.labels, b.labels) and torch.equal(a.keys, b.keys)
+            assert torch.equal(a.labels, b.labels) and same_draws(a.draws, b.draws)
 
 
 def test_device_decode_needs_a_jpeg_set(train_set):
@@ -167,7 +202,7 @@ def test_nvjpeg_batches_match_the_host_decoder(jpeg_set):
     host = Loader(jpeg_set, batch_size=8, shuffle=True, seed=3, crop=30)
     gpu = Loader(jpeg_set, batch_size=8, shuffle=True, seed=3, crop=30, device="cuda", decode="device")
     for a, b in zip(host.batches(0), gpu.batches(0), strict=True):
-        assert b.images.is_cuda and b.images.shape == a.images.shape and torch.equal(a.keys, b.keys.cpu())
+        assert b.images.is_cuda and b.images.shape == a.images.shape and same_draws(a.draws, b.draws)
         difference = (a.images.float() - b.images.cpu().float()).abs()
         assert difference.mean() < 2.5  # IDCTs and chroma upsampling differ; another image or crop: tens
 

@@ -62,7 +62,6 @@ def augment_for(pre: dict[str, Any], device: torch.device) -> Augment:
         channel_std=list(pre["channel_std"]),
         crop=pre["crop"],
         normalize=pre["normalize"],
-        flip=False,
         device=device,
     )
 

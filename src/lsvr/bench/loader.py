@@ -22,7 +22,7 @@ from PIL import Image
 
 from lsvr.bench.photos import write_photos
 from lsvr.bench.timing import Measure, environment, measure, median, report, workdir
-from lsvr.data.augment import crop_offsets, mirror_images
+from lsvr.data.augment import mirror_images
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.loader import Loader
 from lsvr.data.prepare import prepare
@@ -95,7 +95,7 @@ def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int) -> Measure
         count = 0
         for epoch in range(epochs):
             for b in loader.batches(epoch):
-                mirror_images(b.images, crop_offsets(b.keys, ds.shape[0], CROP)[2])
+                mirror_images(b.images, b.draws.mirror)
                 count += len(b.labels)
                 b.release()
         return count

@@ -96,7 +96,7 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         done, epoch = 0, 0
         while done < steps:
             for b in loader.batches(epoch):
-                stepper.step(augment.train(b.images, b.keys, cropped=True), b.labels)
+                stepper.step(augment.train(b), b.labels)
                 b.release()
                 done += 1
                 if done == steps:

@@ -1,8 +1,10 @@
-"""Batched augmentation on the training device: crop, mirror, normalise, as tensor ops.
+"""Batched augmentation on the training device: mirror and normalise, as tensor ops.
 
-Input is a uint8 batch (B, H, W, C) as the loader delivers it. One gather does the
-per-image crop and mirror; the mean image is gathered at the same source positions, which
-equals the paper's "subtract the mean image, then crop and mirror". The result is
+Input is a uint8 batch (B, crop, crop, C) already cut at its crop windows, with the Draws
+that chose them (data/draws.py): the reader cuts training batches as it reads them, and
+`center` / `ten_crops` cut evaluation's fixed windows from whole images. Mean-image
+subtraction takes the mean image's same window, mirrored with the image, which equals the
+paper's "subtract the mean image, then crop and mirror". The result is
 (B, C, crop, crop) float32; its memory is NHWC, i.e. already channels_last.
 """
 
@@ -11,19 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def crop_offsets(keys, size: int, crop: int, flip: bool = True):
-    """Each sample's random crop (top, left in 0..size-crop) and mirror, drawn from its key.
-    Works on numpy arrays (the loader crops on the host) and tensors (here) alike."""
-    span = size - crop + 1
-    return keys % span, (keys // 65536) % span, ((keys // 2**32) % 2 == 1) & flip
-
-
-def crop_windows(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: int) -> torch.Tensor:
-    """The crop x crop window at (top, left) of each (B, H, W, C) image, in one gather."""
-    span = torch.arange(crop, device=images.device)
-    rows, cols = (top[:, None] + span)[:, :, None], (left[:, None] + span)[:, None, :]
-    return images[torch.arange(len(images), device=images.device)[:, None, None], rows, cols]
+from lsvr.data.draws import Draws
+from lsvr.data.readers import Batch
 
 
 def mirror_images(images: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
@@ -39,7 +30,8 @@ def mirror_images(images: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
 
 class Augment:
     """normalize: "mean_image" subtracts the dataset's mean image (the paper; pixel scale
-    0..255 kept), "channel" subtracts the per-channel mean and divides by the std."""
+    0..255 kept), "channel" subtracts the per-channel mean and divides by the std.
+    crop: the side of the windows `center` and `ten_crops` cut (training's come on the Batch)."""
 
     def __init__(
         self,
@@ -49,75 +41,65 @@ class Augment:
         channel_std: list[float],
         crop: int,
         normalize: str = "mean_image",
-        flip: bool = True,
         channels_last: bool = False,
         device: torch.device | str = "cpu",
     ) -> None:
         self.size = mean_image.shape[0]
         if crop > self.size or mean_image.shape[1] != self.size:
             raise ValueError(f"crop {crop} does not fit images of {mean_image.shape[:2]}")
-        self.crop, self.flip, self.normalize = crop, flip, normalize
+        self.crop, self.normalize = crop, normalize
         self.channels_last = channels_last
         device = torch.device(device)
         self.mean_image = torch.from_numpy(np.ascontiguousarray(mean_image)).to(device)  # (H, W, C)
         self.mean_mirrored = self.mean_image.flip(1).contiguous()
         self.channel_mean = torch.tensor(channel_mean, dtype=torch.float32, device=device)
         self.channel_inv_std = 1.0 / torch.tensor(channel_std, dtype=torch.float32, device=device).clamp_min(1e-3)
-        self.arange = torch.arange(crop, device=device)
 
-    def _gather(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirror_: torch.Tensor,
-                cropped: bool = False):  # fmt: skip
-        """cropped: the loader already cut the images; the mirror and normalisation are left."""
-        if cropped and images.device.type == "cpu" and self.normalize == "mean_image":
-            return self._finish(self._subtract_mean_cpu(mirror_images(images, mirror_).float(), top, left, mirror_))
-        if cropped and self.normalize != "mean_image":  # no source positions needed
-            return self._finish((mirror_images(images, mirror_).float() - self.channel_mean) * self.channel_inv_std)
-        rows = top[:, None] + self.arange  # (B, crop)
-        cols = torch.where(mirror_[:, None], left[:, None] + self.crop - 1 - self.arange, left[:, None] + self.arange)
-        if cropped:
-            pixels = mirror_images(images, mirror_).float()
-        else:
-            batch = torch.arange(len(images), device=images.device)[:, None, None]
-            pixels = images[batch, rows[:, :, None], cols[:, None, :]].float()  # (B, crop, crop, C)
-        if self.normalize == "mean_image":
-            pixels = pixels - self.mean_image[rows[:, :, None], cols[:, None, :]]
-        else:
+    def train(self, batch: Batch) -> torch.Tensor:
+        """A training batch, cut by its reader at its draws' windows: mirrored where the draws
+        say, then normalised. On CPU the batch's uint8 images are mirrored in place."""
+        if batch.draws is None:
+            raise ValueError("Augment.train needs a batch cut at random windows: Loader(crop=...)")
+        return self.apply(batch.images, batch.draws)
+
+    def apply(self, images: torch.Tensor, draws: Draws) -> torch.Tensor:
+        """(B, crop, crop, C) uint8 windows at `draws` -> (B, C, crop, crop) float32: mirror, normalise."""
+        pixels = mirror_images(images, draws.mirror).float()
+        if self.normalize != "mean_image":
             pixels = (pixels - self.channel_mean) * self.channel_inv_std
-        return self._finish(pixels)
-
-    def _finish(self, pixels: torch.Tensor) -> torch.Tensor:
+        elif pixels.device.type == "cpu":
+            pixels = self._subtract_mean_cpu(pixels, draws)
+        else:  # the mean image gathered at each pixel's source position
+            span = torch.arange(draws.crop, device=pixels.device)
+            rows = draws.top[:, None] + span  # (B, crop)
+            cols = torch.where(draws.mirror[:, None], draws.left[:, None] + draws.crop - 1 - span,
+                               draws.left[:, None] + span)  # fmt: skip
+            pixels = pixels - self.mean_image[rows[:, :, None], cols[:, None, :]]
         out = pixels.permute(0, 3, 1, 2)  # (B, C, crop, crop), NHWC in memory
         return out if self.channels_last else out.contiguous()
 
-    def _subtract_mean_cpu(self, pixels: torch.Tensor, top, left, mirror_) -> torch.Tensor:
+    def _subtract_mean_cpu(self, pixels: torch.Tensor, draws: Draws) -> torch.Tensor:
         """The mean image's crop windows, subtracted in place by slices: on CPU a gather of
         (B, crop, crop, C) floats costs more than the rest of the augmentation together."""
-        width, crop = self.size, self.crop
-        for j, (t, lft, m) in enumerate(zip(top.tolist(), left.tolist(), mirror_.tolist(), strict=True)):
+        width, crop = self.size, draws.crop
+        for j, (t, lft, m) in enumerate(zip(*(v.tolist() for v in draws.tensors()), strict=True)):
             if m:  # the mirrored crop at left `lft` is the mirrored mean's window at width - lft - crop
                 pixels[j] -= self.mean_mirrored[t : t + crop, width - lft - crop : width - lft]
             else:
                 pixels[j] -= self.mean_image[t : t + crop, lft : lft + crop]
         return pixels
 
-    def train(self, images: torch.Tensor, keys: torch.Tensor, *, cropped: bool = False) -> torch.Tensor:
-        """Random crop (offsets 0..H-crop) and mirror (p=0.5), drawn per image from its key.
-        cropped: the loader has cut the crop (Loader(crop=...)), with the same draws."""
-        top, left, mirror = crop_offsets(keys, self.size, self.crop, self.flip)
-        return self._gather(images, top, left, mirror, cropped)
-
     def center(self, images: torch.Tensor, *, mirror: bool = False) -> torch.Tensor:
-        """The centre crop (offset (H-crop)//2: 14 for 227 of 256, as the paper)."""
-        offset = torch.full((len(images),), (self.size - self.crop) // 2, device=images.device)
-        return self._gather(images, offset, offset, torch.full_like(offset, mirror, dtype=torch.bool))
+        """The centre crop of whole (B, H, W, C) images (offset (H-crop)//2: 14 for 227 of 256, as the paper)."""
+        offset = (self.size - self.crop) // 2
+        return self._view(images, offset, offset, mirror)
 
     def ten_crops(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The four corners and the centre, each with its mirror: 10 views of the batch."""
         far, mid = self.size - self.crop, (self.size - self.crop) // 2
-        views = []
-        for top, left in ((0, 0), (0, far), (far, 0), (far, far), (mid, mid)):
-            t = torch.full((len(images),), top, device=images.device)
-            lft = torch.full_like(t, left)
-            for mirror in (False, True):
-                views.append(self._gather(images, t, lft, torch.full_like(t, mirror, dtype=torch.bool)))
-        return views
+        corners = ((0, 0), (0, far), (far, 0), (far, far), (mid, mid))
+        return [self._view(images, top, left, mirror) for top, left in corners for mirror in (False, True)]
+
+    def _view(self, images: torch.Tensor, top: int, left: int, mirror: bool) -> torch.Tensor:
+        draws = Draws.fixed(len(images), top=top, left=left, mirror=mirror, crop=self.crop, device=images.device)
+        return self.apply(draws.cut(images), draws)

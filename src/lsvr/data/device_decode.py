@@ -4,6 +4,7 @@ CPU threads decode a 256 px JPEG at 1,000-2,400 images/s a core; a GPU trains Al
 tens of thousands a second. Here the reading threads only gather each batch's compressed
 bytes; nvJPEG (torchvision.io.decode_jpeg, batched, device="cuda") decodes them, and the
 crop windows are cut on the device. torchvision is optional and imported only here.
+DeviceReader is the host reader's twin (data/readers.py): the same read(rows, draws) -> Batch.
 
 The decoder is a plain function, list of 1-D uint8 CPU tensors -> list of (C, H, W) uint8
 tensors on the device, so that any decoder can stand in for nvJPEG (tests use libjpeg-turbo).
@@ -17,8 +18,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from lsvr.data.augment import crop_offsets, crop_windows
 from lsvr.data.dataset import PreparedDataset
+from lsvr.data.draws import Draws
+from lsvr.data.readers import Batch
 from lsvr.errors import InputError
 
 Decoder = Callable[[list[torch.Tensor]], list[torch.Tensor]]
@@ -38,23 +40,28 @@ def nvjpeg_decoder(device: torch.device, channels: int) -> Decoder:
     return decode
 
 
-class DeviceDecode:
-    """One rank's batch read as compressed bytes and decoded (and cropped) on the device,
-    from the reading threads; on CUDA each read takes a stream of its own from a pool, and
-    the batch comes with the event that marks it ready."""
+class DeviceReader:
+    """One rank's batch read as compressed bytes and decoded (and cut) on the device, from
+    the reading threads; on CUDA each read takes a stream of its own from a pool, and the
+    batch comes with the event that marks it ready. Every record is decoded as a whole batch:
+    data.bad_records does not apply here (bad_rows stays empty)."""
 
     def __init__(self, dataset: PreparedDataset, device: torch.device, decoder: Decoder | None = None) -> None:
         if dataset.encoding != "jpeg":
             raise InputError(f"{dataset.path}: data.decode=device needs a JPEG-encoded set, not {dataset.encoding}")
         self.dataset, self.device = dataset, device
         self.decoder = decoder or nvjpeg_decoder(device, dataset.shape[2])
+        self.bad_rows: dict[int, str] = {}
+        self._labels = torch.from_numpy(dataset.labels)
         self._streams: collections.deque = collections.deque()  # kept across epochs' threads
 
-    def read(self, rows: np.ndarray, keys: np.ndarray, labels: torch.Tensor, crop: int | None):
-        """(images (B, H, W, C) or (B, crop, crop, C), labels, keys, ready event or None), all on the device."""
+    def read(self, rows: np.ndarray, draws: Draws | None) -> Batch:
+        """Images (B, H, W, C), or (B, crop, crop, C) cut at the draws' windows, with their
+        labels and draws, all on the device."""
         data = self.dataset.encoded(rows)
+        labels = self._labels[torch.from_numpy(rows)]
         if self.device.type != "cuda":
-            return self._read(data, keys, labels, crop)
+            return self._read(data, labels, draws)
         try:
             stream = self._streams.popleft()  # deque operations are atomic: threads share it
         except IndexError:
@@ -64,16 +71,15 @@ class DeviceDecode:
                 # nvJPEG writes on torchvision's own stream into memory allocated on this one:
                 # the last batch's work here must be done before that memory is handed out again
                 stream.synchronize()
-                return self._read(data, keys, labels, crop)
+                return self._read(data, labels, draws)
         finally:
             self._streams.append(stream)
 
-    def _read(self, data: list[torch.Tensor], keys: np.ndarray, labels: torch.Tensor, crop: int | None):
+    def _read(self, data: list[torch.Tensor], labels: torch.Tensor, draws: Draws | None) -> Batch:
         images = torch.stack(self.decoder(data)).permute(0, 2, 3, 1)  # (B, H, W, C), a view
-        keys_ = torch.from_numpy(keys).to(self.device, non_blocking=True)
-        if crop is not None:
-            top, left, _ = crop_offsets(keys_, self.dataset.shape[0], crop)
-            images = crop_windows(images, top, left, crop)
+        if draws is not None:
+            draws = draws.to(self.device, non_blocking=True)
+            images = draws.cut(images)
         else:
             images = images.contiguous()
         labels = labels.to(self.device, non_blocking=True)
@@ -81,4 +87,4 @@ class DeviceDecode:
         if self.device.type == "cuda":
             ready = torch.cuda.Event()
             ready.record()
-        return images, labels, keys_, ready
+        return Batch(images, labels, draws, ready=ready)

@@ -122,14 +122,14 @@ def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed
               "warn": lambda text: _say(env, f"lsvr train: warning: {text}")}  # fmt: skip
     loader = Loader(
         ds, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
-        prefetch=cfg.data.prefetch, crop=inputs.crop, **common,
+        prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, **common,
     )  # fmt: skip
     val_loader = None
     if inputs.val is not None:
         val_loader = Loader(inputs.val, batch_size=per_rank, shuffle=False, indices=inputs.val_rows, **common)
     augment = Augment(
         mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=inputs.crop,
-        normalize=cfg.data.normalize, flip=cfg.data.flip, channels_last=cfg.train.channels_last, device=device,
+        normalize=cfg.data.normalize, channels_last=cfg.train.channels_last, device=device,
     )  # fmt: skip
     total_steps = len(loader) * cfg.train.epochs
     if cfg.train.max_steps:
@@ -261,7 +261,7 @@ def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed
         epoch_start = time.perf_counter()
         for batch in loader.batches(epoch, start_step):
             lr = schedule.apply(optimizer, step)
-            inputs_ = augment.train(batch.images, batch.keys, cropped=True)
+            inputs_ = augment.train(batch)
             batch.release()  # the float copy is made: the loader may refill the uint8 buffer
             loss = _step(net, optimizer, scaler, inputs_, batch.labels, cfg)
             if (

@@ -1,0 +1,141 @@
+"""One rank's batch, read: the Batch, and the two readers behind `read(rows, draws) -> Batch`.
+
+HostReader: images read (raw sets) or decoded by libjpeg-turbo (JPEG sets) in the loader's
+threads, each cut to its crop window as it is read; data/device_decode.py's DeviceReader:
+the threads gather compressed bytes and the device decodes and cuts them. Either way the
+Batch carries the draws that chose the windows, for Augment to mirror and normalise.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from lsvr.data.dataset import PreparedDataset, RecordError
+from lsvr.data.draws import Draws
+from lsvr.errors import InputError
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (B, crop, crop, C) uint8, cut at the draws' windows; (B, H, W, C) when draws is None
+    labels: torch.Tensor  # (B,) int64
+    draws: Draws | None  # each image's crop window and mirror; None: whole images (evaluation)
+    step: int = 0  # step within the epoch
+    pool: BufferPool | None = None  # where `images` goes back to, on release()
+    ready: torch.cuda.Event | None = None  # decoded on a CUDA side stream: done when this is
+
+    def release(self) -> None:
+        """Hand the images' memory back to the loader for a later batch: call it once done
+        with `images` (and any view of them). Without it, every batch gets fresh memory."""
+        if self.pool is not None:
+            self.pool.put(self.images)
+            self.pool = None
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.images, self.labels, *(self.draws.tensors() if self.draws is not None else ())]
+
+
+class Reader(Protocol):
+    """Reads dataset rows into a Batch, each image cut at its window when draws are given."""
+
+    bad_rows: dict[int, str]  # row -> why it does not decode (left out with bad_records=skip)
+
+    def read(self, rows: np.ndarray, draws: Draws | None) -> Batch: ...
+
+
+class BufferPool:
+    """Host batch buffers for reuse: a fresh 20 MB buffer costs a page fault per 4 KB on
+    first touch, a tenth of what decoding or copying the images costs. On CUDA each pinned
+    buffer comes back with the event of its device copy, and is reused once that is done."""
+
+    def __init__(self, size: int, pinned: bool) -> None:
+        self.size, self.pinned = size, pinned
+        self.free: deque = deque()
+
+    def get(self, shape: tuple[int, ...]) -> torch.Tensor:
+        while True:
+            try:
+                buffer, event = self.free.popleft()  # deque operations are atomic: threads share it
+            except IndexError:
+                break
+            if buffer.shape == shape:
+                if event is not None:
+                    event.synchronize()
+                return buffer
+        return torch.empty(shape, dtype=torch.uint8, pin_memory=self.pinned)
+
+    def put(self, buffer: torch.Tensor, event=None) -> None:
+        if len(self.free) < self.size:
+            self.free.append((buffer, event))
+
+
+class HostReader:
+    """Rows read in the calling (loader) thread into a pooled host buffer: numpy's take and
+    simplejpeg release the GIL. With draws, only each crop window is copied (raw) or kept
+    (JPEG): less to copy and to move. On CUDA the buffers are pinned, so the device copy
+    needs no staging copy and no pinning on the hot path.
+
+    bad_records: a record that does not decode stops the loader with a RecordError naming the
+    dataset and the row ("stop"), or is left out from then on ("skip"): listed in `bad_rows`,
+    reported once through `warn`. shuffle (training): a bad row's place is taken by a good row
+    of the same batch; otherwise (evaluation) it is dropped."""
+
+    def __init__(self, dataset: PreparedDataset, pool: BufferPool, *, shuffle: bool, bad_records: str = "stop",
+                 warn: Callable[[str], None] | None = None) -> None:  # fmt: skip
+        self.dataset, self.pool, self.shuffle = dataset, pool, shuffle
+        self.bad_records, self.warn = bad_records, warn
+        self.bad_rows: dict[int, str] = {}
+        self._labels = torch.from_numpy(dataset.labels)
+
+    def read(self, rows: np.ndarray, draws: Draws | None) -> Batch:
+        rows, draws = self._without_bad(rows, draws)
+        shape = self.dataset.shape if draws is None else (draws.crop, draws.crop, self.dataset.shape[2])
+        while True:
+            images = self.pool.get((len(rows), *shape))
+            try:
+                self._fill(rows, draws, images.numpy())
+                break
+            except RecordError as exc:
+                if self.bad_records != "skip":
+                    raise
+                self.pool.put(images)
+                if exc.row not in self.bad_rows:
+                    self.bad_rows[exc.row] = str(exc)
+                    if self.warn is not None:
+                        self.warn(f"{self.dataset.path}: row {exc.row} does not decode; skipped (data.bad_records)")
+                rows, draws = self._without_bad(rows, draws)
+        labels = self._labels[torch.from_numpy(rows)]
+        if self.pool.pinned:
+            labels, draws = labels.pin_memory(), draws.pin_memory() if draws is not None else None
+        return Batch(images, labels, draws, pool=self.pool)
+
+    def _fill(self, rows: np.ndarray, draws: Draws | None, out: np.ndarray) -> None:
+        if draws is None:
+            self.dataset.read(rows, out=out)
+        else:
+            self.dataset.read_crops(rows, draws.top.numpy(), draws.left.numpy(), draws.crop, out)
+
+    def _without_bad(self, rows: np.ndarray, draws: Draws | None) -> tuple[np.ndarray, Draws | None]:
+        """The batch without its known-bad rows: training puts good rows of the same batch in
+        their place (every rank keeps the same batch size, and each place its draws);
+        evaluation drops them, so no image is scored twice."""
+        if not self.bad_rows:
+            return rows, draws
+        bad = np.isin(rows, np.fromiter(self.bad_rows, np.int64))
+        if not bad.any():
+            return rows, draws
+        if not self.shuffle:
+            return rows[~bad], draws.select(~bad) if draws is not None else None
+        good = rows[~bad]
+        if not len(good):
+            raise InputError(f"{self.dataset.path}: no row of a batch decodes (rows {rows[:5].tolist()} ...);"
+                             " prepare the set again")  # fmt: skip
+        rows = rows.copy()
+        rows[bad] = np.resize(good, int(bad.sum()))
+        return rows, draws
