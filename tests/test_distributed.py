@@ -83,12 +83,13 @@ def single(demo_prepared, tmp_path_factory) -> Path:
 
 def test_rank_slices_of_a_global_batch_are_disjoint_halves(demo_prepared):
     ds = PreparedDataset(demo_prepared / "train")
-    whole = Loader(ds, batch_size=32, shuffle=True, seed=0)
-    halves = [Loader(ds, batch_size=16, shuffle=True, seed=0, rank=r, world=2) for r in range(2)]
+    whole = Loader(ds, batch_size=32, shuffle=True, seed=0, crop=28)
+    halves = [Loader(ds, batch_size=16, shuffle=True, seed=0, crop=28, rank=r, world=2) for r in range(2)]
     for step, batch in enumerate(whole.batches(0)):
         parts = [next(iter(h.batches(0, start_step=step))) for h in halves]
         assert [len(p.labels) for p in parts] == [16, 16]
-        assert torch.equal(torch.cat([p.keys for p in parts]), batch.keys)  # keys name the global positions
+        for i, drawn in enumerate(batch.draws.tensors()):  # the draws follow the global positions
+            assert torch.equal(torch.cat([p.draws.tensors()[i] for p in parts]), drawn)
         assert torch.equal(torch.cat([p.images for p in parts]), batch.images)
         if step == 2:
             break
