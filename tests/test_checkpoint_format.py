@@ -132,7 +132,7 @@ def test_faults_strike_their_point_on_the_first_attempt_only():
     assert faults.at_step(loss, rank=0, step=3) is loss and faults.at_step(loss, rank=1, step=2) is loss
     assert Faults.arm(cfg.debug, attempt=1) == Faults()  # a torchrun restart runs clean
     Faults(kind="kill_save", step=5, point="before-latest").at_save("before-latest", step=4)  # not yet: alive
-    with pytest.raises(InputError, match="debug.fault must be one of"):
+    with pytest.raises(InputError, match=r"debug\.fault must be one of"):
         load_config(CONFIG, ["debug.fault=boom"])
 
 

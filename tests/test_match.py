@@ -1,8 +1,8 @@
 """Dataset-against-model comparison (lsvr/data/match.py): each field named with both values."""
 
-import pytest
-
 from dataclasses import replace
+
+import pytest
 
 from lsvr.data.match import differences, require_match
 from lsvr.errors import InputError
