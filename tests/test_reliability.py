@@ -12,6 +12,7 @@ import torch
 from tests.conftest import cli
 from tests.reliability_helpers import final_weights, max_difference, train_process, uninterrupted
 
+from lsvr import folders
 from lsvr.train import checkpoint, parallel
 from lsvr.train.faults import KILL_POINTS
 from lsvr.train.health import Health
@@ -148,7 +149,7 @@ def test_a_full_disk_stops_cleanly_and_keeps_the_previous_checkpoint(data, tmp_p
                 return Full(handle)
         return handle
 
-    monkeypatch.setattr(checkpoint, "open", fake_open, raising=False)
+    monkeypatch.setattr(folders, "open", fake_open, raising=False)  # the one atomic writer's
     out = tmp_path / "run"
     args = ["--set", f"data.train={data}", "--set", "data.val=null", "--set", "checkpoint.every_steps=2",
             "--set", "train.max_steps=6"]  # fmt: skip
