@@ -35,7 +35,7 @@ def old_layout(record: CheckpointRecord) -> dict:
     config = {k: v for k, v in record.config.items() if k != "debug"}
     config["fault"] = {"kind": "none", "rank": 0, "step": 1, "point": "mid-write"}
     return {
-        "model": record.model, "optimizer": record.optimizer, "scheduler": {"step": record.step},
+        "model": record.model, "optimizer": record.optimizer, "scheduler": record.scheduler,
         "scaler": record.scaler, "step": record.step, "epoch": record.epoch, "loader": record.loader,
         "rng": record.rng, "config": config, "classes": list(pre.classes),
         "preprocess": {"crop": pre.crop, "size": pre.size, "channels": pre.channels, "resize": pre.resize,

@@ -155,6 +155,10 @@ class Checkpointer:
         """The file `latest` names, else the newest step file (find)."""
         return find(self.folder)
 
+    def best(self) -> tuple[Path | None, float | None]:
+        """The step file `best` names and its top-1, or Nones."""
+        return _best(self.folder)
+
     def save(self, record: CheckpointRecord, *, top1: float | None = None) -> Path:
         """Write step-<8 digits>.pt for record.step, point `latest` at it (and `best` when its
         top1 beats the best so far), then prune to the newest `keep` plus the best.
@@ -234,11 +238,11 @@ def steps(folder: Path) -> list[Path]:
 def load_step(path: Path) -> CheckpointRecord:
     """A step file's record (memory-mapped), or an InputError when it does not load or holds
     another step than its name says: a file copied in under a name it does not fit."""
-    state = load(path, mmap=path.stat().st_size > 0)
+    record = read(path, mmap=path.stat().st_size > 0)
     named = STEP_FILE.match(path.name)
-    if named and state.get("step") != int(named.group(1)):
-        raise InputError(f"{path}: named for step {int(named.group(1))} but holds step {state.get('step')}")
-    return CheckpointRecord.from_dict(state, where=path)
+    if named and record.step != int(named.group(1)):
+        raise InputError(f"{path}: named for step {int(named.group(1))} but holds step {record.step}")
+    return record
 
 
 def none_found(target: Path, *, expected: str) -> str:

@@ -197,7 +197,7 @@ def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed
         if not env.is_main:
             return
         record = CheckpointRecord(
-            model=model.state_dict(), optimizer=optimizer.state_dict(),
+            model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler={"step": step},
             scaler=scaler.state_dict() if scaler.is_enabled() else {}, step=step, epoch=position["epoch"],
             loader=position, rng=rng_state(), config=to_dict(cfg), preprocess=preprocess, metrics=metrics or {},
             best_top1=best_top1, threads=torch.get_num_threads(), world=env.world, run_id=start.run_id,

@@ -24,9 +24,9 @@ PROVENANCE = ("lsvr_version", "commit", "torch", "source")  # who wrote it; `sou
 # field -> the types a saved value may have (None is always allowed): a file holding another
 # thing under a known key is refused, naming the key, rather than failing deep in a reader.
 TYPES: dict[str, tuple[type, ...]] = {
-    "model": (dict,), "optimizer": (dict,), "scaler": (dict,), "step": (int,), "epoch": (int,), "loader": (dict,),
-    "rng": (dict,), "config": (dict,), "metrics": (dict,), "best_top1": (int, float), "threads": (int,),
-    "world": (int,), "run_id": (str,), "format": (int,),
+    "model": (dict,), "optimizer": (dict,), "scheduler": (dict,), "scaler": (dict,), "step": (int,),
+    "epoch": (int,), "loader": (dict,), "rng": (dict,), "config": (dict,), "metrics": (dict,),
+    "best_top1": (int, float), "threads": (int,), "world": (int,), "run_id": (str,), "format": (int,),
 }  # fmt: skip
 
 
@@ -45,6 +45,7 @@ class CheckpointRecord:
     step: int = 0  # optimizer steps taken
     epoch: int = 0
     optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, int] = field(default_factory=dict)  # the lr schedule's position: {"step": N}
     scaler: dict[str, Any] = field(default_factory=dict)  # {} when fp16's scaler is off
     loader: dict[str, int] = field(default_factory=dict)  # epoch, step, sample, global_batch
     rng: dict[str, Any] | None = None  # lsvr.train.state.rng_state()
