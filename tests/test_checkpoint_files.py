@@ -15,10 +15,11 @@ from tests.reliability_helpers import CONFIG, sets
 from lsvr.errors import InputError
 from lsvr.safe_load import safe_load
 from lsvr.train import checkpoint
+from lsvr.train.record import CheckpointRecord
 
 
-def state(step: int) -> dict:
-    return {"step": step, "model": {"w": torch.full((4,), float(step))}}
+def state(step: int) -> CheckpointRecord:
+    return CheckpointRecord(step=step, model={"w": torch.full((4,), float(step))})
 
 
 def names(folder) -> list[str]:
@@ -40,24 +41,24 @@ def copy(run, tmp_path):
 
 def test_best_is_the_highest_top1_and_survives_the_prune(tmp_path):
     for step, top1 in ((1, 50.0), (2, 40.0), (3, 30.0)):
-        checkpoint.save(tmp_path, state(step), keep=2, top1=top1)
+        checkpoint.Checkpointer(tmp_path, keep=2).save(state(step), top1=top1)
     assert names(tmp_path) == ["step-00000001.pt", "step-00000002.pt", "step-00000003.pt"]
     assert (tmp_path / "best").read_text().split() == ["step-00000001.pt", "50.0"]
-    checkpoint.save(tmp_path, state(4), keep=2, top1=60.0)  # a better one: the old best may go
+    checkpoint.Checkpointer(tmp_path, keep=2).save(state(4), top1=60.0)  # a better one: the old best may go
     assert names(tmp_path) == ["step-00000003.pt", "step-00000004.pt"]
 
 
 def test_a_skipped_broken_checkpoint_is_moved_aside_and_the_resume_point_kept(tmp_path, capsys):
     for step in (2, 4, 6):
-        checkpoint.save(tmp_path, state(step), keep=2)
+        checkpoint.Checkpointer(tmp_path, keep=2).save(state(step))
     broken = tmp_path / "step-00000006.pt"
     broken.write_bytes(broken.read_bytes()[:100])
     resumed = checkpoint.find_valid(tmp_path)
     assert resumed == tmp_path / "step-00000004.pt"
-    checkpoint.save(tmp_path, state(5), keep=2)
+    checkpoint.Checkpointer(tmp_path, keep=2).save(state(5))
     assert names(tmp_path) == ["step-00000004.pt", "step-00000005.pt", "step-00000006.pt.corrupt"]
     assert "moved aside as step-00000006.pt.corrupt" in capsys.readouterr().err
-    checkpoint.save(tmp_path, state(6), keep=2)
+    checkpoint.Checkpointer(tmp_path, keep=2).save(state(6))
     assert names(tmp_path) == ["step-00000005.pt", "step-00000006.pt", "step-00000006.pt.corrupt"]
     assert checkpoint.load(checkpoint.find(tmp_path))["step"] == 6
 
@@ -96,7 +97,7 @@ def test_a_bad_latest_pointer_falls_back_to_the_newest_step_file_in_every_comman
 def test_a_pointer_outside_its_folder_is_never_followed(tmp_path, capsys):
     outside = tmp_path / "outside.pt"
     torch.save(state(9), outside)
-    checkpoint.save(tmp_path / "c", state(1), keep=2)
+    checkpoint.Checkpointer(tmp_path / "c", keep=2).save(state(1))
     (tmp_path / "c" / "latest").write_text(str(outside) + "\n")
     assert checkpoint.find(tmp_path / "c") == tmp_path / "c" / "step-00000001.pt"
     (tmp_path / "c" / "step-00000001.pt").unlink()
@@ -190,7 +191,7 @@ def test_a_latest_link_to_a_file_outside_is_named_never_read(tmp_path, capsys):
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0:the first line of a file outside\n")
     folder = tmp_path / "c"
-    checkpoint.save(folder, state(1), keep=2)
+    checkpoint.Checkpointer(folder, keep=2).save(state(1))
     (folder / "latest").unlink()
     (folder / "latest").symlink_to(secret)
     assert checkpoint.find(folder) == folder / "step-00000001.pt"
@@ -202,7 +203,7 @@ def test_a_latest_link_to_a_file_outside_is_named_never_read(tmp_path, capsys):
 
 def test_a_long_pointer_is_echoed_cut_short(tmp_path, capsys):
     folder = tmp_path / "c"
-    checkpoint.save(folder, state(1), keep=2)
+    checkpoint.Checkpointer(folder, keep=2).save(state(1))
     (folder / "latest").write_text("x" * 200 + "\n")
     assert checkpoint.find(folder) == folder / "step-00000001.pt"
     err = capsys.readouterr().err

@@ -151,9 +151,10 @@ def test_a_run_whose_only_checkpoint_is_truncated_says_none_loads(tiny_data, tmp
     import torch
 
     from lsvr.train import checkpoint
+    from lsvr.train.record import CheckpointRecord
 
     run = tmp_path / "run"
-    checkpoint.save(run / "checkpoints", {"step": 2, "model": {"w": torch.zeros(4)}}, keep=2)
+    checkpoint.Checkpointer(run / "checkpoints", keep=2).save(CheckpointRecord(step=2, model={"w": torch.zeros(4)}))
     step = run / "checkpoints" / "step-00000002.pt"
     step.write_bytes(step.read_bytes()[:300])
     for command in (("eval", run, tiny_data), ("convert", run, tmp_path / "out.pt")):

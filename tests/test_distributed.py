@@ -144,7 +144,8 @@ def test_validation_counts_every_image_once_across_ranks(demo_prepared, tmp_path
 @pytest.mark.parametrize("kind", ["die", "hang"])
 def test_a_dead_or_hung_peer_fails_the_job_within_the_timeout(demo_prepared, tmp_path, kind):
     timeout = 8
-    fault = {"fault.kind": kind, "fault.rank": 1, "fault.step": 3, "train.max_steps": 50, "parallel.timeout_s": timeout}
+    fault = {"debug.fault": kind, "debug.rank": 1, "debug.step": 3}
+    fault.update({"train.max_steps": 50, "parallel.timeout_s": timeout})
     args = [CONFIG, tmp_path / kind, "-", *settings(demo_prepared, **fault)]
     started = time.time()
     result = torchrun(args, nproc=2, timeout=timeout + 120)

@@ -12,7 +12,9 @@ import torch
 from tests.conftest import cli
 from tests.reliability_helpers import final_weights, max_difference, train_process, uninterrupted
 
+from lsvr import folders
 from lsvr.train import checkpoint, parallel
+from lsvr.train.faults import KILL_POINTS
 from lsvr.train.health import Health
 
 KILLS_PER_POINT = 4
@@ -37,7 +39,7 @@ def kills_at(point: str, data, root) -> list[int]:
         latest = checkpoint.find(out)
         step = checkpoint.load(latest)["step"] if latest else 0
         first_save = step + (3 if point == "during-prune" else 1)  # pruning starts at the third file
-        fault = {"fault.kind": "kill_save", "fault.point": point, "fault.step": first_save}
+        fault = {"debug.fault": "kill_save", "debug.point": point, "debug.step": first_save}
         # --resume auto also where a kill left no checkpoint: the folder's run starts again
         result = train_process(out, data, "--resume", "auto", **fault, **{"checkpoint.every_steps": 1})
         codes.append(result.returncode)
@@ -52,8 +54,7 @@ def kills_at(point: str, data, root) -> list[int]:
 
 def test_kill_9_at_every_point_of_a_save_never_loses_latest(data, tmp_path):
     with ThreadPoolExecutor(2) as pool:
-        codes = dict(zip(checkpoint.KILL_POINTS, pool.map(lambda p: kills_at(p, data, tmp_path),
-                                                           checkpoint.KILL_POINTS), strict=True))  # fmt: skip
+        codes = dict(zip(KILL_POINTS, pool.map(lambda p: kills_at(p, data, tmp_path), KILL_POINTS), strict=True))
     kills = {point: sum(c == -signal.SIGKILL for c in got) for point, got in codes.items()}
     assert all(n == KILLS_PER_POINT for n in kills.values()), kills
     assert sum(kills.values()) >= 20
@@ -77,7 +78,7 @@ def test_a_truncated_or_empty_newest_checkpoint_is_skipped_with_a_warning(data, 
 @pytest.mark.parametrize("kill_step", [7, 11])  # inside epoch 2; the first step of epoch 3
 def test_resume_after_kill_9_is_bitwise_exact(data, whole, tmp_path, kill_step):
     out = tmp_path / "run"
-    killed = train_process(out, data, **{"fault.kind": "die", "fault.step": kill_step})
+    killed = train_process(out, data, **{"debug.fault": "die", "debug.step": kill_step})
     assert killed.returncode == -signal.SIGKILL
     resumed = train_process(out, data, "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -108,7 +109,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(data
 
 def test_a_second_signal_exits_at_once(data, tmp_path):
     out = tmp_path / "run"
-    run = train_process(out, data, background=True, **{"fault.kind": "hang", "fault.step": 3})
+    run = train_process(out, data, background=True, **{"debug.fault": "hang", "debug.step": 3})
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "metrics.jsonl").exists():
         time.sleep(0.05)
@@ -148,7 +149,7 @@ def test_a_full_disk_stops_cleanly_and_keeps_the_previous_checkpoint(data, tmp_p
                 return Full(handle)
         return handle
 
-    monkeypatch.setattr(checkpoint, "open", fake_open, raising=False)
+    monkeypatch.setattr(folders, "open", fake_open, raising=False)  # the one atomic writer's
     out = tmp_path / "run"
     args = ["--set", f"data.train={data}", "--set", "data.val=null", "--set", "checkpoint.every_steps=2",
             "--set", "train.max_steps=6"]  # fmt: skip

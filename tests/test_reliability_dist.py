@@ -19,7 +19,7 @@ def whole(tiny_data, tmp_path_factory):
 
 def test_resume_after_one_rank_is_killed_is_bitwise_exact(tiny_data, whole, tmp_path):
     out = tmp_path / "run"
-    killed = torchrun_train(out, tiny_data, **{"fault.kind": "die", "fault.rank": 1, "fault.step": 8})
+    killed = torchrun_train(out, tiny_data, **{"debug.fault": "die", "debug.rank": 1, "debug.step": 8})
     assert killed.returncode != 0
     resumed = torchrun_train(out, tiny_data, "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -28,7 +28,7 @@ def test_resume_after_one_rank_is_killed_is_bitwise_exact(tiny_data, whole, tmp_
 
 def test_a_killed_worker_is_restarted_by_torchrun_and_resumes_by_itself(tiny_data, whole, tmp_path):
     out = tmp_path / "run"
-    result = torchrun_train(out, tiny_data, restarts=1, **{"fault.kind": "die", "fault.rank": 1, "fault.step": 8})
+    result = torchrun_train(out, tiny_data, restarts=1, **{"debug.fault": "die", "debug.rank": 1, "debug.step": 8})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stderr  # the restarted workers found the run folder's checkpoint
     assert max_difference(whole, final_weights(out)) == 0.0
@@ -53,7 +53,7 @@ def test_sigterm_to_torchrun_stops_every_worker_with_a_checkpoint(tiny_data, who
 @pytest.mark.parametrize("policy", ["stop", "skip"])
 def test_a_nan_on_one_rank_is_seen_by_every_rank_at_the_same_step(tiny_data, tmp_path, policy):
     out = tmp_path / "run"
-    result = torchrun_train(out, tiny_data, **{"fault.kind": "nan", "fault.rank": 1, "fault.step": 5,
+    result = torchrun_train(out, tiny_data, **{"debug.fault": "nan", "debug.rank": 1, "debug.step": 5,
                                           "guard.nonfinite": policy})  # fmt: skip
     if policy == "stop":
         assert result.returncode != 0 and "non-finite loss at step 5" in result.stderr

@@ -34,7 +34,7 @@ def wait_for(condition, seconds: float = 120) -> None:
 
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
-    first = train_process(out, tiny_data, background=True, **{"fault.kind": "hang", "fault.step": 3})
+    first = train_process(out, tiny_data, background=True, **{"debug.fault": "hang", "debug.step": 3})
     try:
         wait_for(lambda: checkpoint.find(out) is not None)  # step 2 saved, step 3 hangs
         before = files(out)

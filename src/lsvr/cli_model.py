@@ -30,15 +30,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     refuse_split_parent(Path(args.dataset))
     dataset = PreparedDataset(args.dataset)
-    model, state = load_model(Path(args.checkpoint), device)
-    pre = state["preprocess"]
-    for problem in check_dataset(state, dataset, allow_mismatch=args.allow_mismatch):
+    model, state, found = load_model(Path(args.checkpoint), device)
+    pre = state.preprocess
+    for problem in check_dataset(pre, dataset, allow_mismatch=args.allow_mismatch):
         print(f"lsvr eval: warning: {dataset.path}: {problem}; scored anyway (--allow-mismatch)", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     loader = Loader(dataset, batch_size=args.batch, shuffle=False, workers=2, prefetch=2, device=device)
     result = evaluate(model, loader, augment_for(pre, device), crops=args.crops)
-    result.update(crops=args.crops, checkpoint=state["path"], dataset=str(dataset.path))
+    result.update(crops=args.crops, checkpoint=str(found), dataset=str(dataset.path))
     if args.json:
         print(json.dumps(result))
     else:
@@ -54,12 +54,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top < 1:  # torch's topk raised on -1; 0 printed the file names and no class
         raise InputError(f"--top must be a positive whole number, got {args.top}")
     device = pick_device(args.device)
-    model, state = load_model(Path(args.checkpoint), device)
-    augment = augment_for(state["preprocess"], device)
+    model, state, found = load_model(Path(args.checkpoint), device)
+    augment = augment_for(state.preprocess, device)
     paths = image_paths(args.images)
     results, failed = [], 0
     for start in range(0, len(paths), PREDICT_BATCH):
-        images, good, bad = load_images(paths[start : start + PREDICT_BATCH], state["preprocess"])
+        images, good, bad = load_images(paths[start : start + PREDICT_BATCH], state.preprocess)
         for line in bad:
             print(f"lsvr predict: error: {line}", file=sys.stderr)
         failed += len(bad)
@@ -68,7 +68,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         probs = predict(model, augment, images, device)
         values, indices = probs.topk(min(args.top, probs.shape[1]), dim=1)
         for path, row_values, row_indices in zip(good, values, indices, strict=True):
-            top = [{"class": state["classes"][i], "index": int(i), "probability": float(v)}
+            top = [{"class": state.classes[i], "index": int(i), "probability": float(v)}
                    for v, i in zip(row_values, row_indices, strict=True)]  # fmt: skip
             results.append({"image": str(path), "top": top})
             if not args.json:  # as they come: a long folder shows progress
@@ -76,7 +76,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 for t in top:
                     print(f"  {t['probability']:7.2%}  {t['class']}")
     if args.json:
-        print(json.dumps({"checkpoint": state["path"], "predictions": results}))
+        print(json.dumps({"checkpoint": str(found), "predictions": results}))
     if failed:
         print(f"lsvr predict: {failed} of {len(paths)} images could not be read", file=sys.stderr)
         return 2
@@ -91,9 +91,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     refuse_existing(Path(args.out), overwrite=args.overwrite)
     check_writable(Path(args.out), what="export file")
-    _, state = load_model(Path(args.checkpoint), torch.device("cpu"))
+    _, state, _ = load_model(Path(args.checkpoint), torch.device("cpu"))
     out = export(state, Path(args.out))
-    print(f"exported {len(state['model'])} tensors of {state['config']['model']['name']} to {out}")
+    print(f"exported {len(state.model)} tensors of {state.setting('model', 'name')} to {out}")
     return 0
 
 

@@ -21,6 +21,7 @@ from lsvr.errors import InputError
 COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead")
 CUDA_GRAPH_MODES = ("max-autotune", "reduce-overhead")  # torch.compile's modes that add CUDA graphs
 MAX_SEED = 2**63 - 1
+FAULTS = ("none", "nan", "die", "hang", "kill_save")  # debug.fault (lsvr.train.faults)
 KILL_POINTS = ("mid-write", "before-fsync", "before-rename", "before-latest", "during-prune")
 
 
@@ -115,8 +116,10 @@ class GuardConfig:
 
 
 @dataclass
-class FaultConfig:
-    kind: str = _f("none", "for tests: none, nan (the loss), die (kill -9), hang, kill_save (kill -9 in a save)")
+class DebugConfig:
+    """For tests only (lsvr.train.faults): make a run fail on purpose, to show it is handled."""
+
+    fault: str = _f("none", "none, nan (the loss), die (kill -9), hang, kill_save (kill -9 in a save)")
     rank: int = _f(0, "the rank the fault strikes (first attempt only, not a torchrun restart)")
     step: int = _f(1, "the step (1-based) it strikes at; kill_save: the first save from this step on")
     point: str = _f("mid-write", "kill_save: mid-write, before-fsync, before-rename, before-latest, during-prune")
@@ -131,7 +134,7 @@ class Config:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
-    fault: FaultConfig = field(default_factory=FaultConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)  # last: `--keys` lists it apart
 
     def __post_init__(self) -> None:
         _choice("train.precision", self.train.precision, ("fp32", "bf16", "fp16"))
@@ -145,8 +148,8 @@ class Config:
         _choice("guard.nonfinite", self.guard.nonfinite, ("stop", "skip"))
         _choice("optim.scale_lr", self.optim.scale_lr, ("none", "linear"))
         _choice("parallel.compress", self.parallel.compress, ("none", "bf16"))
-        _choice("fault.kind", self.fault.kind, ("none", "nan", "die", "hang", "kill_save"))
-        _choice("fault.point", self.fault.point, KILL_POINTS)
+        _choice("debug.fault", self.debug.fault, FAULTS)
+        _choice("debug.point", self.debug.point, KILL_POINTS)
         _check_ranges(self)
         if self.train.global_batch % self.train.accumulate:
             raise InputError("config: train.global_batch must divide by train.accumulate")
@@ -208,15 +211,21 @@ def valid_keys() -> list[str]:
     return [f"{name}.{f.name}" for name, cls in _sections().items() for f in dataclasses.fields(cls)]
 
 
+TEST_SECTIONS = ("debug",)  # listed apart by `--keys`: no real run sets them
+
+
 def describe_keys() -> str:
-    """One line per key: name, default and doc (for `lsvr train --keys` and the README)."""
-    lines = []
+    """One line per key: name, default and doc (for `lsvr train --keys` and the README); the
+    sections for tests come last, under a heading that says so."""
+    lines, tests = [], []
     default = Config()
     for name, cls in _sections().items():
         for f in dataclasses.fields(cls):
             value = getattr(getattr(default, name), f.name)
-            lines.append(f"{name}.{f.name} = {value!r}  # {f.metadata['doc']}")
-    return "\n".join(lines)
+            line = f"{name}.{f.name} = {value!r}  # {f.metadata['doc']}"
+            (tests if name in TEST_SECTIONS else lines).append(line)
+    heading = ["", "# for tests only: failures on purpose (lsvr.train.faults); a real run leaves these alone"]
+    return "\n".join(lines + (heading + tests if tests else []))
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,14 @@ import torch
 
 from lsvr.config import Config, to_dict
 from lsvr.errors import InputError
+from lsvr.folders import write_atomic
 from lsvr.models.registry import build_model
 from lsvr.models.weights import read_state_dict
+from lsvr.preprocess import Preprocess
+from lsvr.train.record import CheckpointRecord
 from lsvr.train.state import provenance
 
-# torchvision's ImageNet preprocessing: shorter side 256, centre crop 224, channel mean/std.
+# torchvision's ImageNet preprocessing: shorter side 256 (bilinear), centre crop 224, channel mean/std.
 TV_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 TV_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
 
@@ -36,26 +40,18 @@ def convert(weights: Path, out: Path, *, model_name: str, classes: list[str] | N
         raise InputError(f"{weights}: does not fit {model_name} ({str(exc).splitlines()[0]})") from None
     cfg = Config()
     cfg.model.name = model_name
-    checkpoint = {
-        "model": model.state_dict(),
-        "config": to_dict(cfg),
-        "classes": classes,
-        "preprocess": {
-            "crop": 224,
-            "size": 256,
-            "channels": 3,
-            "resize": "center",
-            "normalize": "channel",
-            "mean_image": torch.from_numpy(np.tile(np.float32(TV_MEAN), (256, 256, 1))),
-            "channel_mean": TV_MEAN,
-            "channel_std": TV_STD,
-        },
-        "step": 0,
-        "epoch": 0,
-        "metrics": {},
-        "source": str(weights),
-        **provenance(),
-    }
+    pre = Preprocess(
+        classes=tuple(classes), size=256, channels=3, resize="center", crop=224, eval_size=256, eval_crop=224,
+        interpolation="bilinear", normalize="channel", channel_mean=tuple(TV_MEAN), channel_std=tuple(TV_STD),
+        mean_image=torch.from_numpy(np.tile(np.float32(TV_MEAN), (256, 256, 1))),
+    )  # fmt: skip
+    record = CheckpointRecord(model=model.state_dict(), config=to_dict(cfg), preprocess=pre,
+                              provenance={**provenance(), "source": str(weights)})  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, out)
+    buffer = io.BytesIO()
+    torch.save(record.to_dict(), buffer)
+    try:
+        write_atomic(out, buffer.getvalue())
+    except OSError as exc:
+        raise InputError(f"{out}: could not be written ({exc.strerror or exc})") from None
     return {"checkpoint": str(out), "classes": count, "model": model_name}

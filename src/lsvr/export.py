@@ -8,47 +8,38 @@ names and the preprocessing. `lsvr predict` and `lsvr eval` read it like a check
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 from lsvr.errors import InputError
+from lsvr.folders import write_atomic
+from lsvr.preprocess import Preprocess
+from lsvr.train.record import CheckpointRecord
 
 MEAN = "lsvr.mean_image"
 
 
-def export(state: dict[str, Any], out: Path) -> Path:
-    from safetensors.torch import save_file
+def export(state: CheckpointRecord, out: Path) -> Path:
+    from safetensors.torch import save
 
     if out.suffix != ".safetensors":
         raise InputError(f"{out}: the export is a .safetensors file")
-    preprocess = {k: v for k, v in state["preprocess"].items() if k != "mean_image"}
-    info = {"model": state["config"]["model"], "classes": list(state["classes"]), "preprocess": preprocess,
-            "step": state.get("step"), "metrics": state.get("metrics") or {}}  # fmt: skip
-    tensors = {name: t.detach().contiguous() for name, t in state["model"].items()}
-    tensors[MEAN] = state["preprocess"]["mean_image"].float().contiguous()
+    pre = state.preprocess
+    info = {"model": state.config.get("model", {}), "classes": state.classes,
+            "preprocess": pre.to_dict(mean_image=False), "step": state.step, "metrics": state.metrics}  # fmt: skip
+    tensors = {name: t.detach().contiguous() for name, t in state.model.items()}
+    tensors[MEAN] = pre.mean_image.float().contiguous()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata={"lsvr": json.dumps(info)})
-        # safetensors creates its file 0600; a file for sharing gets the mode the umask gives
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)  # a failed export leaves an earlier OUT as it was
+        # one atomic write: a failed export leaves an earlier OUT as it was, and the file gets the
+        # mode the umask gives (safetensors' own save_file creates it 0600)
+        write_atomic(out, save(tensors, metadata={"lsvr": json.dumps(info)}))
     except OSError as exc:
         raise InputError(f"{out}: could not be written ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
-    os.umask(mask)
-    return mask
-
-
-def read_export(path: Path) -> dict[str, Any]:
-    """A .safetensors export as the parts of a checkpoint that inference uses."""
+def read_export(path: Path) -> CheckpointRecord:
+    """A .safetensors export as the record of the checkpoint parts that inference uses."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -59,6 +50,9 @@ def read_export(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
     if not isinstance(meta, dict) or MEAN not in tensors:
         raise InputError(f"{path}: a safetensors file without lsvr's metadata (make it with `lsvr export`)")
-    preprocess = {**meta["preprocess"], "mean_image": tensors.pop(MEAN)}
-    return {"model": tensors, "config": {"model": meta["model"]}, "classes": meta["classes"],
-            "preprocess": preprocess, "step": meta.get("step"), "metrics": meta.get("metrics", {})}  # fmt: skip
+    try:
+        pre = Preprocess.from_dict({**meta["preprocess"], "mean_image": tensors.pop(MEAN)}, classes=meta["classes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: lsvr's metadata does not read as a preprocess record ({exc})") from None
+    return CheckpointRecord(model=tensors, config={"model": meta.get("model") or {}}, preprocess=pre,
+                            step=meta.get("step") or 0, metrics=meta.get("metrics") or {})  # fmt: skip

@@ -1,5 +1,5 @@
-"""Output folders a command writes into: one writer at a time, and refused early when
-they cannot be written.
+"""Output folders a command writes into: one writer at a time, refused early when they
+cannot be written, and files replaced whole (`write_atomic`).
 
 A `FolderLock` is an OS file lock (flock) on a lock file that names its holder as
 `pid@host`. The kernel drops the lock when the holder dies, so a lock file left by a
@@ -13,9 +13,49 @@ import fcntl
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from lsvr.errors import InputError
+
+
+def write_atomic(path: Path, data: bytes, *, tmp: Path | None = None,
+                 at: Callable[[str], None] | None = None) -> None:  # fmt: skip
+    """Replace `path` by `data` whole: write a temp file (`tmp`, default `.NAME.tmp` beside it),
+    fsync it, rename it over `path`, fsync the folder. A kill leaves the old file or the new
+    one, never half of either; a temp file it leaves is the caller's to clean. On OSError (a
+    full disk) the temp file is removed and the error raised: the old file is as it was.
+
+    at(point) is called at "mid-write" (half the bytes written and flushed), "before-fsync"
+    and "before-rename": the named points a test may kill the process at (lsvr.train.faults).
+    The one writer for checkpoints, config.yaml, a prepare's state and meta.json, exports."""
+    path = Path(path)
+    tmp = tmp if tmp is not None else path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            if at is not None:
+                f.write(data[: len(data) // 2])
+                f.flush()
+                at("mid-write")
+                f.write(data[len(data) // 2 :])
+            else:
+                f.write(data)
+            f.flush()
+            if at is not None:
+                at("before-fsync")
+            os.fsync(f.fileno())
+        if at is not None:
+            at("before-rename")
+        os.replace(tmp, path)
+        # the rename lives in the folder's entry: fsync of the file alone does not make it durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class FolderLock:

@@ -11,16 +11,16 @@ from torch import nn
 
 from lsvr.data.augment import Augment
 from lsvr.data.image import IMAGE_SUFFIXES, DecodeError, decode_file, looks_like_image, resize, to_channels
-from lsvr.data.match import FIELDS, checkpoint_record, dataset_record, differences, require_match
+from lsvr.data.match import FIELDS, differences, require_match
 from lsvr.errors import InputError
 from lsvr.models.registry import build_model
+from lsvr.preprocess import Preprocess
 from lsvr.train import checkpoint
+from lsvr.train.record import CheckpointRecord
 
-NEEDED = ("model", "config", "classes", "preprocess")
 
-
-def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """The checkpoint's model in eval mode on device, and the checkpoint's other contents.
+def load_model(path: Path, device: torch.device) -> tuple[nn.Module, CheckpointRecord, Path]:
+    """The checkpoint's model in eval mode on device, its record, and the file read.
 
     path: a checkpoint file, a run folder (its latest checkpoint) or a `lsvr export` file."""
     if path.suffix == ".safetensors":
@@ -33,35 +33,36 @@ def load_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, A
         found = checkpoint.find_valid(path)  # a run's newest checkpoint that loads, warning of any skipped
         if found is None:
             raise InputError(checkpoint.none_found(path, expected="a .pt file, a run folder or a .safetensors"))
-        state = checkpoint.load(found, map_location="cpu")
-    state["path"] = str(found)
-    missing = [k for k in NEEDED if k not in state]
+        state = checkpoint.read(found)
+    pre, name = state.preprocess, state.setting("model", "name")
+    needed = {"model": state.model, "config": name, "classes": state.classes,
+              "preprocess": pre is not None and pre.mean_image is not None and pre.eval_crop is not None}  # fmt: skip
+    missing = [what for what, there in needed.items() if not there]
     if missing:
         raise InputError(f"{path}: not an lsvr checkpoint (no {', '.join(missing)}); see `lsvr convert`")
-    pre, name = state["preprocess"], state["config"]["model"]["name"]
     model = build_model(
         name,
-        num_classes=len(state["classes"]),
-        in_channels=pre["channels"],
-        crop=pre["crop"],
+        num_classes=len(pre.classes),
+        in_channels=pre.channels,
+        crop=pre.eval_crop,
         dropout=0.0,
-        width=state["config"]["model"].get("width", 1.0),
+        width=state.setting("model", "width", 1.0),
     )
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.model)
     except RuntimeError as exc:
         raise InputError(f"{path}: its weights do not fit model {name} ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval(), state
+    return model.to(device).eval(), state, found
 
 
-def augment_for(pre: dict[str, Any], device: torch.device) -> Augment:
+def augment_for(pre: Preprocess, device: torch.device) -> Augment:
     """The evaluation-time preprocessing stored in a checkpoint (no random crop or mirror)."""
     return Augment(
-        mean_image=pre["mean_image"].float().numpy(),
-        channel_mean=list(pre["channel_mean"]),
-        channel_std=list(pre["channel_std"]),
-        crop=pre["crop"],
-        normalize=pre["normalize"],
+        mean_image=pre.mean_image.float().numpy(),
+        channel_mean=list(pre.channel_mean or ()),
+        channel_std=list(pre.channel_std or ()),
+        crop=pre.eval_crop,
+        normalize=pre.normalize,
         device=device,
     )
 
@@ -71,7 +72,7 @@ def augment_for(pre: dict[str, Any], device: torch.device) -> Augment:
 ALWAYS_REFUSED = ("classes", "size", "channels")
 
 
-def check_dataset(state: dict[str, Any], dataset: Any, *, allow_mismatch: bool = False) -> list[str]:
+def check_dataset(pre: Preprocess, dataset: Any, *, allow_mismatch: bool = False) -> list[str]:
     """Refuse a prepared set whose images differ from what the checkpoint's model was trained on;
     returns the differences let through (warnings) when allow_mismatch.
 
@@ -82,7 +83,7 @@ def check_dataset(state: dict[str, Any], dataset: Any, *, allow_mismatch: bool =
     compared: the checkpoint does not record it, and it barely matters (measured: a model trained
     on the raw 32 px Fashion-MNIST demo set scores 55.65% on the raw test set, 55.75% on the same
     images as quality-90 JPEG)."""
-    expected, found = checkpoint_record(state), dataset_record(dataset)
+    expected, found = pre, Preprocess.from_dataset(dataset)
     names = ("checkpoint", "dataset")
     require_match(expected, found, where=dataset.path, names=names, fields=ALWAYS_REFUSED)
     if not allow_mismatch:
@@ -124,7 +125,7 @@ def _refuse_tree(folder: Path) -> None:
         )
 
 
-def load_image(path: Path, pre: dict[str, Any]) -> np.ndarray:
+def load_image(path: Path, pre: Preprocess) -> np.ndarray:
     """One image file as (size, size, C) uint8, resized as the training data was."""
     if path.is_dir():
         raise InputError(f"{path}: a folder with no image files ({' '.join(IMAGE_SUFFIXES)})")
@@ -134,11 +135,11 @@ def load_image(path: Path, pre: dict[str, Any]) -> np.ndarray:
         pixels = decode_file(path)
     except DecodeError as exc:
         raise InputError(f"{path}: {exc}") from None
-    policy = pre.get("resize") or "squash"
-    return to_channels(resize(pixels, pre["size"], policy), pre["channels"])
+    policy = pre.resize or "squash"
+    return to_channels(resize(pixels, pre.eval_size, policy), pre.channels)
 
 
-def load_images(paths: list[Path], pre: dict[str, Any]) -> tuple[np.ndarray | None, list[Path], list[str]]:
+def load_images(paths: list[Path], pre: Preprocess) -> tuple[np.ndarray | None, list[Path], list[str]]:
     """The readable files as one (N, size, size, C) uint8 batch (None if there is none), their
     paths, and one line for each file that could not be read: one bad file spoils no other."""
     images, good, bad = [], [], []

@@ -11,21 +11,22 @@ from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError
 from lsvr.train import checkpoint
 from lsvr.train.metrics import complete, read_metrics
+from lsvr.train.record import CheckpointRecord
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> CheckpointRecord:
     """A checkpoint, or a `lsvr export` file as the same parts (its metadata says what it is)."""
     if path.suffix == ".safetensors":
         from lsvr.export import read_export
 
         return read_export(path)
-    return checkpoint.load(path)
+    return checkpoint.read(path)
 
 
-def weight_problems(path: Path, state: dict[str, Any]) -> list[str]:
+def weight_problems(path: Path, state: CheckpointRecord) -> list[str]:
     """One line per model tensor that holds NaN or infinity (or none when all are finite)."""
-    weights = state.get("model")
-    if not isinstance(weights, dict) or not weights:
+    weights = state.model
+    if not weights:
         return [f"{path}: holds no model weights"]
     problems = []
     for name, tensor in weights.items():
@@ -38,20 +39,20 @@ def weight_problems(path: Path, state: dict[str, Any]) -> list[str]:
 
 def describe_checkpoint(path: Path, *, verify: bool = False) -> dict[str, Any]:
     state = _read(path)
-    pre = state.get("preprocess", {})
+    pre = state.preprocess
     info = {
         "kind": "export" if path.suffix == ".safetensors" else "checkpoint",
         "path": str(path),
-        "model": state.get("config", {}).get("model", {}).get("name"),
-        "step": state.get("step"),
-        "epoch": state.get("epoch"),
-        "classes": len(state.get("classes", [])),
-        "crop": pre.get("crop"),
-        "input_size": pre.get("size"),
-        "normalize": pre.get("normalize"),
-        "metrics": state.get("metrics"),
-        "lsvr_version": state.get("lsvr_version"),
-        "commit": state.get("commit"),
+        "model": state.setting("model", "name"),
+        "step": state.step,
+        "epoch": state.epoch,
+        "classes": len(state.classes),
+        "crop": pre.crop if pre else None,
+        "input_size": pre.size if pre else None,
+        "normalize": pre.normalize if pre else None,
+        "metrics": state.metrics,
+        "lsvr_version": state.provenance.get("lsvr_version"),
+        "commit": state.provenance.get("commit"),
     }
     if info["kind"] == "export":  # an export carries weights and preprocessing, not the run's history
         info = {k: v for k, v in info.items() if k not in ("epoch", "lsvr_version", "commit")}
@@ -67,7 +68,7 @@ def verify_run(folder: Path) -> list[str]:
     problems = [] if steps else [f"{folder}: no checkpoint"]
     for path in steps:
         try:
-            problems += weight_problems(path, checkpoint.load(path))
+            problems += weight_problems(path, checkpoint.read(path))
         except InputError as exc:
             problems.append(str(exc))
     return problems

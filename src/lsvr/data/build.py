@@ -11,6 +11,7 @@ plan.json pins what is being built, so a run with other options never continues 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -20,17 +21,14 @@ import numpy as np
 
 from lsvr.data.output import META_KEYS, PLAN_KEYS, lsvr_record, not_lsvr_reason, refuse_link
 from lsvr.errors import InputError
+from lsvr.folders import write_atomic
 
 HEADER_BYTES = 128  # the .npy header of images.npy, fixed so it can be rewritten in place
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write(path: Path, data: bytes) -> None:
+    """folders.write_atomic with the temp name NAME.tmp (output.BUILD_FILES knows it)."""
+    write_atomic(path, data, tmp=path.with_name(path.name + ".tmp"))
 
 
 def npy_header(shape: tuple[int, ...]) -> bytes:
@@ -79,7 +77,7 @@ class Build:
             shutil.rmtree(partial)
         # plan.json first: a folder killed before it is in place holds nothing converted yet
         partial.mkdir(parents=True)
-        write_atomic(plan_path, json.dumps(plan, indent=1).encode())
+        _write(plan_path, json.dumps(plan, indent=1).encode())
         (partial / "shards").mkdir()
         return build
 
@@ -118,7 +116,7 @@ class Build:
             os.close(fd)
         sizes = [len(p) for p in payloads] if self.encoding == "jpeg" else []
         record = {"kept": kept, "sizes": sizes, "rejects": rejects}
-        write_atomic(self.path / "shards" / f"{shard:06d}.json", json.dumps(record).encode())
+        _write(self.path / "shards" / f"{shard:06d}.json", json.dumps(record).encode())
         # the in-memory counts change only once state.npz says so: a failed write leaves them as on disk
         done, rows, nbytes, rejected = (
             shard + 1,
@@ -127,12 +125,10 @@ class Build:
             self.rejected + len(rejects),
         )
         pixel_sum, moments = self.pixel_sum + pixel_sum, self.moments + moments
-        tmp = self.path / "state.tmp.npz"
         counts = np.array([done, rows, nbytes, rejected], np.int64)
-        np.savez(tmp, counts=counts, pixel_sum=pixel_sum, moments=moments)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path / "state.npz")
+        state = io.BytesIO()
+        np.savez(state, counts=counts, pixel_sum=pixel_sum, moments=moments)
+        write_atomic(self.path / "state.npz", state.getvalue(), tmp=self.path / "state.tmp.npz")
         self.done, self.rows, self.nbytes, self.rejected = done, rows, nbytes, rejected
         self.pixel_sum, self.moments = pixel_sum, moments
         if self.encoding == "jpeg":

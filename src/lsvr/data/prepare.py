@@ -34,6 +34,7 @@ from lsvr.data.dataset import FORMAT_VERSION, file_sha256
 from lsvr.data.image import DecodeError, resize, to_channels
 from lsvr.data.sources import IdxSource, Source, check_class_names
 from lsvr.errors import InputError
+from lsvr.folders import write_atomic
 from lsvr.progress import progress_bar
 
 RESIZE_POLICIES = ("squash", "center", "pad")
@@ -335,7 +336,5 @@ def _finish(build: Build, source: Source, plan: dict, command: str, seconds: flo
             name: build.digest.hexdigest() if name == "images.bin" else file_sha256(partial / name) for name in files
         },
     }
-    tmp = partial / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, partial / "meta.json")
+    write_atomic(partial / "meta.json", (json.dumps(meta, indent=2) + "\n").encode(), tmp=partial / "meta.json.tmp")
     return meta

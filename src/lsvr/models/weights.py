@@ -10,6 +10,7 @@ from torch import nn
 from lsvr.errors import InputError
 from lsvr.safe_load import safe_load
 from lsvr.train import checkpoint
+from lsvr.train.record import CheckpointRecord, is_checkpoint
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -26,9 +27,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     path = checkpoint.follow_pointer(path)  # RUN/checkpoints/best: the step file it names
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
-    state = safe_load(path, what="weights")
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    state = safe_load(path, what="weights")  # on the CPU
+    if is_checkpoint(state):
+        state = CheckpointRecord.from_dict(state, where=path).model
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a state_dict of tensors")
     return state

@@ -1,5 +1,9 @@
 """Checkpoints: atomic save, keep the newest N and the best, safe load, resume lookup.
 
+One owner, `Checkpointer` (the folder, the keep policy, `best` and `latest`); what a file
+holds is a `CheckpointRecord` (lsvr.train.record), read back with `read`, validated and on
+the CPU (the trainer moves tensors where they go).
+
 Layout: RUN/checkpoints/step-00001234.pt (the step, 8 digits), plus pointer files `latest`
 (a file name) and `best` (a file name, then its top-1); a pointer may only name a step file of
 its own folder. A save writes a temp file, fsyncs it and renames it into place, then
@@ -16,16 +20,18 @@ from __future__ import annotations
 import io
 import os
 import re
-import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lsvr.config import KILL_POINTS  # noqa: F401  (the named points of a save, for fault.point)
 from lsvr.errors import InputError
+from lsvr.folders import write_atomic
 from lsvr.safe_load import safe_load
+from lsvr.train.faults import Faults
+from lsvr.train.record import CheckpointRecord
 
 STEP_FILE = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -34,34 +40,11 @@ class SaveError(RuntimeError):
     """A checkpoint could not be written (the disk is full, say); the previous one is intact."""
 
 
-def _kill_at(point: str, fault: str | None) -> None:
-    """fault.kind=kill_save: die here as kill -9 would, to show what a kill leaves behind."""
-    if point == fault:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _write_atomic(path: Path, data: bytes, fault: str | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+def _write(path: Path, data: bytes, at: Callable[[str], None] | None = None) -> None:
     try:
-        with open(tmp, "wb") as f:
-            f.write(data[: len(data) // 2])
-            if fault == "mid-write":
-                f.flush()
-                _kill_at("mid-write", fault)
-            f.write(data[len(data) // 2 :])
-            f.flush()
-            _kill_at("before-fsync", fault)
-            os.fsync(f.fileno())
-        _kill_at("before-rename", fault)
-        os.replace(tmp, path)
+        write_atomic(path, data, at=at)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise SaveError(f"{path}: could not be written ({exc.strerror or exc})") from None
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def clean(folder: Path) -> list[Path]:
@@ -157,41 +140,69 @@ def _set_aside_broken(folder: Path, newer_than: Path) -> None:
             print(f"lsvr: warning: {exc}; moved aside as {aside.name}", file=sys.stderr)
 
 
-def save(folder: Path, state: dict[str, Any], *, keep: int, top1: float | None = None,
-         fault: str | None = None) -> Path:  # fmt: skip
-    """Write step-<8 digits>.pt for state["step"], point `latest` at it (and `best` when its
-    top1 beats the best so far), then prune to the newest `keep` plus the best.
+class Checkpointer:
+    """RUN/checkpoints: `save` writes a record and applies the keep policy; `clean` removes
+    what a killed save left. faults: the named points a test kills a save at (debug.*)."""
 
-    Only files up to this step are pruned: a later step file is one a resume skipped (moved
-    aside as *.corrupt when it does not load) or another run's, never this run's to delete,
-    so the checkpoint resumed from stays until newer ones replace it.
-    fault: a KILL_POINTS name at which to die (tests)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step-{state['step']:08d}.pt"
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    _write_atomic(path, buffer.getvalue(), fault)
-    _kill_at("before-latest", fault)
-    _write_atomic(folder / "latest", path.name.encode() + b"\n")
-    best, best_top1 = _best(folder)
-    if top1 is not None and (best is None or best_top1 is None or top1 > best_top1):
-        _write_atomic(folder / "best", f"{path.name}\n{top1}\n".encode())
-        best = path
-    _set_aside_broken(folder, newer_than=path)
-    steps = [p for p in _steps(folder) if p.name <= path.name]
-    for old in steps[:-keep]:
-        if old != best and old != path:
-            old.unlink()
-            _kill_at("during-prune", fault)
-    return path
+    def __init__(self, folder: Path, *, keep: int, faults: Faults | None = None) -> None:
+        self.folder, self.keep, self.faults = Path(folder), keep, faults or Faults()
+
+    def clean(self) -> list[Path]:
+        """Remove the temp files a killed save left; returns them."""
+        return clean(self.folder)
+
+    def latest(self) -> Path | None:
+        """The file `latest` names, else the newest step file (find)."""
+        return find(self.folder)
+
+    def best(self) -> tuple[Path | None, float | None]:
+        """The step file `best` names and its top-1, or Nones."""
+        return _best(self.folder)
+
+    def save(self, record: CheckpointRecord, *, top1: float | None = None) -> Path:
+        """Write step-<8 digits>.pt for record.step, point `latest` at it (and `best` when its
+        top1 beats the best so far), then prune to the newest `keep` plus the best.
+
+        Only files up to this step are pruned: a later step file is one a resume skipped (moved
+        aside as *.corrupt when it does not load) or another run's, never this run's to delete,
+        so the checkpoint resumed from stays until newer ones replace it."""
+        folder = self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"step-{record.step:08d}.pt"
+        buffer = io.BytesIO()
+        torch.save(record.to_dict(), buffer)
+
+        def at(point: str) -> None:
+            self.faults.at_save(point, step=record.step)
+
+        _write(path, buffer.getvalue(), at)
+        at("before-latest")
+        _write(folder / "latest", path.name.encode() + b"\n")
+        best, best_top1 = _best(folder)
+        if top1 is not None and (best is None or best_top1 is None or top1 > best_top1):
+            _write(folder / "best", f"{path.name}\n{top1}\n".encode())
+            best = path
+        _set_aside_broken(folder, newer_than=path)
+        steps = [p for p in _steps(folder) if p.name <= path.name]
+        for old in steps[: -self.keep]:
+            if old != best and old != path:
+                old.unlink()
+                at("during-prune")
+        return path
 
 
-def load(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint's contents, loaded safely; anything else is an InputError naming the file."""
-    state = safe_load(path, what="checkpoint", map_location=map_location, mmap=mmap)
+def load(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """A checkpoint file's plain contents, loaded safely onto the CPU; anything else is an
+    InputError naming the file. Readers use `read`, which types them."""
+    state = safe_load(path, what="checkpoint", map_location="cpu", mmap=mmap)
     if not isinstance(state, dict):
         raise InputError(f"{path}: not a checkpoint (holds a {type(state).__name__})")
     return state
+
+
+def read(path: Path, *, mmap: bool = False) -> CheckpointRecord:
+    """A checkpoint file as its record (any format this lsvr reads), on the CPU."""
+    return CheckpointRecord.from_dict(load(path, mmap=mmap), where=path)
 
 
 def find_valid(target: str | Path) -> Path | None:
@@ -224,14 +235,14 @@ def steps(folder: Path) -> list[Path]:
     return _steps(Path(folder))
 
 
-def load_step(path: Path) -> dict[str, Any]:
-    """A step file's contents (memory-mapped), or an InputError when it does not load or holds
+def load_step(path: Path) -> CheckpointRecord:
+    """A step file's record (memory-mapped), or an InputError when it does not load or holds
     another step than its name says: a file copied in under a name it does not fit."""
-    state = load(path, mmap=path.stat().st_size > 0)
+    record = read(path, mmap=path.stat().st_size > 0)
     named = STEP_FILE.match(path.name)
-    if named and state.get("step") != int(named.group(1)):
-        raise InputError(f"{path}: named for step {int(named.group(1))} but holds step {state.get('step')}")
-    return state
+    if named and record.step != int(named.group(1)):
+        raise InputError(f"{path}: named for step {int(named.group(1))} but holds step {record.step}")
+    return record
 
 
 def none_found(target: Path, *, expected: str) -> str:

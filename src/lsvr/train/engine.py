@@ -10,7 +10,6 @@ import contextlib
 import math
 import os
 import platform
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -29,11 +28,14 @@ from lsvr.errors import InputError
 from lsvr.evaluate import autocast, evaluate
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
+from lsvr.preprocess import Preprocess
 from lsvr.progress import progress_bar
 from lsvr.train import checkpoint, parallel
+from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
 from lsvr.train.metrics import MetricsLog
 from lsvr.train.optim import Schedule, build_optimizer
+from lsvr.train.record import CheckpointRecord
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import RunInputs, check_inputs
 from lsvr.train.signals import Preemption
@@ -61,7 +63,7 @@ def _train(cfg: Config, start: Start, folder: RunFolder, *, command: str, on_ste
     world = int(os.environ.get("WORLD_SIZE", "1"))
     inputs = check_inputs(cfg, start=start, world=world)  # before the process group
     if inputs.done:  # every rank sees it before any group exists, and nothing is written
-        step, where = start.state["step"], start.resume_from if start.forked else folder.out
+        step, where = start.state.step, start.resume_from if start.forked else folder.out
         if folder.main:
             print(f"lsvr train: {where} is already at step {step} ({inputs.done}): nothing to train", file=sys.stderr)
         return {"run": str(folder.out), "step": step, "done": True}
@@ -97,7 +99,8 @@ def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed
          on_step, preemption: Preemption) -> dict:  # fmt: skip
     ds, device, out = inputs.train, env.device, folder.out
     log = MetricsLog(out / "metrics.jsonl", enabled=env.is_main)
-    first_attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0  # faults strike it alone
+    faults = Faults.arm(cfg.debug, attempt=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")))
+    checkpointer = checkpoint.Checkpointer(out / "checkpoints", keep=cfg.checkpoint.keep, faults=faults)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(
         cfg.model.name,
@@ -139,32 +142,32 @@ def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed
 
     step, epoch, start_step, best_top1, last_val, unvalidated = 0, 0, 0, None, None, False
     if inputs.resume_from is not None:
-        state = checkpoint.load(inputs.resume_from, map_location=device)
+        saved = checkpoint.read(inputs.resume_from)  # on the CPU: load_state_dict moves each tensor
         try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            model.load_state_dict(saved.model)
+            optimizer.load_state_dict(saved.optimizer)
         except (RuntimeError, ValueError) as exc:
             message = str(exc).splitlines()[0]
             raise InputError(f"{inputs.resume_from}: does not fit this config's model ({message})") from None
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step, epoch, start_step = state["step"], state["loader"]["epoch"], state["loader"]["step"]
+        if saved.scaler:
+            scaler.load_state_dict(saved.scaler)
+        step, epoch, start_step = saved.step, saved.loader["epoch"], saved.loader["step"]
         # Saved on an epoch's last step before its validation ran (a stop in that step, or
         # a kill during the validation): validated first, below.
         unvalidated = start_step >= len(loader)
-        saved_batch = state["loader"].get("global_batch", cfg.train.global_batch)
+        saved_batch = saved.loader.get("global_batch", cfg.train.global_batch)
         if saved_batch != cfg.train.global_batch:  # the position counts global batches: they must agree
             raise InputError(f"{inputs.resume_from}: written with train.global_batch={saved_batch}; resume with it")
         if not start.forked:  # another run's scores (and data.val) are not this run's
-            best_top1 = state.get("best_top1")
-            last_val = (state.get("metrics") or None) if val_loader is not None else None
-        set_rng_state(state["rng"])
-        if state.get("threads") not in (None, torch.get_num_threads()):
-            _say(env, f"lsvr train: warning: {state['threads']} threads wrote the checkpoint, {torch.get_num_threads()}"
+            best_top1 = saved.best_top1
+            last_val = (saved.metrics or None) if val_loader is not None else None
+        set_rng_state(saved.rng)
+        if saved.threads not in (None, torch.get_num_threads()):
+            _say(env, f"lsvr train: warning: {saved.threads} threads wrote the checkpoint, {torch.get_num_threads()}"
                       " run now: the result will not be bitwise the same (set train.threads)")  # fmt: skip
         _say(env, f"lsvr train: resumed from {inputs.resume_from} at step {step} (epoch {epoch + 1})")
     if env.is_main:  # every check that can refuse the start has passed (the model's fit included)
-        for left in checkpoint.clean(out / "checkpoints"):
+        for left in checkpointer.clean():
             _say(env, f"lsvr train: removed {left.name}, left by an interrupted save")
         for line in [start.note, *inputs.notes]:
             if line:
@@ -181,11 +184,7 @@ def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed
         net = torch.compile(net, mode=cfg.train.compile)
     params = list(model.parameters())
 
-    preprocess = {
-        "crop": inputs.crop, "size": ds.shape[0], "channels": ds.shape[2], "resize": ds.meta.get("resize"),
-        "normalize": cfg.data.normalize, "mean_image": torch.from_numpy(ds.mean_image),
-        "channel_mean": ds.channel_mean, "channel_std": ds.channel_std,
-    }  # fmt: skip
+    preprocess = Preprocess.from_dataset(ds, crop=inputs.crop, normalize=cfg.data.normalize)
 
     def save(position: dict[str, int], metrics: dict | None) -> None:
         nonlocal best_top1
@@ -197,16 +196,14 @@ def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed
             best_top1 = top1
         if not env.is_main:
             return
-        state = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": {"step": step},
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "step": step, "epoch": position["epoch"],
-            "loader": position, "rng": rng_state(), "config": to_dict(cfg), "classes": ds.classes,
-            "preprocess": preprocess, "metrics": metrics or {}, "best_top1": best_top1,
-            "threads": torch.get_num_threads(), "world": env.world, "run_id": start.run_id, **provenance(),
-        }  # fmt: skip
-        kill = cfg.fault.kind == "kill_save" and first_attempt and step >= cfg.fault.step
-        checkpoint.save(out / "checkpoints", state, keep=cfg.checkpoint.keep, top1=top1,
-                        fault=cfg.fault.point if kill else None)  # fmt: skip
+        record = CheckpointRecord(
+            model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler={"step": step},
+            scaler=scaler.state_dict() if scaler.is_enabled() else {}, step=step, epoch=position["epoch"],
+            loader=position, rng=rng_state(), config=to_dict(cfg), preprocess=preprocess, metrics=metrics or {},
+            best_top1=best_top1, threads=torch.get_num_threads(), world=env.world, run_id=start.run_id,
+            provenance=provenance(),
+        )  # fmt: skip
+        checkpointer.save(record, top1=top1)
 
     def position(at_epoch: int, at_step: int) -> dict[str, int]:
         """Where the loader stands, in global batches and in samples of the epoch's global
@@ -264,12 +261,7 @@ def _run(cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed
             inputs_ = augment.train(batch)
             batch.release()  # the float copy is made: the loader may refill the uint8 buffer
             loss = _step(net, optimizer, scaler, inputs_, batch.labels, cfg)
-            if (
-                first_attempt
-                and cfg.fault.kind in ("nan", "die", "hang")
-                and (env.rank, step + 1) == (cfg.fault.rank, cfg.fault.step)
-            ):
-                loss = _inject(cfg.fault.kind, loss)
+            loss = faults.at_step(loss, rank=env.rank, step=step + 1)  # debug.fault: tests only
             grad_norm = health.exchange(step + 1, loss, params, preemption.requested is not None)
             if skip_mode:  # the update waits for this step's flags
                 bad, asked = health.settle()
@@ -374,13 +366,3 @@ def _apply(params: list, optimizer, scaler, cfg: Config, grad_norm: torch.Tensor
             torch.nn.utils.clip_grads_with_norm_(params, cfg.guard.clip_norm, grad_norm)
     scaler.step(optimizer)
     scaler.update()
-
-
-def _inject(kind: str, loss: torch.Tensor) -> torch.Tensor:
-    """fault.*: what the tests use to show a NaN, a dead rank and a hung rank are handled."""
-    if kind == "nan":
-        return loss * float("nan")
-    if kind == "die":
-        os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no cleanup, no goodbye to the peers
-    time.sleep(10**6)  # hang: stuck inside the step
-    return loss

@@ -1,7 +1,7 @@
 """The run folder (`lsvr train --out RUN`): who may write into it, and what.
 
 A run is named by an id drawn at its fresh start; the id is written into its `start`
-lines of metrics.jsonl and into every checkpoint (`state["run_id"]`). A folder holds the
+lines of metrics.jsonl and into every checkpoint (`CheckpointRecord.run_id`). A folder holds the
 run of its checkpoints. `--resume` continues that run (`--resume auto`, a checkpoint
 inside the folder, or one carrying the folder's run id); a checkpoint of another run
 starts a new run from it, and only in a folder that holds no checkpoints: two runs'
@@ -32,9 +32,10 @@ import yaml
 
 from lsvr.config import Config
 from lsvr.errors import InputError
-from lsvr.folders import FolderLock, check_writable
+from lsvr.folders import FolderLock, check_writable, write_atomic
 from lsvr.train import checkpoint
 from lsvr.train.metrics import WriteError
+from lsvr.train.record import CheckpointRecord
 
 LOCK_NAME = ".lock"
 # What lsvr writes in a run folder: train (config, metrics, checkpoints, lock), `lsvr plot`
@@ -53,7 +54,7 @@ class Start:
 
     run_id: str
     resume_from: Path | None = None
-    state: dict[str, Any] | None = None  # the checkpoint, memory-mapped
+    state: CheckpointRecord | None = None  # the checkpoint, memory-mapped
     forked: bool = False
     note: str | None = None  # one line for stderr (rank 0)
 
@@ -129,8 +130,8 @@ class RunFolder:
         found = checkpoint.find_valid(resume)
         if found is None:
             raise InputError(checkpoint.none_found(Path(resume), expected="a .pt file or a run folder"))
-        state = checkpoint.load(found, mmap=True)
-        theirs = state.get("run_id")
+        state = checkpoint.read(found, mmap=True)
+        theirs = state.run_id
         if self._inside(found):
             return Start(theirs or new_run_id(), found, state)
         if self.holds_checkpoints() or self.holds_records():
@@ -145,7 +146,7 @@ class RunFolder:
             )
         run_id = new_run_id()
         note = (f"lsvr train: {found} is a checkpoint of another run (run {theirs or 'without id'}): starting"
-                f" a new run {run_id} in {self.out} from its weights at step {state.get('step')}")  # fmt: skip
+                f" a new run {run_id} in {self.out} from its weights at step {state.step}")  # fmt: skip
         return Start(run_id, found, state, forked=True, note=note)
 
     def holds_records(self) -> bool:
@@ -162,7 +163,7 @@ class RunFolder:
         ids = Counter()
         for path in checkpoint.steps(self.out / "checkpoints"):
             with contextlib.suppress(InputError):
-                ids[checkpoint.load_step(path).get("run_id")] += 1
+                ids[checkpoint.load_step(path).run_id] += 1
         ids.pop(None, None)
         return ids.most_common(1)[0][0] if ids else None
 
@@ -179,7 +180,7 @@ class RunFolder:
                 skipped.append(str(exc))
                 print(f"lsvr: warning: skipping the checkpoint {exc}", file=sys.stderr)
                 continue
-            theirs = state.get("run_id")
+            theirs = state.run_id
             if ours and theirs and theirs != ours:
                 why = f"{path}: a checkpoint of another run ({theirs}) than this folder's ({ours})"
                 skipped.append(why)
@@ -223,13 +224,11 @@ class RunFolder:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to .NAME.tmp, then rename: a kill leaves the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """folders.write_atomic (.NAME.tmp, fsync, rename): a kill leaves the old file or the new
+    one, never half; a full disk is a WriteError naming the file."""
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise WriteError(f"{path}: could not be written ({exc.strerror or exc})") from None
 
 

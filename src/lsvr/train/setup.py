@@ -9,9 +9,11 @@ import numpy as np
 
 from lsvr.config import Config
 from lsvr.data.dataset import PreparedDataset
-from lsvr.data.match import checkpoint_record, dataset_record, differences, require_match
+from lsvr.data.match import differences, require_match
 from lsvr.errors import InputError
 from lsvr.models.registry import model_spec
+from lsvr.preprocess import Preprocess
+from lsvr.train.record import CheckpointRecord
 from lsvr.train.run_folder import Start
 
 
@@ -54,7 +56,7 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
     elif cfg.data.val:
         val = PreparedDataset(cfg.data.val)
         val_rows = np.arange(len(val))
-        require_match(dataset_record(train), dataset_record(val), where=val.path,
+        require_match(Preprocess.from_dataset(train), Preprocess.from_dataset(val), where=val.path,
                       names=("training set", "validation set"))  # fmt: skip
     if len(rows) < cfg.train.global_batch:
         raise InputError(f"{train.path}: {len(rows)} training images, fewer than one global batch")
@@ -66,14 +68,14 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
     return RunInputs(train, val, rows, val_rows, crop, start.resume_from, notes, done)
 
 
-def nothing_to_train(cfg: Config, state: dict, *, steps_per_epoch: int) -> str | None:
+def nothing_to_train(cfg: Config, state: CheckpointRecord, *, steps_per_epoch: int) -> str | None:
     """Why the checkpoint has nothing left to train: at or past train.max_steps, or past its
     last epoch (a resume of a finished run then writes nothing). None where there is work left,
     including a checkpoint saved on an epoch's last step before that epoch's validation."""
-    loader = state.get("loader") or {}
+    loader = state.loader
     if loader.get("global_batch", cfg.train.global_batch) != cfg.train.global_batch:
         return None  # its position counts other batches: the engine refuses it, naming both
-    step, epoch, at = state.get("step", 0), loader.get("epoch", 0), loader.get("step", 0)
+    step, epoch, at = state.step, loader.get("epoch", 0), loader.get("step", 0)
     if at >= steps_per_epoch:
         return None  # the epoch's validation is still to run (the engine does it first)
     if cfg.train.max_steps and step >= cfg.train.max_steps:
@@ -85,48 +87,50 @@ def nothing_to_train(cfg: Config, state: dict, *, steps_per_epoch: int) -> str |
     return why
 
 
-def resume_fits(cfg: Config, state: dict, *, train: PreparedDataset, crop: int, where: Path) -> list[str]:
+def resume_fits(cfg: Config, state: CheckpointRecord, *, train: PreparedDataset, crop: int, where: Path) -> list[str]:
     """Refuse (naming the field and both values) a checkpoint whose model would see other images:
     another model, classes (order included), stored size, crop or normalisation. Returns the
     lines to say about what may change: precision and accumulation, and another seed."""
-    old = state.get("config", {})
-    name = old.get("model", {}).get("name")
+    name = state.setting("model", "name")
     if name != cfg.model.name:
         raise InputError(f"{where}: a checkpoint of another model ({name}) than {cfg.model.name}")
-    pre = state.get("preprocess", {})
-    problems = differences(checkpoint_record(state), dataset_record(train), names=("checkpoint", "dataset"))
-    now = {"crop": crop, "normalize": cfg.data.normalize}
-    saved = {"crop": pre.get("crop"), "normalize": pre.get("normalize")}
-    problems += [f"data.{k}: checkpoint {saved[k]!r}, now {now[k]!r}" for k in now if saved[k] not in (None, now[k])]
+    if state.optimizer is None or state.rng is None or not state.loader:
+        raise InputError(f"{where}: holds a model but no training state to resume (a converted checkpoint?);"
+                         " start from its weights with model.init_from")  # fmt: skip
+    pre = state.preprocess or Preprocess()
+    now = Preprocess.from_dataset(train, crop=crop, normalize=cfg.data.normalize)
+    problems = differences(pre, now, names=("checkpoint", "dataset"))
+    problems += differences(pre, now, names=("checkpoint", "now"), fields=("crop", "normalize"))
     if not problems:
         problems += _statistics(pre, train, cfg.data.normalize)
     if problems:
         raise InputError(f"{train.path}: does not fit the checkpoint {where}: " + "; ".join(problems))
-    notes, was = [], old.get("train", {})
+    notes = []
     for key in ("precision", "accumulate"):
-        before, after = was.get(key), getattr(cfg.train, key)
+        before, after = state.setting("train", key), getattr(cfg.train, key)
         if before is not None and before != after:
             notes.append(f"lsvr train: train.{key} changes from {before} to {after} on resume")
-    if was.get("seed") not in (None, cfg.train.seed):
+    seed = state.setting("train", "seed")
+    if seed not in (None, cfg.train.seed):
         holdout = " and another data.holdout split" if cfg.data.holdout else ""
         notes.append(
-            f"lsvr train: warning: train.seed={cfg.train.seed}, the checkpoint's run used {was['seed']}: another"
+            f"lsvr train: warning: train.seed={cfg.train.seed}, the checkpoint's run used {seed}: another"
             f" epoch order and augmentation{holdout}; the result will differ from an unbroken run"
         )
     return notes
 
 
-def _statistics(pre: dict, train: PreparedDataset, normalize: str) -> list[str]:
+def _statistics(pre: Preprocess, train: PreparedDataset, normalize: str) -> list[str]:
     """The statistics the model's inputs are normalised with, the checkpoint's against the dataset's."""
     if normalize == "channel":
-        pairs = [("channel mean", pre.get("channel_mean"), train.channel_mean),
-                 ("channel std", pre.get("channel_std"), train.channel_std)]  # fmt: skip
+        pairs = [("channel mean", pre.channel_mean, train.channel_mean),
+                 ("channel std", pre.channel_std, train.channel_std)]  # fmt: skip
         return [
             f"normalisation {what}: checkpoint {[round(float(v), 3) for v in a]}, dataset {[round(v, 3) for v in b]}"
             for what, a, b in pairs
             if a is not None and not np.allclose(np.asarray(a, dtype=np.float64), b, rtol=1e-5, atol=1e-4)
         ]
-    saved = pre.get("mean_image")
+    saved = pre.mean_image
     if saved is None:
         return []
     saved = np.asarray(saved, dtype=np.float32)

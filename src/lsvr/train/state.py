@@ -1,4 +1,4 @@
-"""What a checkpoint holds beyond the weights: RNG states, preprocessing, provenance."""
+"""What a checkpoint holds beyond the weights: RNG states and provenance (the record: train/record.py)."""
 
 from __future__ import annotations
 
