@@ -2,7 +2,7 @@
 
 import json
 
-from tests.conftest import cli
+from tests.support import cli
 
 
 def test_bench_loader_and_prepare_report_every_figure(tmp_path, capsys):

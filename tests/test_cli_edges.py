@@ -5,8 +5,7 @@ import sys
 import warnings
 
 import pytest
-from tests.conftest import ROOT, cli
-from tests.reliability_helpers import ENV
+from tests.support import ENV, ROOT, cli
 
 from lsvr.config import load_config
 from lsvr.errors import InputError
@@ -21,7 +20,7 @@ from lsvr.errors import InputError
         (["train", "--steps", "0"], "--steps must be a positive whole number, got 0"),
     ],
 )
-def test_bench_arguments_are_refused_in_one_line(tmp_path, capsys, args, message):
+def test_bench_arguments_are_refused_inone_line(tmp_path, capsys, args, message):
     assert cli("bench", *args, "--dir", tmp_path / "bench") == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

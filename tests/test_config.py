@@ -1,5 +1,5 @@
 import pytest
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 from lsvr.config import Config, load_config, valid_keys
 from lsvr.errors import InputError
@@ -113,7 +113,7 @@ def test_set_takes_several_items_and_a_config_after_them(argv, config, overrides
 
 
 def test_set_with_several_items_reaches_the_config(capsys):
-    from tests.conftest import cli
+    from tests.support import cli
 
     debug = ROOT / "configs" / "debug.yaml"
     assert cli("train", debug, "--set", "train.epochs=2", "train.threads=-3") == 2

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
-from tests.test_prepare import write_idx
+from tests.support import CONFIG, cli, sets, write_idx
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.loader import Loader

@@ -1,7 +1,6 @@
 """A run stopped by a non-finite loss says which settings are known to cause it."""
 
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
+from tests.support import CONFIG, cli, sets
 
 from lsvr.config import load_config
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from tests.conftest import ROOT, cli, write_tree
+from tests.support import ROOT, cli, write_tree
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.models.alexnet import AlexNetTV

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 from lsvr.config import OptimConfig
 from lsvr.data.sources import read_idx

@@ -8,8 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from tests.conftest import cli
-from tests.test_prepare import write_idx
+from tests.support import cli, write_idx
 
 from lsvr.data import build as build_module
 from lsvr.data.dataset import PreparedDataset

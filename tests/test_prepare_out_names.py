@@ -4,7 +4,7 @@ the user's link and files are never renamed, deleted or mixed with lsvr's output
 import os
 
 import pytest
-from tests.conftest import DEMO_DATA, cli, write_tree
+from tests.support import DEMO_DATA, cli, one_line, write_tree
 
 from lsvr.data.dataset import PreparedDataset
 
@@ -12,12 +12,6 @@ from lsvr.data.dataset import PreparedDataset
 @pytest.fixture
 def tree(tmp_path):
     return write_tree(tmp_path / "tree", {"a": 2, "b": 2})
-
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 def test_a_link_to_an_empty_folder_is_written_through_and_left_a_link(tmp_path, tree):

@@ -7,12 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from tests.conftest import DEMO_DATA, ROOT, cli, write_tree
-from tests.test_prepare import write_idx
+from tests.support import DEMO_DATA, ROOT, cli, wait_for, write_idx, write_tree
 
 from lsvr.data.dataset import PreparedDataset
 
@@ -95,9 +93,7 @@ def test_a_second_prepare_into_the_same_out_is_refused_naming_the_first(tmp_path
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 60
-        while not (tmp_path / "out.partial" / "state.npz").exists() and time.time() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: (tmp_path / "out.partial" / "state.npz").exists() or first.poll() is not None, 60)
         first.send_signal(signal.SIGSTOP)  # paused mid-run, holding the lock, however fast the machine
         running = first.poll() is None
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

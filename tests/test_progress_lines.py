@@ -4,9 +4,7 @@ returns; on a terminal the bar never shows nan for a figure not measured yet."""
 import sys
 
 import numpy as np
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
-from tests.test_prepare import write_idx
+from tests.support import CONFIG, cli, sets, write_idx
 
 
 def train_stderr(data, out, capsys) -> str:

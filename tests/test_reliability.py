@@ -4,13 +4,11 @@ a NaN, a divergent run, unsafe files, and the safetensors export."""
 import errno
 import json
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from tests.conftest import cli
-from tests.reliability_helpers import final_weights, max_difference, train_process, uninterrupted
+from tests.support import cli, final_weights, logged_steps, max_difference, train_process, uninterrupted, wait_for
 
 from lsvr.train import checkpoint, parallel
 from lsvr.train.health import Health
@@ -84,18 +82,11 @@ def test_resume_after_kill_9_is_bitwise_exact(data, whole, tmp_path, kill_step):
     assert max_difference(whole, final_weights(out)) == 0.0
 
 
-def logged_steps(metrics) -> int:
-    lines = metrics.read_text().splitlines() if metrics.exists() else []
-    return max([json.loads(line).get("step", 0) for line in lines if line.endswith("}")] or [0])
-
-
 def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(data, whole, tmp_path):
     out = tmp_path / "run"
     run = train_process(out, data, background=True, **{"checkpoint.every_steps": 100})
     metrics = out / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and logged_steps(metrics) < 4:
-        time.sleep(0.02)
+    wait_for(lambda: logged_steps(metrics) >= 4, what="step 4 in metrics.jsonl")
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0 and "SIGTERM" in err and "checkpoint saved" in err, err[-2000:]
@@ -109,12 +100,12 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(data
 def test_a_second_signal_exits_at_once(data, tmp_path):
     out = tmp_path / "run"
     run = train_process(out, data, background=True, **{"fault.kind": "hang", "fault.step": 3})
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "metrics.jsonl").exists():
-        time.sleep(0.05)
-    time.sleep(1.0)  # inside the hung step 3
+    # step 2 exchanged its stop flag: a SIGTERM from here on is read after step 3, which hangs
+    wait_for(lambda: logged_steps(out / "metrics.jsonl") >= 2, what="step 2 in metrics.jsonl")
     run.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    for line in run.stderr:  # the first signal was handled (its line), then the second
+        if "stopping after this step" in line:
+            break
     run.send_signal(signal.SIGTERM)
     run.communicate(timeout=30)
     assert run.returncode == -signal.SIGTERM
@@ -220,7 +211,7 @@ def test_export_to_safetensors_predicts_and_evaluates_as_the_checkpoint(data, tm
 
 
 def test_gradient_clipping_bounds_every_update(data, tmp_path):
-    from tests.reliability_helpers import CONFIG
+    from tests.support import CONFIG
 
     def after(steps: int, clip: str) -> dict:
         out = tmp_path / f"s{steps}-c{clip}"

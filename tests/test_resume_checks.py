@@ -8,8 +8,7 @@ import shutil
 import signal
 
 import pytest
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
+from tests.support import CONFIG, cli, sets
 
 from lsvr.config import load_config
 from lsvr.train import checkpoint

@@ -8,8 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from tests.reliability_helpers import CONFIG, sets
-from tests.test_run_folder import files, train
+from tests.support import CONFIG, files, sets, train
 
 from lsvr.config import load_config
 from lsvr.train import checkpoint

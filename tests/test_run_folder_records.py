@@ -6,9 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.conftest import cli
-from tests.test_run_folder import files, train
-from tests.test_run_folder_owner import start_ids
+from tests.support import cli, files, start_ids, train
 
 from lsvr.train import checkpoint
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from tests.conftest import ROOT, cli
+from tests.support import ROOT, cli
 
 from lsvr.train import checkpoint
 from lsvr.train.metrics import read_metrics
