@@ -27,6 +27,7 @@ def test_bench_arguments_are_refused_inone_line(tmp_path, capsys, args, message)
     assert not (tmp_path / "bench").exists()  # refused before any photo is generated
 
 
+@pytest.mark.slow
 def test_long_output_into_a_closed_pipe_exits_141_without_traceback():
     """`lsvr ... | head -1`: the reader closes the pipe; made certain by closing it first."""
     code = "import sys; from lsvr.cli import main; sys.argv=['lsvr','train','--keys']; raise SystemExit(main())"

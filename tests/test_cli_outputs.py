@@ -137,6 +137,7 @@ def _lsvr(*args) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_an_oversized_image_is_lsvr_lines_only(run, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(_big_png())

@@ -16,6 +16,8 @@ from tests.support import ROOT
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.loader import Loader
 
+pytestmark = pytest.mark.slow  # torchrun, two processes per test
+
 CONFIG = ROOT / "configs" / "debug.yaml"
 
 

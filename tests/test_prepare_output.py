@@ -83,6 +83,7 @@ def test_overwrite_replaces_lsvr_output_only_and_both_idx_splits(tmp_path):
     assert PreparedDataset(two / "train").shape == PreparedDataset(two / "test").shape == (28, 28, 1)
 
 
+@pytest.mark.slow
 def test_a_second_prepare_into_the_same_out_is_refused_naming_the_first(tmp_path):
     rng = np.random.default_rng(0)
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (3000, 64, 64), dtype=np.uint8))

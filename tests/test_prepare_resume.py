@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from tests.support import ROOT, cli, wait_for, write_idx
 
 from lsvr.data.build import Build
@@ -26,6 +27,7 @@ def committed(partial) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_killed_prepare_resumes_to_the_same_bytes(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5000, 64, 64), dtype=np.uint8)

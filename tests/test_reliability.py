@@ -48,6 +48,7 @@ def kills_at(point: str, data, root) -> list[int]:
     return codes
 
 
+@pytest.mark.slow
 def test_kill_9_at_every_point_of_a_save_never_loses_latest(data, tmp_path):
     with ThreadPoolExecutor(2) as pool:
         codes = dict(zip(checkpoint.KILL_POINTS, pool.map(lambda p: kills_at(p, data, tmp_path),
@@ -58,6 +59,7 @@ def test_kill_9_at_every_point_of_a_save_never_loses_latest(data, tmp_path):
     (tmp_path / "kills.json").write_text(json.dumps(kills))
 
 
+@pytest.mark.slow
 def test_a_truncated_or_empty_newest_checkpoint_is_skipped_with_a_warning(data, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_process(out, data, **{"train.max_steps": 6}).returncode == 0
@@ -72,6 +74,7 @@ def test_a_truncated_or_empty_newest_checkpoint_is_skipped_with_a_warning(data, 
     assert result.returncode == 0 and str(newest) in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_step", [7, 11])  # inside epoch 2; the first step of epoch 3
 def test_resume_after_kill_9_is_bitwise_exact(data, whole, tmp_path, kill_step):
     out = tmp_path / "run"
@@ -82,6 +85,7 @@ def test_resume_after_kill_9_is_bitwise_exact(data, whole, tmp_path, kill_step):
     assert max_difference(whole, final_weights(out)) == 0.0
 
 
+@pytest.mark.slow
 def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(data, whole, tmp_path):
     out = tmp_path / "run"
     run = train_process(out, data, background=True, **{"checkpoint.every_steps": 100})
@@ -97,6 +101,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(data
     assert max_difference(whole, final_weights(out)) == 0.0
 
 
+@pytest.mark.slow
 def test_a_second_signal_exits_at_once(data, tmp_path):
     out = tmp_path / "run"
     run = train_process(out, data, background=True, **{"fault.kind": "hang", "fault.step": 3})
@@ -150,6 +155,7 @@ def test_a_full_disk_stops_cleanly_and_keeps_the_previous_checkpoint(data, tmp_p
     assert not list((out / "checkpoints").glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_naming_the_step(data, tmp_path):
     result = train_process(tmp_path / "run", data, **{"optim.lr": 1e6, "checkpoint.every_steps": 1})
     assert result.returncode == 1 and "non-finite loss at step" in result.stderr
@@ -198,6 +204,7 @@ def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(data, tmp_
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_export_to_safetensors_predicts_and_evaluates_as_the_checkpoint(data, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_process(out, data, **{"train.max_steps": 4}).returncode == 0

@@ -8,6 +8,8 @@ from tests.support import final_weights, logged_steps, max_difference, torchrun_
 
 from lsvr.train import checkpoint
 
+pytestmark = pytest.mark.slow  # torchrun, two processes per test
+
 
 @pytest.fixture(scope="module")
 def whole(tiny_data, tmp_path_factory):

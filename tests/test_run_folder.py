@@ -15,6 +15,7 @@ from lsvr.train import checkpoint
 from lsvr.train.metrics import read_metrics
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     first = train_process(out, tiny_data, background=True, **{"fault.kind": "hang", "fault.step": 3})
@@ -156,6 +157,7 @@ def test_every_metrics_record_starts_on_its_own_line_after_a_torn_one(tiny_data,
     assert [json.loads(line)["kind"] for line in lines if line.endswith("}")].count("start") == 2
 
 
+@pytest.mark.slow
 def test_sigterm_during_start_up_says_so_inone_line(tiny_data, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "lsvr", "train", str(CONFIG), "--out", str(out), *sets(tiny_data)]

@@ -127,6 +127,7 @@ def test_bad_files_for_eval_and_predict(trained_run, demo_prepared, tmp_path, ca
     assert "empty.pt: an empty file, not a checkpoint file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_entry_points_exit_2_without_traceback(tmp_path):
     for command in ([sys.executable, "-m", "lsvr"], [str(ROOT / ".venv" / "bin" / "lsvr")]):
         done = subprocess.run(
