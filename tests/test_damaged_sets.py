@@ -52,6 +52,7 @@ def test_a_zeroed_record_stops_training_naming_set_and_row(jpeg_set, tmp_path, c
     assert str(data) in line and f"row {BAD_ROW} " in line and "data.bad_records=skip" in line
 
 
+@pytest.mark.slow
 def test_bad_records_skip_trains_past_a_zeroed_record(jpeg_set, tmp_path, capsys):
     data = zeroed(jpeg_set, tmp_path)
     args = sets(data, **{"train.epochs": 2, "data.bad_records": "skip"})

@@ -78,6 +78,7 @@ def test_the_current_folder_as_out_is_one_line_exit_2(tmp_path, tree, capsys, mo
     assert os.listdir(here) == ["sub"] and sorted(os.listdir(tmp_path)) == ["here", "tree"]
 
 
+@pytest.mark.slow
 def test_idx_splits_are_never_mixed_into_a_folder_of_the_users(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()

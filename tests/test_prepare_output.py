@@ -69,6 +69,7 @@ def test_overwrite_never_deletes_a_folder_lsvr_did_not_write(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "keep" and PreparedDataset(out).shape == (16, 16, 3)
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_lsvr_output_only_and_both_idx_splits(tmp_path):
     src = write_tree(tmp_path / "src", {"a": 2, "b": 2})
     out = tmp_path / "out"

@@ -217,6 +217,7 @@ def test_export_to_safetensors_predicts_and_evaluates_as_the_checkpoint(data, tm
     assert from_export["top1"] == from_checkpoint["top1"] and from_export["loss"] == from_checkpoint["loss"]
 
 
+@pytest.mark.slow
 def test_gradient_clipping_bounds_every_update(data, tmp_path):
     from tests.support import CONFIG
 

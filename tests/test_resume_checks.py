@@ -82,6 +82,7 @@ def test_a_validation_set_that_does_not_match_names_the_field_and_both_values(ti
     )
 
 
+@pytest.mark.slow
 def test_an_epoch_stopped_on_its_last_step_is_validated_on_resume(tiny_data, tmp_path):
     out = tmp_path / "run"
     # data.holdout=32 leaves 128 images: 4 steps of 32 an epoch. SIGTERM after step 3 is

@@ -39,6 +39,7 @@ def test_resuming_at_or_past_max_steps_trains_nothing_and_writes_nothing(max_ste
     assert files(out) == before  # no start line, no config.yaml rewrite, no validation
 
 
+@pytest.mark.slow
 def test_resuming_a_run_past_its_last_epoch_trains_nothing(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     assert train(out, tiny_data, **{"train.epochs": 1, "data.holdout": 32}) == 0  # 4 steps, validated

@@ -109,6 +109,7 @@ def test_a_start_on_a_full_disk_leaves_no_config_or_metrics(tiny_data, tmp_path,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_resume_auto_never_continues_another_runs_checkpoint(run1, tiny_data, tmp_path, capsys):
     run2 = tmp_path / "run2"
     assert train(run2, tiny_data, **{"train.max_steps": 6}) == 0
