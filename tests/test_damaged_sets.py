@@ -45,6 +45,7 @@ def one_line(capsys) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_a_zeroed_record_stops_training_naming_set_and_row(jpeg_set, tmp_path, capsys):
     data = zeroed(jpeg_set, tmp_path)
     assert cli("train", CONFIG, "--out", tmp_path / "run", *sets(data, **{"train.epochs": 1})) == 2
@@ -63,6 +64,7 @@ def test_bad_records_skip_trains_past_a_zeroed_record(jpeg_set, tmp_path, capsys
     assert [r.get("bad_records", 0) for r in records if r["kind"] == "train"][-1] == 1
 
 
+@pytest.mark.slow
 def test_eval_of_a_zeroed_record_names_set_and_row(jpeg_set, tmp_path, capsys):
     assert cli("train", CONFIG, "--out", tmp_path / "run", *sets(jpeg_set, **{"train.epochs": 1})) == 0
     data = zeroed(jpeg_set, tmp_path)

@@ -59,6 +59,7 @@ def test_another_crop_or_normalisation_is_refused_naming_both(started, tiny_data
     assert len(err.splitlines()) == 1 and message in err, err
 
 
+@pytest.mark.slow
 def test_precision_accumulation_and_seed_changes_are_said(started, tiny_data, tmp_path, capsys):
     fork = tmp_path / "fork"  # a new run from the checkpoint, so that `started` stays at step 2
     change = {"train.max_steps": 3, "train.precision": "bf16", "train.accumulate": 2, "train.seed": 1}

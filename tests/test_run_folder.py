@@ -36,6 +36,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(tiny_data,
     assert len(starts) == 2 and starts[0]["run_id"] == starts[1]["run_id"]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_run_never_mixes_two_runs(tiny_data, tmp_path, capsys):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert train(a, tiny_data, **{"train.max_steps": 2, "data.holdout": 32}) == 0  # validated: metrics in a

@@ -53,6 +53,7 @@ def test_resuming_a_run_past_its_last_epoch_trains_nothing(tiny_data, tmp_path, 
     assert checkpoint.load(checkpoint.find(out))["step"] == 8
 
 
+@pytest.mark.slow
 def test_a_stop_on_the_last_step_still_validates_before_nothing_is_left(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     # data.holdout=32 leaves 4 steps an epoch; train.max_steps=4: SIGTERM after step 3 is seen

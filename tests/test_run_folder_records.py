@@ -74,6 +74,7 @@ def test_a_torchrun_restart_before_the_first_save_continues_the_same_run(run2, t
     assert start_ids(out) == [old, old]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["loss.png", "curves.PDF", "plot.svg"])
 def test_an_image_lsvr_plot_wrote_into_the_run_folder_does_not_stop_a_resume(name, run2, tiny_data, tmp_path):
     out = tmp_path / "run"
