@@ -1,11 +1,12 @@
-# lsvr: `make demo` (set-up + the main job on the embedded data) and `make test`.
+# lsvr: `make demo` (set-up + the main job on the embedded data), `make test` (lint + every
+# test: the CI command) and `make test-fast` (the tests not marked slow: the edit loop).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO ?= runs/demo
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test test-fast lint format install clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +31,10 @@ format: install
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# No process started, nothing over a few seconds (pyproject.toml's `slow` marker).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

@@ -1,18 +1,13 @@
-"""Shared fixtures: the embedded data prepared once per session, small image trees."""
+"""Shared fixtures: the embedded data prepared once per session, a tiny prepared set, a
+read-only folder. The functions tests share are in tests/support.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from lsvr.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_DATA = ROOT / "data" / "fashion-mnist-small"
+from tests.support import DEMO_DATA, cli, tiny_set
 
 
 @pytest.fixture(autouse=True)
@@ -25,31 +20,13 @@ def _threads():
 def demo_prepared(tmp_path_factory) -> Path:
     """The embedded Fashion-MNIST subset prepared as the demo does: OUT/train, OUT/test."""
     out = tmp_path_factory.mktemp("prepared") / "demo"
-    assert main(["prepare", str(DEMO_DATA), str(out), "--size", "32", "--resize", "pad", "--no-progress"]) == 0
+    assert cli("prepare", DEMO_DATA, out, "--size", "32", "--resize", "pad", "--no-progress") == 0
     return out
-
-
-def cli(*args: str) -> int:
-    return main([str(a) for a in args])
-
-
-def write_tree(root: Path, classes: dict[str, int], *, size=(60, 45), seed: int = 0) -> Path:
-    """A class-folder tree of JPEGs whose content depends on the class (learnable)."""
-    rng = np.random.default_rng(seed)
-    for c, (name, count) in enumerate(classes.items()):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            pixels = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
-            pixels[:, :, c % 3] += np.uint8(120)  # the class shows in one colour channel
-            Image.fromarray(pixels).save(root / name / f"img{i:03d}.JPEG", quality=90)
-    return root
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    """160 prepared 32x32 images: 5 steps of 32 an epoch (tests/reliability_helpers.py)."""
-    from tests.reliability_helpers import tiny_set
-
+    """160 prepared 32x32 images: 5 steps of 32 an epoch (tests/support.py)."""
     return tiny_set(tmp_path_factory.mktemp("tiny"))
 
 

@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import cli
+from tests.support import cli
 
 from lsvr.data.dataset import PreparedDataset
 

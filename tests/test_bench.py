@@ -2,7 +2,10 @@
 
 import json
 
-from tests.conftest import cli
+import pytest
+from tests.support import cli
+
+pytestmark = pytest.mark.slow  # torchrun and DataLoader worker processes, timed runs
 
 
 def test_bench_loader_and_prepare_report_every_figure(tmp_path, capsys):

@@ -9,8 +9,7 @@ import zipfile
 
 import pytest
 import torch
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
+from tests.support import CONFIG, cli, sets
 
 from lsvr.errors import InputError
 from lsvr.safe_load import safe_load

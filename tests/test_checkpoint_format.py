@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
+from tests.support import CONFIG, cli, sets
 
 from lsvr.config import describe_keys, load_config
 from lsvr.errors import InputError

@@ -7,15 +7,9 @@ import os
 import shutil
 
 import pytest
-from tests.conftest import DEMO_DATA, cli, write_tree
+from tests.support import DEMO_DATA, cli, one_line, write_tree
 
 from lsvr.data.dataset import PreparedDataset
-
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.mark.parametrize(

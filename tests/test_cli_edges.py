@@ -5,8 +5,7 @@ import sys
 import warnings
 
 import pytest
-from tests.conftest import ROOT, cli
-from tests.reliability_helpers import ENV
+from tests.support import ENV, ROOT, cli
 
 from lsvr.config import load_config
 from lsvr.errors import InputError
@@ -21,13 +20,14 @@ from lsvr.errors import InputError
         (["train", "--steps", "0"], "--steps must be a positive whole number, got 0"),
     ],
 )
-def test_bench_arguments_are_refused_in_one_line(tmp_path, capsys, args, message):
+def test_bench_arguments_are_refused_inone_line(tmp_path, capsys, args, message):
     assert cli("bench", *args, "--dir", tmp_path / "bench") == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "bench").exists()  # refused before any photo is generated
 
 
+@pytest.mark.slow
 def test_long_output_into_a_closed_pipe_exits_141_without_traceback():
     """`lsvr ... | head -1`: the reader closes the pipe; made certain by closing it first."""
     code = "import sys; from lsvr.cli import main; sys.argv=['lsvr','train','--keys']; raise SystemExit(main())"

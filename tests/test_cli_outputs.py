@@ -10,9 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from tests.conftest import cli, write_tree
-from tests.reliability_helpers import CONFIG, ENV, sets
-from tests.test_cli_robustness import _one_line
+from tests.support import CONFIG, ENV, cli, one_line, sets, write_tree
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +30,7 @@ def test_plot_out_refuses_an_existing_file_unless_overwrite(run, tmp_path, capsy
     photo = tmp_path / "rgb.jpg"
     photo.write_bytes(b"the user's photo")
     assert cli("plot", run, "--out", photo) == 2
-    _one_line(capsys, f"{photo}: exists; pass --overwrite to replace it")
+    one_line(capsys, f"{photo}: exists; pass --overwrite to replace it")
     assert photo.read_bytes() == b"the user's photo"
     assert cli("plot", run, "--out", photo, "--overwrite") == 0
     assert photo.read_bytes()[:2] == b"\xff\xd8"  # now a JPEG of the plot
@@ -49,7 +47,7 @@ def test_export_refuses_an_existing_file_unless_overwrite(run, tmp_path, capsys)
     other = tmp_path / "mymodel.safetensors"
     other.write_bytes(b"another tool's weights")
     assert cli("export", run, other) == 2
-    _one_line(capsys, f"{other}: exists; pass --overwrite to replace it")
+    one_line(capsys, f"{other}: exists; pass --overwrite to replace it")
     assert other.read_bytes() == b"another tool's weights"
     assert cli("export", run, other, "--overwrite") == 0
     assert other.stat().st_size > 1000
@@ -96,7 +94,7 @@ def test_a_pointer_that_leads_out_of_its_folder_is_refused(run, tiny_data, tmp_p
     folder = shutil.copytree(run / "checkpoints", tmp_path / "checkpoints")
     (folder / "best").write_text("../../etc/passwd\n0.5\n")
     assert cli("eval", folder / "best", tiny_data) == 2
-    _one_line(capsys, f"{folder / 'best'}: a checkpoint pointer that names", "not a step-NNNNNNNN.pt file")
+    one_line(capsys, f"{folder / 'best'}: a checkpoint pointer that names", "not a step-NNNNNNNN.pt file")
 
 
 def test_resume_from_an_export_says_it_holds_weights_only(run, tiny_data, tmp_path, capsys):
@@ -104,7 +102,7 @@ def test_resume_from_an_export_says_it_holds_weights_only(run, tiny_data, tmp_pa
     assert cli("export", run, export) == 0
     capsys.readouterr()
     assert cli("train", CONFIG, "--out", tmp_path / "again", "--resume", export, *sets(tiny_data)) == 2
-    _one_line(capsys, f"{export}: an export holds weights only and cannot be resumed from", "model.init_from=")
+    one_line(capsys, f"{export}: an export holds weights only and cannot be resumed from", "model.init_from=")
 
 
 def test_info_of_an_export_leaves_out_what_it_does_not_carry(run, tmp_path, capsys):
@@ -139,6 +137,7 @@ def _lsvr(*args) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_an_oversized_image_is_lsvr_lines_only(run, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(_big_png())
@@ -170,10 +169,10 @@ def test_rerunning_the_same_prepare_says_already_prepared(tmp_path, capsys):
 
 def test_eval_of_a_folder_of_splits_names_the_splits(run, demo_prepared, capsys):
     assert cli("eval", run, demo_prepared) == 2
-    _one_line(capsys, f"{demo_prepared}: holds prepared splits", f"{demo_prepared / 'test'}, {demo_prepared / 'train'}")
+    one_line(capsys, f"{demo_prepared}: holds prepared splits", f"{demo_prepared / 'test'}, {demo_prepared / 'train'}")
 
 
 def test_predict_of_a_class_folder_tree_names_a_subfolder(run, tmp_path, capsys):
     tree = write_tree(tmp_path / "tree", {"a": 2, "b": 2})
     assert cli("predict", run, tree) == 2
-    _one_line(capsys, f"{tree}: holds no images but subfolders that do (a, b)", f"e.g. {tree / 'a'}")
+    one_line(capsys, f"{tree}: holds no images but subfolders that do (a, b)", f"e.g. {tree / 'a'}")

@@ -3,17 +3,9 @@
 import os
 
 import pytest
-from tests.conftest import ROOT, cli
+from tests.support import ROOT, cli, one_line
 
 CONFIG = ROOT / "configs" / "debug.yaml"
-
-
-def _one_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.fixture(params=["text", "random", "empty", "pickle"])
@@ -28,11 +20,11 @@ def not_a_checkpoint(request, tmp_path):
 def test_a_file_not_written_by_torch_save_is_refused_by_every_reader(not_a_checkpoint, tiny_data, tmp_path, capsys):
     bad = not_a_checkpoint
     assert cli("info", bad) == 2
-    _one_line(capsys, str(bad), "checkpoint")
+    one_line(capsys, str(bad), "checkpoint")
     assert cli("eval", bad, tiny_data) == 2
-    _one_line(capsys, str(bad))
+    one_line(capsys, str(bad))
     assert cli("convert", bad, tmp_path / "out.pt") == 2
-    _one_line(capsys, str(bad), "weights")
+    one_line(capsys, str(bad), "weights")
     assert not (tmp_path / "out.pt").exists()
 
 
@@ -73,7 +65,7 @@ def test_plot_and_info_skip_lines_that_are_not_records(tmp_path, capsys):
 def test_plot_refuses_an_output_format_before_plotting(tmp_path, capsys, out, reason):
     run = _run_with_stray_lines(tmp_path / "run")
     assert cli("plot", run, "--out", tmp_path / out) == 2
-    _one_line(capsys, f"--out {tmp_path / out}", reason, "png, ps, raw, rgba, svg")
+    one_line(capsys, f"--out {tmp_path / out}", reason, "png, ps, raw, rgba, svg")
     assert not list(tmp_path.glob("x*"))
 
 
@@ -95,7 +87,7 @@ def test_plot_refuses_an_output_format_before_plotting(tmp_path, capsys, out, re
 )
 def test_out_of_range_settings_are_refused_before_training(tmp_path, capsys, setting, message):
     assert cli("train", CONFIG, "--out", tmp_path / "run", "--set", setting) == 2
-    _one_line(capsys, f"config: {message}")
+    one_line(capsys, f"config: {message}")
     assert not (tmp_path / "run").exists()
 
 
@@ -110,7 +102,7 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, capsys, text, k
     preset = tmp_path / "twice.yaml"
     preset.write_text(text)
     assert cli("train", preset, "--out", tmp_path / "run") == 2
-    _one_line(capsys, f"{preset}: the key {key} is given twice", f"(line {line})")
+    one_line(capsys, f"{preset}: the key {key} is given twice", f"(line {line})")
 
 
 def test_every_shipped_preset_still_loads():
@@ -120,11 +112,11 @@ def test_every_shipped_preset_still_loads():
         load_config(preset)
 
 
-def test_a_binary_file_as_the_config_is_one_line(tmp_path, capsys):
+def test_a_binary_file_as_the_config_isone_line(tmp_path, capsys):
     image = tmp_path / "img.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
     assert cli("train", image, "--out", tmp_path / "run") == 2
-    _one_line(capsys, f"{image}: not a YAML config (not UTF-8 text")
+    one_line(capsys, f"{image}: not a YAML config (not UTF-8 text")
 
 
 def test_labels_shorter_than_images_names_the_file_and_both_counts(tiny_data, tmp_path, capsys):
@@ -136,15 +128,15 @@ def test_labels_shorter_than_images_names_the_file_and_both_counts(tiny_data, tm
     labels = np.load(damaged / "labels.npy")
     np.save(damaged / "labels.npy", labels[:100])
     assert cli("info", damaged) == 2
-    _one_line(capsys, f"{damaged / 'labels.npy'}: 100 labels, images.npy and meta.json count {len(labels)} images")
+    one_line(capsys, f"{damaged / 'labels.npy'}: 100 labels, images.npy and meta.json count {len(labels)} images")
 
 
 def test_a_missing_path_is_named_as_missing(tiny_data, tmp_path, capsys):
     missing = tmp_path / "nothere"
     assert cli("convert", missing, tmp_path / "out.pt") == 2
-    _one_line(capsys, f"{missing}: no such file or folder")
+    one_line(capsys, f"{missing}: no such file or folder")
     assert cli("eval", missing, tiny_data) == 2
-    _one_line(capsys, f"{missing}: no such file or folder")
+    one_line(capsys, f"{missing}: no such file or folder")
 
 
 def test_a_run_whose_only_checkpoint_is_truncated_says_none_loads(tiny_data, tmp_path, capsys):

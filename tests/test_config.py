@@ -1,5 +1,5 @@
 import pytest
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 from lsvr.config import Config, load_config, valid_keys
 from lsvr.errors import InputError
@@ -60,3 +60,63 @@ def test_readme_lists_every_key():
     readme = (ROOT / "README.md").read_text()
     missing = [key for key in valid_keys() if f"{key} = " not in readme]
     assert not missing, f"README.md lacks {missing}: paste `lsvr train --keys` into it"
+
+
+def test_every_choice_key_is_checked_from_its_literal_type():
+    import typing
+
+    from lsvr import config
+
+    found = {key: allowed for key, _, allowed in config._choice_fields(Config())}
+    assert found["train.precision"] == ("fp32", "bf16", "fp16") and found["data.normalize"] == ("mean_image", "channel")
+    assert len(found) == 13  # every choice key, debug.fault and debug.point included
+    for key, allowed in found.items():
+        section, name = key.split(".")
+        assert typing.get_args(typing.get_type_hints(type(getattr(Config(), section)))[name]) == allowed
+        load_config(None, [f"{key}={allowed[-1]}"])
+        with pytest.raises(InputError, match=f"config: {key} must be one of {', '.join(allowed)}; got 'nope'"):
+            load_config(None, [f"{key}=nope"])
+        with pytest.raises(InputError, match=f"config: {key} must be str, got 3"):
+            load_config(None, [f"{key}=3"])
+
+
+def test_cli_choices_come_from_the_config_types():
+    from lsvr.cli import build_parser
+    from lsvr.config import CompileMode, Device, Precision, choices
+
+    bench = build_parser().parse_args(
+        ["bench", "train", "--device", "cpu", "--precision", "bf16", "--compile", "default"]
+    )
+    assert (bench.device, bench.precision, bench.compile) == ("cpu", "bf16", "default")
+    assert choices(Device) == ("auto", "cpu", "cuda") and "fp16" in choices(Precision)
+    assert "reduce-overhead" in choices(CompileMode)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "ckpt", "data", "--device", "tpu"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "config", "overrides", "out"),
+    [
+        (["CFG", "--set", "a.b=1", "c.d=2", "--out", "X"], "CFG", ["a.b=1", "c.d=2"], "X"),
+        (["CFG", "--set", "a.b=1", "--set", "c.d=2"], "CFG", ["a.b=1", "c.d=2"], None),
+        (["--set", "a.b=1", "CFG"], "CFG", ["a.b=1"], None),  # as before --set took several items
+        (["--set", "a.b=1", "c.d=2", "CFG", "--out", "X"], "CFG", ["a.b=1", "c.d=2"], "X"),
+        (["--out", "X", "--set", "a.b=1", "--set", "c.d=2", "CFG"], "CFG", ["a.b=1", "c.d=2"], "X"),
+        (["CFG", "--set", "a.b=1", "stray"], "CFG", ["a.b=1", "stray"], None),  # refused by load_config
+    ],
+)
+def test_set_takes_several_items_and_a_config_after_them(argv, config, overrides, out):
+    from lsvr.cli import build_parser, train_config_args
+
+    args = build_parser().parse_args(["train", *argv])
+    assert train_config_args(args) == (config, overrides) and args.out == out
+
+
+def test_set_with_several_items_reaches_the_config(capsys):
+    from tests.support import cli
+
+    debug = ROOT / "configs" / "debug.yaml"
+    assert cli("train", debug, "--set", "train.epochs=2", "train.threads=-3") == 2
+    assert "config: train.threads must be >= 0, got -3" in capsys.readouterr().err
+    assert cli("train", debug, "--set", "train.epochs=2", "stray") == 2
+    assert "--set 'stray': expected section.key=value" in capsys.readouterr().err

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
-from tests.test_prepare import write_idx
+from tests.support import CONFIG, cli, sets, write_idx
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError
@@ -47,6 +45,7 @@ def one_line(capsys) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_a_zeroed_record_stops_training_naming_set_and_row(jpeg_set, tmp_path, capsys):
     data = zeroed(jpeg_set, tmp_path)
     assert cli("train", CONFIG, "--out", tmp_path / "run", *sets(data, **{"train.epochs": 1})) == 2
@@ -54,6 +53,7 @@ def test_a_zeroed_record_stops_training_naming_set_and_row(jpeg_set, tmp_path, c
     assert str(data) in line and f"row {BAD_ROW} " in line and "data.bad_records=skip" in line
 
 
+@pytest.mark.slow
 def test_bad_records_skip_trains_past_a_zeroed_record(jpeg_set, tmp_path, capsys):
     data = zeroed(jpeg_set, tmp_path)
     args = sets(data, **{"train.epochs": 2, "data.bad_records": "skip"})
@@ -64,6 +64,7 @@ def test_bad_records_skip_trains_past_a_zeroed_record(jpeg_set, tmp_path, capsys
     assert [r.get("bad_records", 0) for r in records if r["kind"] == "train"][-1] == 1
 
 
+@pytest.mark.slow
 def test_eval_of_a_zeroed_record_names_set_and_row(jpeg_set, tmp_path, capsys):
     assert cli("train", CONFIG, "--out", tmp_path / "run", *sets(jpeg_set, **{"train.epochs": 1})) == 0
     data = zeroed(jpeg_set, tmp_path)

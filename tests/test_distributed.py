@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.loader import Loader
+
+pytestmark = pytest.mark.slow  # torchrun, two processes per test
 
 CONFIG = ROOT / "configs" / "debug.yaml"
 

@@ -1,11 +1,12 @@
 """A run stopped by a non-finite loss says which settings are known to cause it."""
 
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
+import pytest
+from tests.support import CONFIG, cli, sets
 
 from lsvr.config import load_config
 
 
+@pytest.mark.slow
 def test_alexnet_small_with_mean_image_at_lr_0_01_stops_naming_the_settings(tiny_data, tmp_path, capsys):
     args = sets(tiny_data, **{"data.normalize": "mean_image", "optim.lr": 0.01, "model.dropout": 0.0})
     assert cli("train", CONFIG, "--out", tmp_path / "run", *args) == 1  # diverges for real: nothing injected

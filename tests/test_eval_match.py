@@ -4,8 +4,7 @@ naming the field and both values; --allow-mismatch lets a resize difference thro
 from pathlib import Path
 
 import pytest
-from tests.conftest import cli, write_tree
-from tests.reliability_helpers import CONFIG, sets
+from tests.support import CONFIG, cli, sets, write_tree
 
 
 @pytest.fixture(scope="module")

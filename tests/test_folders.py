@@ -19,6 +19,7 @@ def test_second_holder_is_refused_naming_the_first(tmp_path):
         assert again.held
 
 
+@pytest.mark.slow
 def test_lock_file_of_a_killed_holder_blocks_nobody(tmp_path):
     code = (
         "import os, sys; from pathlib import Path; from lsvr.folders import FolderLock;"

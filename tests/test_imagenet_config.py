@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from tests.conftest import ROOT, cli, write_tree
+from tests.support import ROOT, cli, write_tree
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.models.alexnet import AlexNetTV
@@ -22,6 +22,7 @@ def imagenet_like(tmp_path_factory):
     return root / "prepared"
 
 
+@pytest.mark.slow
 def test_paper_preset_trains_a_few_steps(imagenet_like, tmp_path):
     run = tmp_path / "run"
     code = cli(
@@ -44,6 +45,7 @@ def test_paper_preset_trains_a_few_steps(imagenet_like, tmp_path):
     assert meta["resize"] == "squash" and meta["image_shape"] == [256, 256, 3]
 
 
+@pytest.mark.slow
 def test_torchvision_weights_convert_and_fine_tune(tmp_path, capsys):
     torch.manual_seed(0)
     tv = AlexNetTV(num_classes=1000)
@@ -67,6 +69,7 @@ def test_torchvision_weights_convert_and_fine_tune(tmp_path, capsys):
         load_matching(small, read_state_dict(tmp_path / "alexnet-tv.pth"), source="alexnet-tv.pth")
 
 
+@pytest.mark.slow
 def test_init_from_torchvision_weights_in_training(imagenet_like, tmp_path, capsys):
     torch.manual_seed(1)
     torch.save(AlexNetTV(num_classes=1000).state_dict(), tmp_path / "tv.pth")

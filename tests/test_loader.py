@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import simplejpeg
 import torch
-from tests.conftest import cli, write_tree
+from tests.support import cli, write_tree
 
 from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 from lsvr.config import OptimConfig
 from lsvr.data.sources import read_idx
@@ -13,6 +13,7 @@ from lsvr.models.registry import build_model, describe_models
 from lsvr.train.optim import Schedule, build_optimizer
 
 
+@pytest.mark.slow
 def test_paper_and_torchvision_parameter_counts():
     counts = {r["name"]: r for r in describe_models()}
     assert counts["alexnet"]["parameters"] == 60_965_224
@@ -27,6 +28,7 @@ def test_classifier_input_follows_the_crop(crop, fc6_inputs):
     assert model(torch.zeros(2, 3, crop, crop)).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_paper_layout_groups_pool_before_lrn_and_init():
     torch.manual_seed(0)
     model = AlexNet()
@@ -72,6 +74,7 @@ def test_lrn_matches_the_papers_formula_with_edge_channels():
     assert not torch.allclose(plain, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_paper_alexnet_overfits_a_batch_of_eight():
     """The paper's network, init and SGD (momentum 0.9, 2x bias lr) memorise 8 images.
 

@@ -5,8 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import cli, write_tree
-from tests.reliability_helpers import CONFIG, sets
+from tests.support import CONFIG, cli, sets, write_tree
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,7 @@ def test_a_folder_predicts_the_images_inside_sorted(run_and_images, capsys):
 
 
 @pytest.mark.parametrize("top", ["-1", "0"])
-def test_a_top_below_one_is_refused_in_one_line(run_and_images, capsys, top):
+def test_a_top_below_one_is_refused_inone_line(run_and_images, capsys, top):
     run, tree = run_and_images
     capsys.readouterr()
     assert cli("predict", run, sorted((tree / "a").iterdir())[0], "--top", top) == 2

@@ -1,18 +1,10 @@
-import gzip
-
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import cli, write_tree
+from tests.support import cli, write_idx, write_tree
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.prepare import resize
-
-
-def write_idx(path, array):
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 def test_idx_round_trip_keeps_pixels_labels_and_order(tmp_path):
@@ -46,7 +38,7 @@ def test_resize_policies():
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "all_bad"])
-def test_unusable_sources_exit_2_with_one_line(tmp_path, capsys, case):
+def test_unusable_sources_exit_2_withone_line(tmp_path, capsys, case):
     src = tmp_path / "src"
     if case != "missing":
         (src / "a").mkdir(parents=True)

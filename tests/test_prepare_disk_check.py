@@ -5,7 +5,7 @@ import os
 import shutil
 
 import pytest
-from tests.conftest import DEMO_DATA, cli, write_tree
+from tests.support import DEMO_DATA, cli, write_tree
 
 from lsvr.data import prepare as prepare_module
 from lsvr.data.dataset import PreparedDataset

@@ -8,8 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from tests.conftest import cli
-from tests.test_prepare import write_idx
+from tests.support import cli, write_idx
 
 from lsvr.data import build as build_module
 from lsvr.data.dataset import PreparedDataset
@@ -42,6 +41,7 @@ def assert_stopped_then_finished(tmp_path, capsys, source, out) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_prepare_stops_with_one_line_and_the_same_command_finishes(tmp_path, capsys, monkeypatch):
     source = idx_source(tmp_path / "src")
     assert cli("prepare", source, tmp_path / "whole", "--size", "32", "--workers", "1", "--no-progress") == 0
@@ -83,6 +83,7 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
+@pytest.mark.slow
 def test_a_real_full_disk_keeps_the_work_and_the_run_finishes_after_room_is_made(
     tmp_path, capsys, monkeypatch, small_tmpfs
 ):

@@ -4,7 +4,7 @@ the user's link and files are never renamed, deleted or mixed with lsvr's output
 import os
 
 import pytest
-from tests.conftest import DEMO_DATA, cli, write_tree
+from tests.support import DEMO_DATA, cli, one_line, write_tree
 
 from lsvr.data.dataset import PreparedDataset
 
@@ -12,12 +12,6 @@ from lsvr.data.dataset import PreparedDataset
 @pytest.fixture
 def tree(tmp_path):
     return write_tree(tmp_path / "tree", {"a": 2, "b": 2})
-
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 def test_a_link_to_an_empty_folder_is_written_through_and_left_a_link(tmp_path, tree):
@@ -84,6 +78,7 @@ def test_the_current_folder_as_out_is_one_line_exit_2(tmp_path, tree, capsys, mo
     assert os.listdir(here) == ["sub"] and sorted(os.listdir(tmp_path)) == ["here", "tree"]
 
 
+@pytest.mark.slow
 def test_idx_splits_are_never_mixed_into_a_folder_of_the_users(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()

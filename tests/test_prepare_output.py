@@ -7,12 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from tests.conftest import DEMO_DATA, ROOT, cli, write_tree
-from tests.test_prepare import write_idx
+from tests.support import DEMO_DATA, ROOT, cli, wait_for, write_idx, write_tree
 
 from lsvr.data.dataset import PreparedDataset
 
@@ -71,6 +69,7 @@ def test_overwrite_never_deletes_a_folder_lsvr_did_not_write(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "keep" and PreparedDataset(out).shape == (16, 16, 3)
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_lsvr_output_only_and_both_idx_splits(tmp_path):
     src = write_tree(tmp_path / "src", {"a": 2, "b": 2})
     out = tmp_path / "out"
@@ -85,6 +84,7 @@ def test_overwrite_replaces_lsvr_output_only_and_both_idx_splits(tmp_path):
     assert PreparedDataset(two / "train").shape == PreparedDataset(two / "test").shape == (28, 28, 1)
 
 
+@pytest.mark.slow
 def test_a_second_prepare_into_the_same_out_is_refused_naming_the_first(tmp_path):
     rng = np.random.default_rng(0)
     write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (3000, 64, 64), dtype=np.uint8))
@@ -95,9 +95,7 @@ def test_a_second_prepare_into_the_same_out_is_refused_naming_the_first(tmp_path
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 60
-        while not (tmp_path / "out.partial" / "state.npz").exists() and time.time() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: (tmp_path / "out.partial" / "state.npz").exists() or first.poll() is not None, 60)
         first.send_signal(signal.SIGSTOP)  # paused mid-run, holding the lock, however fast the machine
         running = first.poll() is None
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

@@ -10,8 +10,8 @@ import sys
 import time
 
 import numpy as np
-from tests.conftest import ROOT, cli
-from tests.test_prepare import write_idx
+import pytest
+from tests.support import ROOT, cli, wait_for, write_idx
 
 from lsvr.data.build import Build
 from lsvr.data.dataset import PreparedDataset
@@ -27,6 +27,7 @@ def committed(partial) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_killed_prepare_resumes_to_the_same_bytes(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5000, 64, 64), dtype=np.uint8)
@@ -44,9 +45,7 @@ def test_killed_prepare_resumes_to_the_same_bytes(tmp_path):
     for attempt in range(40):
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         start = committed(partial)
-        deadline = time.time() + 60
-        while process.poll() is None and committed(partial) <= start and time.time() < deadline:
-            time.sleep(0.005)
+        wait_for(lambda p=process, s=start: p.poll() is not None or committed(partial) > s, 60)
         time.sleep(randomness.uniform(0, 0.15))  # mid-shard, mid-commit, or during the final steps
         if process.poll() is not None:
             break

@@ -4,9 +4,8 @@ returns; on a terminal the bar never shows nan for a figure not measured yet."""
 import sys
 
 import numpy as np
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
-from tests.test_prepare import write_idx
+import pytest
+from tests.support import CONFIG, cli, sets, write_idx
 
 
 def train_stderr(data, out, capsys) -> str:
@@ -24,6 +23,7 @@ def test_training_progress_is_one_line_per_window_when_stderr_is_a_file(tiny_dat
     assert all("loss=" in w and "img_s=" in w and "run_eta=" in w for w in windows)
 
 
+@pytest.mark.slow
 def test_the_bar_leaves_out_s_20it_until_20_steps_are_timed(tiny_data, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     err = train_stderr(tiny_data, tmp_path / "run", capsys)

@@ -4,13 +4,11 @@ a NaN, a divergent run, unsafe files, and the safetensors export."""
 import errno
 import json
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from tests.conftest import cli
-from tests.reliability_helpers import final_weights, max_difference, train_process, uninterrupted
+from tests.support import cli, final_weights, logged_steps, max_difference, train_process, uninterrupted, wait_for
 
 from lsvr import folders
 from lsvr.train import checkpoint, parallel
@@ -52,6 +50,7 @@ def kills_at(point: str, data, root) -> list[int]:
     return codes
 
 
+@pytest.mark.slow
 def test_kill_9_at_every_point_of_a_save_never_loses_latest(data, tmp_path):
     with ThreadPoolExecutor(2) as pool:
         codes = dict(zip(KILL_POINTS, pool.map(lambda p: kills_at(p, data, tmp_path), KILL_POINTS), strict=True))
@@ -61,6 +60,7 @@ def test_kill_9_at_every_point_of_a_save_never_loses_latest(data, tmp_path):
     (tmp_path / "kills.json").write_text(json.dumps(kills))
 
 
+@pytest.mark.slow
 def test_a_truncated_or_empty_newest_checkpoint_is_skipped_with_a_warning(data, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_process(out, data, **{"train.max_steps": 6}).returncode == 0
@@ -75,6 +75,7 @@ def test_a_truncated_or_empty_newest_checkpoint_is_skipped_with_a_warning(data, 
     assert result.returncode == 0 and str(newest) in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_step", [7, 11])  # inside epoch 2; the first step of epoch 3
 def test_resume_after_kill_9_is_bitwise_exact(data, whole, tmp_path, kill_step):
     out = tmp_path / "run"
@@ -85,18 +86,12 @@ def test_resume_after_kill_9_is_bitwise_exact(data, whole, tmp_path, kill_step):
     assert max_difference(whole, final_weights(out)) == 0.0
 
 
-def logged_steps(metrics) -> int:
-    lines = metrics.read_text().splitlines() if metrics.exists() else []
-    return max([json.loads(line).get("step", 0) for line in lines if line.endswith("}")] or [0])
-
-
+@pytest.mark.slow
 def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(data, whole, tmp_path):
     out = tmp_path / "run"
     run = train_process(out, data, background=True, **{"checkpoint.every_steps": 100})
     metrics = out / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and logged_steps(metrics) < 4:
-        time.sleep(0.02)
+    wait_for(lambda: logged_steps(metrics) >= 4, what="step 4 in metrics.jsonl")
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0 and "SIGTERM" in err and "checkpoint saved" in err, err[-2000:]
@@ -107,15 +102,16 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(data
     assert max_difference(whole, final_weights(out)) == 0.0
 
 
+@pytest.mark.slow
 def test_a_second_signal_exits_at_once(data, tmp_path):
     out = tmp_path / "run"
     run = train_process(out, data, background=True, **{"debug.fault": "hang", "debug.step": 3})
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "metrics.jsonl").exists():
-        time.sleep(0.05)
-    time.sleep(1.0)  # inside the hung step 3
+    # step 2 exchanged its stop flag: a SIGTERM from here on is read after step 3, which hangs
+    wait_for(lambda: logged_steps(out / "metrics.jsonl") >= 2, what="step 2 in metrics.jsonl")
     run.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    for line in run.stderr:  # the first signal was handled (its line), then the second
+        if "stopping after this step" in line:
+            break
     run.send_signal(signal.SIGTERM)
     run.communicate(timeout=30)
     assert run.returncode == -signal.SIGTERM
@@ -160,6 +156,7 @@ def test_a_full_disk_stops_cleanly_and_keeps_the_previous_checkpoint(data, tmp_p
     assert not list((out / "checkpoints").glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_naming_the_step(data, tmp_path):
     result = train_process(tmp_path / "run", data, **{"optim.lr": 1e6, "checkpoint.every_steps": 1})
     assert result.returncode == 1 and "non-finite loss at step" in result.stderr
@@ -208,6 +205,7 @@ def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(data, tmp_
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_export_to_safetensors_predicts_and_evaluates_as_the_checkpoint(data, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_process(out, data, **{"train.max_steps": 4}).returncode == 0
@@ -220,8 +218,9 @@ def test_export_to_safetensors_predicts_and_evaluates_as_the_checkpoint(data, tm
     assert from_export["top1"] == from_checkpoint["top1"] and from_export["loss"] == from_checkpoint["loss"]
 
 
+@pytest.mark.slow
 def test_gradient_clipping_bounds_every_update(data, tmp_path):
-    from tests.reliability_helpers import CONFIG
+    from tests.support import CONFIG
 
     def after(steps: int, clip: str) -> dict:
         out = tmp_path / f"s{steps}-c{clip}"

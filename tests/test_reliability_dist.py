@@ -2,13 +2,13 @@
 the whole job, a dead worker restarted by torchrun, a NaN on one rank."""
 
 import signal
-import time
 
 import pytest
-from tests.reliability_helpers import final_weights, max_difference, torchrun_train, uninterrupted
-from tests.test_reliability import logged_steps
+from tests.support import final_weights, logged_steps, max_difference, torchrun_train, uninterrupted, wait_for
 
 from lsvr.train import checkpoint
+
+pytestmark = pytest.mark.slow  # torchrun, two processes per test
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,7 @@ def test_a_killed_worker_is_restarted_by_torchrun_and_resumes_by_itself(tiny_dat
 def test_sigterm_to_torchrun_stops_every_worker_with_a_checkpoint(tiny_data, whole, tmp_path):
     out = tmp_path / "run"
     job = torchrun_train(out, tiny_data, background=True, **{"checkpoint.every_steps": 100})
-    deadline = time.time() + 120
-    while time.time() < deadline and logged_steps(out / "metrics.jsonl") < 4:
-        time.sleep(0.02)
+    wait_for(lambda: logged_steps(out / "metrics.jsonl") >= 4, what="step 4 in metrics.jsonl")
     job.send_signal(signal.SIGTERM)
     _, err = job.communicate(timeout=120)
     assert "checkpoint saved" in err, err[-3000:]

@@ -8,8 +8,7 @@ import shutil
 import signal
 
 import pytest
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, sets
+from tests.support import CONFIG, cli, sets
 
 from lsvr.config import load_config
 from lsvr.train import checkpoint
@@ -60,6 +59,7 @@ def test_another_crop_or_normalisation_is_refused_naming_both(started, tiny_data
     assert len(err.splitlines()) == 1 and message in err, err
 
 
+@pytest.mark.slow
 def test_precision_accumulation_and_seed_changes_are_said(started, tiny_data, tmp_path, capsys):
     fork = tmp_path / "fork"  # a new run from the checkpoint, so that `started` stays at step 2
     change = {"train.max_steps": 3, "train.precision": "bf16", "train.accumulate": 2, "train.seed": 1}
@@ -83,6 +83,7 @@ def test_a_validation_set_that_does_not_match_names_the_field_and_both_values(ti
     )
 
 
+@pytest.mark.slow
 def test_an_epoch_stopped_on_its_last_step_is_validated_on_resume(tiny_data, tmp_path):
     out = tmp_path / "run"
     # data.holdout=32 leaves 128 images: 4 steps of 32 an epoch. SIGTERM after step 3 is

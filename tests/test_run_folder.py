@@ -6,32 +6,16 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import cli
-from tests.reliability_helpers import CONFIG, ENV, sets, train_process
+from tests.support import CONFIG, ENV, cli, files, sets, train, train_process, wait_for
 
 from lsvr.train import checkpoint
 from lsvr.train.metrics import read_metrics
 
 
-def files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def train(out: Path, data: Path, *args: str, **extra) -> int:
-    return cli("train", CONFIG, "--out", out, *args, *sets(data, **extra))
-
-
-def wait_for(condition, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.02)
-
-
+@pytest.mark.slow
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     first = train_process(out, tiny_data, background=True, **{"debug.fault": "hang", "debug.step": 3})
@@ -52,6 +36,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(tiny_data,
     assert len(starts) == 2 and starts[0]["run_id"] == starts[1]["run_id"]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_run_never_mixes_two_runs(tiny_data, tmp_path, capsys):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert train(a, tiny_data, **{"train.max_steps": 2, "data.holdout": 32}) == 0  # validated: metrics in a
@@ -173,7 +158,8 @@ def test_every_metrics_record_starts_on_its_own_line_after_a_torn_one(tiny_data,
     assert [json.loads(line)["kind"] for line in lines if line.endswith("}")].count("start") == 2
 
 
-def test_sigterm_during_start_up_says_so_in_one_line(tiny_data, tmp_path):
+@pytest.mark.slow
+def test_sigterm_during_start_up_says_so_inone_line(tiny_data, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "lsvr", "train", str(CONFIG), "--out", str(out), *sets(tiny_data)]
     run = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

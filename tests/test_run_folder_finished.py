@@ -8,8 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from tests.reliability_helpers import CONFIG, sets
-from tests.test_run_folder import files, train
+from tests.support import CONFIG, files, sets, train
 
 from lsvr.config import load_config
 from lsvr.train import checkpoint
@@ -40,6 +39,7 @@ def test_resuming_at_or_past_max_steps_trains_nothing_and_writes_nothing(max_ste
     assert files(out) == before  # no start line, no config.yaml rewrite, no validation
 
 
+@pytest.mark.slow
 def test_resuming_a_run_past_its_last_epoch_trains_nothing(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     assert train(out, tiny_data, **{"train.epochs": 1, "data.holdout": 32}) == 0  # 4 steps, validated
@@ -53,6 +53,7 @@ def test_resuming_a_run_past_its_last_epoch_trains_nothing(tiny_data, tmp_path, 
     assert checkpoint.load(checkpoint.find(out))["step"] == 8
 
 
+@pytest.mark.slow
 def test_a_stop_on_the_last_step_still_validates_before_nothing_is_left(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     # data.holdout=32 leaves 4 steps an epoch; train.max_steps=4: SIGTERM after step 3 is seen

@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.test_run_folder import files, train
+from tests.support import files, start_ids, train
 
 from lsvr.errors import InputError
 from lsvr.train import checkpoint
-from lsvr.train.metrics import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +18,6 @@ def run1(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("owner") / "run1"
     assert train(out, tiny_data, **{"train.max_steps": 4}) == 0
     return out
-
-
-def start_ids(out: Path) -> list[str]:
-    return [r["run_id"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "start"]
 
 
 def test_resume_auto_with_no_checkpoint_that_loads_is_refused_naming_them(run1, tiny_data, tmp_path, capsys):
@@ -114,6 +109,7 @@ def test_a_start_on_a_full_disk_leaves_no_config_or_metrics(tiny_data, tmp_path,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_resume_auto_never_continues_another_runs_checkpoint(run1, tiny_data, tmp_path, capsys):
     run2 = tmp_path / "run2"
     assert train(run2, tiny_data, **{"train.max_steps": 6}) == 0

@@ -6,9 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.conftest import cli
-from tests.test_run_folder import files, train
-from tests.test_run_folder_owner import start_ids
+from tests.support import cli, files, start_ids, train
 
 from lsvr.train import checkpoint
 
@@ -76,6 +74,7 @@ def test_a_torchrun_restart_before_the_first_save_continues_the_same_run(run2, t
     assert start_ids(out) == [old, old]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["loss.png", "curves.PDF", "plot.svg"])
 def test_an_image_lsvr_plot_wrote_into_the_run_folder_does_not_stop_a_resume(name, run2, tiny_data, tmp_path):
     out = tmp_path / "run"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from tests.conftest import ROOT, cli
+from tests.support import ROOT, cli
 
 from lsvr.train import checkpoint
 from lsvr.train.metrics import read_metrics
@@ -30,6 +30,7 @@ def trained_run(demo_prepared, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_tiny_config_learns(trained_run):
     records = read_metrics(trained_run / "metrics.jsonl")
     losses = [r["loss"] for r in records if r["kind"] == "train"]
@@ -41,6 +42,7 @@ def test_tiny_config_learns(trained_run):
     assert all(r["sec_per_20_iter"] is None or r["sec_per_20_iter"] > 0 for r in records if r["kind"] == "train")
 
 
+@pytest.mark.slow
 def test_run_folder_and_checkpoint_contents(trained_run):
     assert (trained_run / "config.yaml").is_file()
     state = checkpoint.load(checkpoint.find(trained_run))
@@ -53,6 +55,7 @@ def test_run_folder_and_checkpoint_contents(trained_run):
     assert state["config"]["model"]["width"] == 0.5
 
 
+@pytest.mark.slow
 def test_eval_and_predict_commands(trained_run, demo_prepared, tmp_path, capsys):
     assert cli("eval", trained_run, demo_prepared / "test", "--json") == 0
     result = json.loads(capsys.readouterr().out)
@@ -79,6 +82,7 @@ def test_eval_and_predict_commands(trained_run, demo_prepared, tmp_path, capsys)
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["kind"] == "run"
 
 
+@pytest.mark.slow
 def test_resume_continues_to_the_same_weights(demo_prepared, tmp_path):
     common = [*data_args(demo_prepared), "--set", "model.dropout=0.5", "--set", "model.width=0.5"]
     assert cli("train", DEBUG, "--out", tmp_path / "whole", *common, "--set", "train.max_steps=12") == 0
@@ -106,6 +110,7 @@ def test_bad_training_input_is_one_line_exit_2(demo_prepared, tmp_path, capsys, 
     assert len(err.splitlines()) == 1 and message in err
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused(trained_run, demo_prepared, tmp_path, capsys):
     args = [*data_args(demo_prepared), "--set", "model.name=alexnet_small_bn", "--resume", trained_run]
     assert cli("train", DEBUG, "--out", tmp_path / "r", *args) == 2
@@ -118,6 +123,7 @@ def test_checkpoint_of_another_model_is_refused(trained_run, demo_prepared, tmp_
     assert "not an lsvr checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bad_files_for_eval_and_predict(trained_run, demo_prepared, tmp_path, capsys):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     assert cli("predict", trained_run, tmp_path / "broken.png") == 2
@@ -127,6 +133,7 @@ def test_bad_files_for_eval_and_predict(trained_run, demo_prepared, tmp_path, ca
     assert "empty.pt: an empty file, not a checkpoint file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_entry_points_exit_2_without_traceback(tmp_path):
     for command in ([sys.executable, "-m", "lsvr"], [str(ROOT / ".venv" / "bin" / "lsvr")]):
         done = subprocess.run(
@@ -136,6 +143,7 @@ def test_entry_points_exit_2_without_traceback(tmp_path):
         assert done.stderr.strip() == f"lsvr train: error: {tmp_path / 'missing.yaml'}: config file not found"
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_reads_the_run(trained_run):
     from lsvr.train.metrics import time_to_accuracy
 
@@ -145,6 +153,7 @@ def test_time_to_accuracy_reads_the_run(trained_run):
     assert time_to_accuracy(records, 100.1)["seconds"] is None
 
 
+@pytest.mark.slow
 def test_a_compiled_model_trains_to_the_same_weights(demo_prepared, tmp_path):
     """train.compile: torch.compile (inductor: a C++ compiler on CPU) gives the eager steps' result."""
     runs = {}

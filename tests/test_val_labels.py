@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from scipy.io import savemat
-from tests.conftest import cli, write_tree
+from tests.support import cli, write_tree
 
 from lsvr.data.dataset import PreparedDataset
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from lsvr.cli_model import cmd_eval, cmd_export, cmd_predict, refuse_existing
-from lsvr.config import COMPILE_MODES
+from lsvr.config import CompileMode, Decode, Device, Encoding, Precision, ResizePolicy, choices
 from lsvr.errors import InputError
 from lsvr.folders import check_writable
 from lsvr.train.signals import STOPPED_DURING_START_UP, StartUpStop, start_up_stop
@@ -92,10 +92,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.keys:
         print(describe_keys())
         return 0
-    if args.config is None:
+    config, overrides = train_config_args(args)
+    if config is None:
         raise InputError("train: a CONFIG file is needed (see configs/)")
-    cfg = load_config(args.config, args.set)
-    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    cfg = load_config(config, overrides)
+    out = Path(args.out or Path("runs") / Path(config).stem)
     check_writable(out, what="run folder")  # before the heavy imports and any data is read
 
     from lsvr.train import checkpoint
@@ -133,6 +134,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"val top-1 {val['top1']:.2f}%  top-5 {val['top5']:.2f}%  ({val['images']} images)")
         print(f"run: {summary['run']}  (step {summary['step']})")
     return 0
+
+
+def train_config_args(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """CONFIG and the KEY=VALUE items of every --set, in order (`--set a=1 b=2` and
+    `--set a=1 --set b=2` alike). A --set takes every item up to the next flag, so in
+    `lsvr train --set a=1 CONFIG` (which parsed when --set took one item) the path ends the
+    items: an item without `=` after at least one KEY=VALUE is CONFIG when none came before."""
+    config, overrides = args.config, []
+    for items in args.set:
+        if config is None and len(items) > 1 and "=" not in items[-1]:
+            config, items = items[-1], items[:-1]
+        overrides += items
+    return config, overrides
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -220,8 +234,8 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="class-folder tree, idx images file, or folder of idx files")
     p.add_argument("out", help="output folder (a folder of idx files with two splits gives OUT/train, OUT/test)")
     p.add_argument("--size", type=int, default=256, help="stored image side in pixels (default 256)")
-    p.add_argument("--encoding", choices=("raw", "jpeg"), default="raw")
-    p.add_argument("--resize", choices=("squash", "center", "pad"), default="squash", help="squash is the paper's")
+    p.add_argument("--encoding", choices=choices(Encoding), default="raw")
+    p.add_argument("--resize", choices=choices(ResizePolicy), default="squash", help="squash is the paper's")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB); default: 1 for idx, else 3")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality for --encoding jpeg")
     p.add_argument("--workers", type=int, help="decoding threads (default: all cores)")
@@ -250,13 +264,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, help="batch (loader: 128) or global batch (dist: 16)")
     p.add_argument("--model", default="alexnet", help="dist: the model stepped (default alexnet)")
     p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size; train: steps per pipeline")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="train: where the model steps")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="train: autocast precision")
-    p.add_argument("--compile", choices=COMPILE_MODES, default="none",
+    p.add_argument("--device", choices=choices(Device), default="auto", help="train: where the model steps")
+    p.add_argument("--precision", choices=choices(Precision), default="fp32", help="train: autocast precision")
+    p.add_argument("--compile", choices=choices(CompileMode), default="none",
                    help="train: torch.compile mode (reduce-overhead adds CUDA graphs)")  # fmt: skip
-    p.add_argument("--encoding", dest="bench_encoding", choices=("raw", "jpeg"), default="raw",
+    p.add_argument("--encoding", dest="bench_encoding", choices=choices(Encoding), default="raw",
                    help="train: the prepared set's encoding (jpeg: decoded by the loader's threads)")  # fmt: skip
-    p.add_argument("--decode", choices=("host", "device"), default="host",
+    p.add_argument("--decode", choices=choices(Decode), default="host",
                    help="train, jpeg: decode in the loader threads or on the GPU (torchvision)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
     p.add_argument("--rounds", type=int, help="interleaved rounds, the median reported (train: 3, others: 5)")
@@ -274,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model from a config")
     p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/fashion_mnist.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys: --set a.b=1 c.d=2, or the flag repeated")  # fmt: skip
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", help="auto (the run folder's latest checkpoint) or a checkpoint/run path")
     p.add_argument("--keys", action="store_true", help="list every config key with its default and exit")
@@ -286,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", type=int, choices=(1, 10), default=1)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=choices(Device), default="auto")
     p.add_argument("--json", action="store_true")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="score a set prepared with another --resize than the checkpoint's (warns)")  # fmt: skip
@@ -296,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("images", nargs="+")
     p.add_argument("--top", type=int, default=5)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=choices(Device), default="auto")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

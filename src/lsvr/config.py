@@ -12,17 +12,33 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from lsvr.errors import InputError
 
-COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead")
+# The choices of a key are its Literal type, checked in Config.__post_init__ and read by the
+# cli's flags (`choices(Device)`): one list of each. Encoding and ResizePolicy are prepare's.
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["fp32", "bf16", "fp16"]
+CompileMode = Literal["none", "default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead"]
+Decode = Literal["host", "device"]
+Encoding = Literal["raw", "jpeg"]
+ResizePolicy = Literal["squash", "center", "pad"]
+StopOrSkip = Literal["stop", "skip"]
 CUDA_GRAPH_MODES = ("max-autotune", "reduce-overhead")  # torch.compile's modes that add CUDA graphs
 MAX_SEED = 2**63 - 1
-FAULTS = ("none", "nan", "die", "hang", "kill_save")  # debug.fault (lsvr.train.faults)
-KILL_POINTS = ("mid-write", "before-fsync", "before-rename", "before-latest", "during-prune")
+Fault = Literal["none", "nan", "die", "hang", "kill_save"]  # debug.fault (lsvr.train.faults)
+KillPoint = Literal["mid-write", "before-fsync", "before-rename", "before-latest", "during-prune"]
+
+
+def choices(alias: Any) -> tuple[str, ...]:
+    """The values of a Literal type, in their order: `choices(Device) == ("auto", "cpu", "cuda")`."""
+    return typing.get_args(alias)
+
+
+FAULTS, KILL_POINTS = choices(Fault), choices(KillPoint)
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -47,11 +63,13 @@ class DataConfig:
     holdout: int = _f(0, "training images set aside (fixed by seed) as validation instead of data.val")
     crop: int = _f(0, "crop size fed to the model; 0: the model's default, capped at the image size")
     flip: bool = _f(True, "random horizontal mirror during training (the paper: p=0.5)")
-    normalize: str = _f("mean_image", "mean_image (the paper: subtract the mean image) or channel (mean/std)")
+    normalize: Literal["mean_image", "channel"] = _f(
+        "mean_image", "mean_image (the paper: subtract the mean image) or channel (mean/std)"
+    )
     workers: int = _f(2, "background threads that read batches")
-    decode: str = _f("host", "JPEG sets: decode in the reading threads (host) or on the GPU (device: torchvision)")
+    decode: Decode = _f("host", "JPEG sets: decode in the reading threads (host) or on the GPU (device: torchvision)")
     prefetch: int = _f(2, "batches read ahead of the training step")
-    bad_records: str = _f(
+    bad_records: StopOrSkip = _f(
         "stop",
         "a prepared JPEG record that does not decode: stop (one line naming the set and row, exit 2) or skip"
         " it (a warning per bad row; counted as bad_records in metrics.jsonl)",
@@ -64,14 +82,14 @@ class TrainConfig:
     epochs: int = _f(60, "training epochs")
     max_steps: int = _f(0, "stop after this many steps in all; 0: no limit")
     seed: int = _f(0, "seed of the weights, the epoch order and the augmentation")
-    precision: str = _f("fp32", "fp32, bf16 or fp16 (autocast)")
+    precision: Precision = _f("fp32", "fp32, bf16 or fp16 (autocast)")
     threads: int = _f(0, "CPU intra-op threads; 0: torch's default")
     deterministic: bool = _f(False, "torch.use_deterministic_algorithms: bitwise-repeatable steps (CPU)")
     accumulate: int = _f(1, "micro-batches per step (gradient accumulation)")
-    device: str = _f("auto", "auto, cpu or cuda")
+    device: Device = _f("auto", "auto, cpu or cuda")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
     channels_last: bool = _f(False, "run the model in channels_last memory format")
-    compile: str = _f(
+    compile: CompileMode = _f(
         "none",
         "torch.compile the training model: none, default, max-autotune-no-cudagraphs; with CUDA graphs:"
         " reduce-overhead, max-autotune (not with train.accumulate > 1)",
@@ -84,22 +102,24 @@ class TrainConfig:
 class OptimConfig:
     lr: float = _f(0.01, "base learning rate (weights); biases get optim.bias_lr_mult times it")
     lr_steps: list[int] = _f([20, 40], "epochs at which the step schedule divides lr by 10")
-    schedule: str = _f("step", "step (the paper) or cosine")
+    schedule: Literal["step", "cosine"] = _f("step", "step (the paper) or cosine")
     warmup_epochs: float = _f(0.0, "linear warm-up from 0 over this many epochs")
     momentum: float = _f(0.9, "momentum m in v = m*v - lr*(g + wd*W)")
     nesterov: bool = _f(False, "Nesterov momentum")
     weight_decay: float = _f(0.0005, "weight decay on weights (never on biases)")
     bias_lr_mult: float = _f(2.0, "learning-rate multiplier of biases (the paper: 2)")
-    scale_lr: str = _f("none", "none (lr as given, whatever the world size) or linear (lr * global_batch / 256)")
+    scale_lr: Literal["none", "linear"] = _f(
+        "none", "none (lr as given, whatever the world size) or linear (lr * global_batch / 256)"
+    )
 
 
 @dataclass
 class ParallelConfig:
-    mode: str = _f("ddp", "ddp (gradient all-reduce) or average (the paper's weight averaging)")
+    mode: Literal["ddp", "average"] = _f("ddp", "ddp (gradient all-reduce) or average (the paper's weight averaging)")
     average_every: int = _f(1, "steps between averages in average mode (1: the paper)")
     timeout_s: int = _f(600, "process-group timeout in seconds")
     bucket_mb: int = _f(25, "DDP gradient bucket size in MB")
-    compress: str = _f("none", "ddp gradient exchange in none (fp32) or bf16 (half the bytes)")
+    compress: Literal["none", "bf16"] = _f("none", "ddp gradient exchange in none (fp32) or bf16 (half the bytes)")
 
 
 @dataclass
@@ -110,7 +130,7 @@ class CheckpointConfig:
 
 @dataclass
 class GuardConfig:
-    nonfinite: str = _f("stop", "on a NaN/Inf loss: stop (exit non-zero) or skip the update")
+    nonfinite: StopOrSkip = _f("stop", "on a NaN/Inf loss: stop (exit non-zero) or skip the update")
     max_skips: int = _f(10, "consecutive skipped steps before stopping")
     clip_norm: float = _f(0.0, "clip the gradient norm to this; 0: no clipping")
 
@@ -119,10 +139,10 @@ class GuardConfig:
 class DebugConfig:
     """For tests only (lsvr.train.faults): make a run fail on purpose, to show it is handled."""
 
-    fault: str = _f("none", "none, nan (the loss), die (kill -9), hang, kill_save (kill -9 in a save)")
+    fault: Fault = _f("none", "none, nan (the loss), die (kill -9), hang, kill_save (kill -9 in a save)")
     rank: int = _f(0, "the rank the fault strikes (first attempt only, not a torchrun restart)")
     step: int = _f(1, "the step (1-based) it strikes at; kill_save: the first save from this step on")
-    point: str = _f("mid-write", "kill_save: mid-write, before-fsync, before-rename, before-latest, during-prune")
+    point: KillPoint = _f("mid-write", "kill_save: mid-write, before-fsync, before-rename, before-latest, during-prune")
 
 
 @dataclass
@@ -137,19 +157,8 @@ class Config:
     debug: DebugConfig = field(default_factory=DebugConfig)  # last: `--keys` lists it apart
 
     def __post_init__(self) -> None:
-        _choice("train.precision", self.train.precision, ("fp32", "bf16", "fp16"))
-        _choice("train.device", self.train.device, ("auto", "cpu", "cuda"))
-        _choice("train.compile", self.train.compile, COMPILE_MODES)
-        _choice("data.decode", self.data.decode, ("host", "device"))
-        _choice("data.normalize", self.data.normalize, ("mean_image", "channel"))
-        _choice("data.bad_records", self.data.bad_records, ("stop", "skip"))
-        _choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
-        _choice("parallel.mode", self.parallel.mode, ("ddp", "average"))
-        _choice("guard.nonfinite", self.guard.nonfinite, ("stop", "skip"))
-        _choice("optim.scale_lr", self.optim.scale_lr, ("none", "linear"))
-        _choice("parallel.compress", self.parallel.compress, ("none", "bf16"))
-        _choice("debug.fault", self.debug.fault, FAULTS)
-        _choice("debug.point", self.debug.point, KILL_POINTS)
+        for key, value, allowed in _choice_fields(self):
+            _choice(key, value, allowed)
         _check_ranges(self)
         if self.train.global_batch % self.train.accumulate:
             raise InputError("config: train.global_batch must divide by train.accumulate")
@@ -197,6 +206,17 @@ def _check_ranges(cfg: Config) -> None:
         raise InputError(f"config: optim.lr_steps must be epochs >= 0, got {cfg.optim.lr_steps}")
 
 
+def _choice_fields(cfg: Config) -> list[tuple[str, Any, tuple[str, ...]]]:
+    """(key, value, allowed) of every field typed as a Literal."""
+    found = []
+    for name, cls in _sections().items():
+        section = getattr(cfg, name)
+        for key, annotation in typing.get_type_hints(cls).items():
+            if typing.get_origin(annotation) is Literal:
+                found.append((f"{name}.{key}", getattr(section, key), typing.get_args(annotation)))
+    return found
+
+
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise InputError(f"config: {key} must be one of {', '.join(allowed)}; got {value!r}")
@@ -242,6 +262,8 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, list):
             raise InputError(f"config: {key} must be a list, got {value!r}")
         return [_check_type(f"{key}[]", v, inner) for v in value]
+    if origin is Literal:  # the type of its values here; which values, in Config.__post_init__
+        annotation = type(typing.get_args(annotation)[0])
     if annotation is float:
         return _float(key, value)
     ok = isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))

@@ -82,51 +82,21 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
     for _ in range(2):
         stepper.step(fixed, fixed_labels)
 
-    def model_only() -> int:
-        for _ in range(steps):
-            stepper.step(fixed, fixed_labels)
-        return steps * batch
-
     augment = Augment(mean_image=data.mean_image, channel_mean=data.channel_mean, channel_std=data.channel_std,
                       crop=crop, channels_last=True, device=device)  # fmt: skip
     loader = Loader(data, batch_size=batch, shuffle=True, seed=0, workers=workers, prefetch=2 * workers,
                     device=device, crop=crop, decode=decode)  # fmt: skip
-
-    def end_to_end() -> int:
-        done, epoch = 0, 0
-        while done < steps:
-            for b in loader.batches(epoch):
-                stepper.step(augment.train(b), b.labels)
-                b.release()
-                done += 1
-                if done == steps:
-                    break
-            epoch += 1
-        return steps * batch
-
+    pil = PilCrops([source.root / n for n in source.names], source.labels, crop=crop)
+    torch_loader = torch.utils.data.DataLoader(pil, batch_size=batch, shuffle=True, num_workers=workers,
+                                               drop_last=True, pin_memory=device.type == "cuda")  # fmt: skip
     mean = torch.tensor(data.channel_mean, device=device).view(1, 3, 1, 1)
     inv_std = 1 / torch.tensor(data.channel_std, device=device).view(1, 3, 1, 1)
-    pil = PilCrops([source.root / n for n in source.names], source.labels, crop=crop)
-
-    def baseline() -> int:
-        torch_loader = torch.utils.data.DataLoader(pil, batch_size=batch, shuffle=True, num_workers=workers,
-                                                   drop_last=True, pin_memory=device.type == "cuda")  # fmt: skip
-        done = 0
-        while done < steps:
-            for images, labels in torch_loader:
-                x = images.to(device, non_blocking=True).float().sub_(mean).mul_(inv_std)
-                stepper.step(x.contiguous(memory_format=torch.channels_last), labels.to(device, non_blocking=True))
-                done += 1
-                if done == steps:
-                    break
-        return steps * batch
-
-    pipelines = {"model_only": model_only, "end_to_end": end_to_end, "baseline": baseline}
-    rounds_of: dict[str, list[float]] = {name: [] for name in pipelines}
-    for _ in range(rounds):  # interleaved, so a noisy minute on a shared machine hits every pipeline
-        for name, run in pipelines.items():
-            images, seconds = _timed(device, run)
-            rounds_of[name].append(images / seconds)
+    pipelines = {
+        "model_only": lambda: _model_only(stepper, fixed, fixed_labels, steps),
+        "end_to_end": lambda: _end_to_end(stepper, loader, augment, steps) * batch,
+        "baseline": lambda: _baseline(stepper, torch_loader, (mean, inv_std), steps) * batch,
+    }
+    rounds_of = _interleaved(pipelines, device, rounds)
     per_sec = {name: median(values) for name, values in rounds_of.items()}
 
     def ratio(a: str, b: str) -> float:  # the median of the rounds' ratios: each round's pair ran side by side
@@ -134,23 +104,12 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
 
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
+    settings = {"model": model, "batch": batch, "steps": steps, "rounds": rounds, "crop": crop, "precision": precision,
+                "encoding": encoding, "decode": decode, "device": str(device), "compile": compile_,
+                "channels_last": True, "workers": workers, "threads": torch.get_num_threads()}  # fmt: skip
     result = {
         "benchmark": "train",
-        "settings": {
-            "model": model,
-            "batch": batch,
-            "steps": steps,
-            "rounds": rounds,
-            "crop": crop,
-            "precision": precision,
-            "encoding": encoding,
-            "decode": decode,
-            "device": str(device),
-            "compile": compile_,
-            "channels_last": True,
-            "workers": workers,
-            "threads": torch.get_num_threads(),
-        },
+        "settings": settings,
         "environment": {**environment(workers), "device_name": _device_name(device)},
         "images_per_sec": {name: round(v, 1) for name, v in per_sec.items()},
         "seconds_per_5120_images": {name: round(5120 / v, 2) for name, v in per_sec.items()},
@@ -160,17 +119,66 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         "peak_memory_mb": round(peak, 1),
         "peak_memory_of": "device (max allocated)" if device.type == "cuda" else "process (max RSS)",
     }
+    _print(result, per_sec, peak, as_json)
+    return result
+
+
+def _model_only(stepper: Stepper, images: torch.Tensor, labels: torch.Tensor, steps: int) -> int:
+    """The step on one batch resident on the device; returns the images stepped."""
+    for _ in range(steps):
+        stepper.step(images, labels)
+    return steps * len(images)
+
+
+def _end_to_end(stepper: Stepper, loader: Loader, augment: Augment, steps: int) -> int:
+    """lsvr's Loader + Augment + the step, across epochs until `steps`; returns the steps."""
+    done, epoch = 0, 0
+    while done < steps:
+        for b in loader.batches(epoch):
+            stepper.step(augment.train(b), b.labels)
+            b.release()
+            done += 1
+            if done == steps:
+                break
+        epoch += 1
+    return steps
+
+
+def _baseline(stepper: Stepper, torch_loader: torch.utils.data.DataLoader, norm: tuple, steps: int) -> int:
+    """torch's DataLoader over PIL crops, normalised per channel on the device; returns the steps."""
+    mean, inv_std = norm  # (1, 3, 1, 1) each
+    done = 0
+    while done < steps:
+        for images, labels in torch_loader:
+            x = images.to(stepper.device, non_blocking=True).float().sub_(mean).mul_(inv_std)
+            stepper.step(x.contiguous(memory_format=torch.channels_last), labels.to(stepper.device, non_blocking=True))
+            done += 1
+            if done == steps:
+                break
+    return steps
+
+
+def _interleaved(pipelines: dict, device: torch.device, rounds: int) -> dict[str, list[float]]:
+    """Images per second of each pipeline in each round."""
+    rounds_of: dict[str, list[float]] = {name: [] for name in pipelines}
+    for _ in range(rounds):  # interleaved, so a noisy minute on a shared machine hits every pipeline
+        for name, run in pipelines.items():
+            images, seconds = _timed(device, run)
+            rounds_of[name].append(images / seconds)
+    return rounds_of
+
+
+def _print(result: dict, per_sec: dict[str, float], peak: float, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=2))
-    else:
-        print(f"{'pipeline':<12}{'images/s':>10}{'s / 5120 images':>17}")
-        for name, value in per_sec.items():
-            print(f"{name:<12}{value:>10.1f}{5120 / value:>17.2f}")
-        print(
-            f"end_to_end / model_only: {result['end_to_end_over_model_only']:.3f}   end_to_end / baseline:"
-            f" {result['end_to_end_over_baseline']:.3f}   peak memory: {peak:.0f} MB ({result['peak_memory_of']})"
-        )
-    return result
+        return
+    print(f"{'pipeline':<12}{'images/s':>10}{'s / 5120 images':>17}")
+    for name, value in per_sec.items():
+        print(f"{name:<12}{value:>10.1f}{5120 / value:>17.2f}")
+    print(
+        f"end_to_end / model_only: {result['end_to_end_over_model_only']:.3f}   end_to_end / baseline:"
+        f" {result['end_to_end_over_baseline']:.3f}   peak memory: {peak:.0f} MB ({result['peak_memory_of']})"
+    )
 
 
 def _device_name(device: torch.device) -> str:

@@ -122,10 +122,6 @@ def bf16_allreduce(group, bucket):  # no return annotation: DDP checks it, and s
     return future.then(written_back)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def all_sum(tensor: torch.Tensor, env: Distributed) -> torch.Tensor:
     """Sum over ranks, in place; returns the tensor."""
     if env.world > 1:

@@ -1,18 +1,65 @@
-"""What the reliability tests share: a tiny prepared set, and `lsvr train` in a process
-of its own (so that it can be killed)."""
+"""What test modules share: paths, the cli in-process, small image trees and idx files, a
+tiny prepared set, `lsvr train` in a process of its own (so that it can be killed) or under
+torchrun, run-folder reading, and waiting for a condition. Fixtures live in conftest.py."""
 
+import gzip
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tests.conftest import ROOT, cli
-from tests.test_prepare import write_idx
+from PIL import Image
 
+from lsvr.cli import main
+from lsvr.train.metrics import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DATA = ROOT / "data" / "fashion-mnist-small"
 CONFIG = ROOT / "configs" / "debug.yaml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(ROOT / "src")}
+
+
+def cli(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def one_line(capsys, *needles: str) -> str:
+    """The one line a command wrote to stderr (no traceback), holding every needle."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err.strip()
+
+
+def wait_for(condition, seconds: float = 120, what: str = "the condition") -> None:
+    """Poll `condition()` until it is true; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {seconds} s waiting for {what}"
+        time.sleep(0.02)
+
+
+def write_tree(root: Path, classes: dict[str, int], *, size=(60, 45), seed: int = 0) -> Path:
+    """A class-folder tree of JPEGs whose content depends on the class (learnable)."""
+    rng = np.random.default_rng(seed)
+    for c, (name, count) in enumerate(classes.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
+            pixels[:, :, c % 3] += np.uint8(120)  # the class shows in one colour channel
+            Image.fromarray(pixels).save(root / name / f"img{i:03d}.JPEG", quality=90)
+    return root
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
 
 
 def tiny_set(folder: Path) -> Path:
@@ -67,3 +114,22 @@ def uninterrupted(launch, data: Path, folder: Path) -> dict[str, torch.Tensor]:
     result = launch(folder / "run", data)
     assert result.returncode == 0, result.stderr[-2000:]
     return final_weights(folder / "run")
+
+
+def train(out: Path, data: Path, *args: str, **extra) -> int:
+    """`lsvr train` in this process on the debug config and `sets(data, **extra)`."""
+    return cli("train", CONFIG, "--out", out, *args, *sets(data, **extra))
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def start_ids(out: Path) -> list[str]:
+    return [r["run_id"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "start"]
+
+
+def logged_steps(metrics: Path) -> int:
+    """The last step metrics.jsonl logged (0 before any); a torn last line is passed over."""
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    return max([json.loads(line).get("step", 0) for line in lines if line.endswith("}")] or [0])

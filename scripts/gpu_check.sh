@@ -5,7 +5,7 @@
 # $OUT, most important first: each step has its own time limit, cut to what is left of
 # BUDGET seconds (default 470, under 8 minutes); a step that fails or runs out of time
 # leaves the others' results, and a step with under 20 s left is skipped.
-# A dry run on CPU (minutes): DEVICE=cpu BATCH=8 STEPS=2 MAXSTEPS=2 bash bench/gpu_check.sh
+# A dry run on CPU (minutes): DEVICE=cpu BATCH=8 STEPS=2 MAXSTEPS=2 bash scripts/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-gpu-check} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-256} STEPS=${STEPS:-30} MAXSTEPS=${MAXSTEPS:-0}
 END=$((SECONDS + ${BUDGET:-470}))
@@ -42,7 +42,7 @@ bench bf16_jpeg_device 60 --precision bf16 --encoding jpeg --decode device
 limited 60 python3 -m pytest -q -p no:cacheprovider tests/test_loader.py -k "cuda or nvjpeg" > "$OUT/pytest_cuda.log" 2>&1
 lsvr 60 prepare data/fashion-mnist-small prepared/fm256 --size 256 --channels 3 --encoding jpeg \
   --resize squash --no-progress > "$OUT/prepare_fm256.log" 2>&1
-limited 60 python3 bench/sync_check.py configs/fashion_mnist_alexnet_gpu.yaml "$OUT/syncs.json" \
+limited 60 python3 scripts/sync_check.py configs/fashion_mnist_alexnet_gpu.yaml "$OUT/syncs.json" \
   "train.device=$DEVICE" "train.global_batch=$BATCH" > "$OUT/syncs.log" 2>&1
 
 # 3. The paper's AlexNet learns at full size: the embedded Fashion-MNIST at 256 RGB, bf16.

@@ -1,6 +1,6 @@
 """Host-device syncs in the training loop's steady state, as CUDA's sync debug mode sees them.
 
-python3 bench/sync_check.py CONFIG OUT.json [key=value ...]
+python3 scripts/sync_check.py CONFIG OUT.json [key=value ...]
 
 Trains `steps` steps with torch.cuda.set_sync_debug_mode("warn") switched on from the third
 step to the last but one (so neither the first steps' set-up nor the last step's log and
