@@ -34,7 +34,7 @@ from lsvr.config import Config
 from lsvr.errors import InputError
 from lsvr.folders import FolderLock, check_writable
 from lsvr.train import checkpoint
-from lsvr.train.metrics import WriteError
+from lsvr.train.metrics import MetricsLog, WriteError
 
 LOCK_NAME = ".lock"
 # What lsvr writes in a run folder: train (config, metrics, checkpoints, lock), `lsvr plot`
@@ -69,6 +69,7 @@ class RunFolder:
 
     def __init__(self, out: Path, *, main: bool, resuming: bool = False) -> None:
         self.out, self.main, self.resuming = Path(out), main, resuming
+        self.checkpoints = self.out / "checkpoints"
         self._lock = FolderLock(self.out / LOCK_NAME, folder=self.out, what="run folder")
         self._created = False
 
@@ -217,6 +218,18 @@ class RunFolder:
                 else:
                     os.truncate(metrics, size)
             raise
+
+    def metrics_log(self) -> MetricsLog:
+        """metrics.jsonl, written by the folder's writer (rank 0) alone."""
+        return MetricsLog(self.out / "metrics.jsonl", enabled=self.writing())
+
+    def writing(self) -> bool:
+        """This process writes the folder: rank 0, holding its lock (taken in open, freed in close)."""
+        return self.main and self._lock.held
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove what an interrupted save left in checkpoints/ (checkpoint.clean); the removed paths."""
+        return checkpoint.clean(self.checkpoints) if self.writing() else []
 
     def _inside(self, path: Path) -> bool:
         return path.resolve().is_relative_to(self.out.resolve())
