@@ -201,6 +201,8 @@ class RunFolder:
         """Write config.yaml, then the `start` record (write_start()): once every check that can
         refuse the run has passed. Where the record cannot be written (a full disk), config.yaml
         and metrics.jsonl are put back as they were, so a failed start changes nothing."""
+        if not self.writing():  # only the lock's holder writes the folder
+            raise RuntimeError(f"{self.out}: written without holding its lock")
         config, metrics = self.out / "config.yaml", self.out / "metrics.jsonl"
         old = config.read_bytes() if config.is_file() else None
         size = metrics.stat().st_size if metrics.is_file() else None

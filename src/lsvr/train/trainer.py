@@ -24,7 +24,7 @@ from tqdm import tqdm
 from lsvr.config import Config, GuardConfig, TrainConfig, to_dict
 from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset
-from lsvr.data.loader import Loader
+from lsvr.data.loader import Batch, Loader
 from lsvr.errors import InputError
 from lsvr.evaluate import autocast, evaluate
 from lsvr.models.registry import build_model
@@ -235,7 +235,7 @@ class Trainer:
         self.save()
         return False
 
-    def train_step(self, batch) -> float:
+    def train_step(self, batch: Batch) -> float:
         """One update on one global batch (this rank's share); returns its learning rate."""
         cfg, s = self.cfg, self.state
         lr = self.schedule.apply(self.optimizer, s.step)
