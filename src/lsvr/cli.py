@@ -84,8 +84,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import os
-
     from lsvr.config import describe_keys, load_config
     from lsvr.folders import check_writable
 
@@ -102,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lsvr.train import checkpoint
     from lsvr.train.engine import NonFiniteLossError, train
     from lsvr.train.metrics import WriteError
-    from lsvr.train.parallel import PeerError
+    from lsvr.train.parallel import PeerError, launch_env
 
     resume = args.resume
     if resume is not None and Path(resume).suffix == ".safetensors":
@@ -111,7 +109,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             " checkpoint (RUN or RUN/checkpoints/step-NNNNNNNN.pt), or start from its weights with"
             f" --set model.init_from={resume}"
         )
-    if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+    launch = launch_env()
+    if resume is None and launch.restart > 0:
         resume = "auto"  # a worker restarted by torchrun continues from its run folder
     try:
         summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]))
@@ -128,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     if summary.get("stopped") or summary.get("done"):
         return 0  # preempted, or nothing left to train: the run said so on stderr
-    if int(os.environ.get("RANK", "0")) == 0:
+    if launch.is_main:
         val = summary["val"]
         if val:
             print(f"val top-1 {val['top1']:.2f}%  top-5 {val['top5']:.2f}%  ({val['images']} images)")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from lsvr.bench.timing import environment
 from lsvr.errors import InputError
 from lsvr.models.registry import build_model, model_spec
+from lsvr.train.parallel import launch_env
 
 
 def _timed(fn, repeats: int) -> float:
@@ -41,7 +42,8 @@ def _timed(fn, repeats: int) -> float:
 def worker(out: Path, model_name: str, global_batch: int, steps: int) -> None:
     """One process of a torchrun launch: time the DDP step and the bare all-reduce."""
     torch.set_num_threads(1)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launch = launch_env()
+    world = launch.world
     if world > 1:
         dist.init_process_group("gloo")
     torch.manual_seed(0)
@@ -63,7 +65,7 @@ def worker(out: Path, model_name: str, global_batch: int, steps: int) -> None:
     params = sum(p.numel() for p in model.parameters())
     flat = torch.zeros(params)
     allreduce_s = _timed(lambda: dist.all_reduce(flat), max(3, steps)) if world > 1 else 0.0
-    if int(os.environ.get("RANK", "0")) == 0:
+    if launch.is_main:
         out.write_text(json.dumps({"world": world, "step_s": step_s, "allreduce_s": allreduce_s, "params": params,
                                    "per_rank_batch": per_rank}))  # fmt: skip
     if world > 1:

@@ -1,7 +1,8 @@
 """Distribution: the process group from torchrun's environment, model wrapping, reductions.
 
-The model knows nothing of this module. One code path serves 1 process and N nodes:
-with WORLD_SIZE unset or 1 no process group is created and every call here is a no-op.
+The model knows nothing of this module, and no other module reads torchrun's environment
+(launch_env). One code path serves 1 process and N nodes: with WORLD_SIZE unset or 1 no
+process group is created and every call here is a no-op.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Distributed:
     world: int
     local_rank: int
     device: torch.device
+    restart: int = 0  # torchrun's restart attempt (LaunchEnv.restart): 0 on the first
 
     @property
     def is_main(self) -> bool:
@@ -54,31 +56,57 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+@dataclass(frozen=True)
+class LaunchEnv:
+    """What torchrun tells a worker through its environment; a plain process is rank 0 of 1."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    restart: int = 0  # TORCHELASTIC_RESTART_COUNT: how many times torchrun restarted the workers
+    agent_store: bool = False  # the store is hosted by torchrun's agent, not by rank 0
+    master_addr: str = ""
+    master_port: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launch_env() -> LaunchEnv:
+    """The one reader of torchrun's environment variables."""
+    env = os.environ
+    return LaunchEnv(
+        rank=int(env.get("RANK", "0")), world=int(env.get("WORLD_SIZE", "1")),
+        local_rank=int(env.get("LOCAL_RANK", "0")), restart=int(env.get("TORCHELASTIC_RESTART_COUNT", "0")),
+        agent_store=env.get("TORCHELASTIC_USE_AGENT_STORE") == "True",
+        master_addr=env.get("MASTER_ADDR", ""), master_port=int(env.get("MASTER_PORT", "0")),
+    )  # fmt: skip
+
+
 def setup(cfg: Config) -> Distributed:
     """Join the process group torchrun describes (gloo on CPU, NCCL on GPUs), if any."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(cfg.train.device, local_rank)
+    launch = launch_env()
+    device = pick_device(cfg.train.device, launch.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    if launch.world > 1 and not dist.is_initialized():
         timeout = datetime.timedelta(seconds=cfg.parallel.timeout_s)
         dist.init_process_group(
-            backend="nccl" if device.type == "cuda" else "gloo", store=_store(rank, world, timeout), rank=rank,
-            world_size=world, timeout=timeout,
+            backend="nccl" if device.type == "cuda" else "gloo", store=_store(launch, timeout), rank=launch.rank,
+            world_size=launch.world, timeout=timeout,
         )  # fmt: skip
-    return Distributed(rank=rank, world=world, local_rank=local_rank, device=device)
+    return Distributed(rank=launch.rank, world=launch.world, local_rank=launch.local_rank, device=device,
+                       restart=launch.restart)  # fmt: skip
 
 
-def _store(rank: int, world: int, timeout: datetime.timedelta) -> dist.Store:
+def _store(launch: LaunchEnv, timeout: datetime.timedelta) -> dist.Store:
     """torchrun's store, its keys prefixed by the restart count: after torchrun restarts the
     workers, gloo must not meet the addresses the dead attempt published (seen here:
     "connectFullMesh ... Connection refused" on every restart without the prefix)."""
-    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent hosts it
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                          is_master=not agent and rank == 0, timeout=timeout)  # fmt: skip
-    return dist.PrefixStore(f"lsvr/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+    store = dist.TCPStore(launch.master_addr, launch.master_port, launch.world,
+                          is_master=not launch.agent_store and launch.rank == 0, timeout=timeout)  # fmt: skip
+    return dist.PrefixStore(f"lsvr/attempt-{launch.restart}", store)
 
 
 def barrier(env: Distributed) -> None:

@@ -34,7 +34,7 @@ from lsvr.config import Config
 from lsvr.errors import InputError
 from lsvr.folders import FolderLock, check_writable, write_atomic
 from lsvr.train import checkpoint
-from lsvr.train.metrics import WriteError
+from lsvr.train.metrics import MetricsLog, WriteError
 from lsvr.train.record import CheckpointRecord
 
 LOCK_NAME = ".lock"
@@ -70,6 +70,7 @@ class RunFolder:
 
     def __init__(self, out: Path, *, main: bool, resuming: bool = False) -> None:
         self.out, self.main, self.resuming = Path(out), main, resuming
+        self.checkpoints = self.out / "checkpoints"
         self._lock = FolderLock(self.out / LOCK_NAME, folder=self.out, what="run folder")
         self._created = False
 
@@ -201,6 +202,8 @@ class RunFolder:
         """Write config.yaml, then the `start` record (write_start()): once every check that can
         refuse the run has passed. Where the record cannot be written (a full disk), config.yaml
         and metrics.jsonl are put back as they were, so a failed start changes nothing."""
+        if not self.writing():  # only the lock's holder writes the folder
+            raise RuntimeError(f"{self.out}: written without holding its lock")
         config, metrics = self.out / "config.yaml", self.out / "metrics.jsonl"
         old = config.read_bytes() if config.is_file() else None
         size = metrics.stat().st_size if metrics.is_file() else None
@@ -218,6 +221,18 @@ class RunFolder:
                 else:
                     os.truncate(metrics, size)
             raise
+
+    def metrics_log(self) -> MetricsLog:
+        """metrics.jsonl, written by the folder's writer (rank 0) alone."""
+        return MetricsLog(self.out / "metrics.jsonl", enabled=self.writing())
+
+    def writing(self) -> bool:
+        """This process writes the folder: rank 0, holding its lock (taken in open, freed in close)."""
+        return self.main and self._lock.held
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove what an interrupted save left in checkpoints/ (checkpoint.clean); the removed paths."""
+        return checkpoint.clean(self.checkpoints) if self.writing() else []
 
     def _inside(self, path: Path) -> bool:
         return path.resolve().is_relative_to(self.out.resolve())

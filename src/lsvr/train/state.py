@@ -1,11 +1,13 @@
-"""What a checkpoint holds beyond the weights: RNG states and provenance (the record: train/record.py)."""
+"""What a checkpoint holds beyond the weights: the run's position (RunState), RNG states, provenance
+(the whole record: train/record.py)."""
 
 from __future__ import annotations
 
 import random
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,3 +62,33 @@ def git_commit() -> str:
 
 def provenance() -> dict[str, str]:
     return {"lsvr_version": __version__, "commit": git_commit(), "torch": str(torch.__version__)}
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what a checkpoint needs, beyond the weights and RNGs, to continue."""
+
+    global_batch: int  # the loader position counts global batches of this size
+    step: int = 0  # updates done (skipped ones included)
+    epoch: int = 0  # the epoch in progress, from 0
+    batch: int = 0  # global batches of that epoch done: where its loader continues
+    best_top1: float | None = None  # the best validation top-1 so far
+    last_val: dict | None = None  # the latest validation's metrics
+
+    KEYS: ClassVar[tuple[str, ...]] = ("step", "epoch", "loader", "metrics", "best_top1")  # state_dict's
+
+    def position(self) -> dict[str, int]:
+        """Where the loader stands, in global batches and in samples of the epoch's global
+        order: the same at any world size, so a run resumes at another one."""
+        return {"epoch": self.epoch, "step": self.batch, "sample": self.batch * self.global_batch,
+                "global_batch": self.global_batch}  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint's entries for the run's position and scores."""
+        return {"step": self.step, "epoch": self.epoch, "loader": self.position(), "metrics": self.last_val or {},
+                "best_top1": self.best_top1}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """From a checkpoint (state_dict's entries); its loader's global_batch is the caller's to check."""
+        self.step, self.epoch, self.batch = state["step"], state["loader"]["epoch"], state["loader"]["step"]
+        self.best_top1, self.last_val = state.get("best_top1"), state.get("metrics") or None

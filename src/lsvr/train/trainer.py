@@ -1,0 +1,357 @@
+"""The training loop as one object: build, resume, train an epoch, validate, save.
+
+`Trainer(...).run()` is what `lsvr train` runs once every input is checked and the process
+group exists (lsvr.train.engine); its state between steps is a `RunState`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from lsvr.config import Config, GuardConfig, TrainConfig, to_dict
+from lsvr.data.augment import Augment
+from lsvr.data.loader import Batch, Loader
+from lsvr.errors import InputError
+from lsvr.evaluate import autocast, evaluate
+from lsvr.models.registry import build_model
+from lsvr.models.weights import load_matching, read_state_dict
+from lsvr.preprocess import Preprocess
+from lsvr.progress import progress_bar
+from lsvr.train import checkpoint, parallel
+from lsvr.train.faults import Faults
+from lsvr.train.health import Health, nonfinite_hint
+from lsvr.train.optim import Schedule, build_optimizer
+from lsvr.train.record import CheckpointRecord
+from lsvr.train.run_folder import RunFolder, Start
+from lsvr.train.setup import RunInputs
+from lsvr.train.signals import Preemption
+from lsvr.train.state import RunState, provenance, rng_state, set_rng_state
+from lsvr.train.throughput import Throughput
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf and guard.nonfinite says stop (or too many skips)."""
+
+
+StepHook = Callable[[int, torch.nn.Module, "parallel.Distributed"], None]
+
+
+class Trainer:
+    """One run of the loop, on every rank; rank 0 alone prints and writes (through `folder`)."""
+
+    def __init__(self, cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed, *, folder: RunFolder,
+                 command: str, on_step: StepHook | None, preemption: Preemption) -> None:  # fmt: skip
+        self.cfg, self.inputs, self.start, self.env, self.folder = cfg, inputs, start, env, folder
+        self.command, self.on_step, self.preemption = command, on_step, preemption
+        self.log = folder.metrics_log()
+        self.faults = Faults.arm(cfg.debug, attempt=env.restart)  # they strike the first attempt alone
+        self.checkpointer = checkpoint.Checkpointer(folder.checkpoints, keep=cfg.checkpoint.keep, faults=self.faults)
+        self.state = RunState(global_batch=cfg.train.global_batch)
+        self.stop = False  # a preemption asked, here or on another rank
+        self.skips = 0  # non-finite steps skipped in a row (guard.nonfinite=skip)
+        self.shown: dict[str, str] = {}  # the last logging window's figures, carried onto the next epoch's bar
+
+    def say(self, text: str) -> None:
+        if self.env.is_main:
+            tqdm.write(text, file=sys.stderr)
+
+    def run(self) -> dict[str, Any]:
+        """Build, resume, record the start, then train to the end (or a stop); the summary."""
+        self.build()
+        self.resume()
+        self.record_start()
+        self.parallelize()
+        return self.fit()
+
+    def build(self) -> None:
+        """The model (from model.init_from on a fresh start), optimizer, scaler, loaders, augment, schedule."""
+        cfg, ds, device = self.cfg, self.inputs.train, self.env.device
+        torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+        model = build_model(cfg.model.name, num_classes=len(ds.classes), in_channels=ds.shape[2],
+                            crop=self.inputs.crop, dropout=cfg.model.dropout, width=cfg.model.width)  # fmt: skip
+        if cfg.model.init_from and self.inputs.resume_from is None:
+            fresh = load_matching(model, read_state_dict(Path(cfg.model.init_from)), source=cfg.model.init_from)
+            note = f"; re-initialised: {', '.join(fresh)}" if fresh else ""
+            self.say(f"lsvr train: weights from {cfg.model.init_from}{note}")
+        memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=memory_format)
+        self.optimizer = build_optimizer(model, cfg.optim)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+        self.loader, self.val_loader = self._loaders()
+        self.augment = Augment(
+            mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=self.inputs.crop,
+            normalize=cfg.data.normalize, channels_last=cfg.train.channels_last, device=device,
+        )  # fmt: skip
+        self.preprocess = Preprocess.from_dataset(ds, crop=self.inputs.crop, normalize=cfg.data.normalize)
+        self.total_steps = len(self.loader) * cfg.train.epochs
+        if cfg.train.max_steps:
+            self.total_steps = min(self.total_steps, cfg.train.max_steps)
+        self.schedule = Schedule(cfg.optim, steps_per_epoch=len(self.loader), total_steps=self.total_steps,
+                                 global_batch=cfg.train.global_batch)  # fmt: skip
+        self.health = Health(self.env, check_grads=cfg.train.precision != "fp16")  # fp16: its scaler skips inf steps
+        self.params = list(model.parameters())
+        self.loss_sum, self.loss_count = torch.zeros((), device=device), 0  # the logging window's losses
+
+    def _loaders(self) -> tuple[Loader, Loader | None]:
+        cfg, env, inputs = self.cfg, self.env, self.inputs
+        per_rank = cfg.train.global_batch // env.world
+        common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": env.device,
+                  "decode": cfg.data.decode, "bad_records": cfg.data.bad_records,
+                  "warn": lambda text: self.say(f"lsvr train: warning: {text}")}  # fmt: skip
+        loader = Loader(
+            inputs.train, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
+            prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, **common,
+        )  # fmt: skip
+        if inputs.val is None:
+            return loader, None
+        return loader, Loader(inputs.val, batch_size=per_rank, shuffle=False, indices=inputs.val_rows, **common)
+
+    def resume(self) -> None:
+        """Continue from inputs.resume_from (if any): weights, optimizer, scaler, position, RNGs."""
+        where, cfg = self.inputs.resume_from, self.cfg
+        if where is None:
+            return
+        saved = checkpoint.read(where)  # on the CPU: load_state_dict moves each tensor
+        try:
+            self.model.load_state_dict(saved.model)
+            self.optimizer.load_state_dict(saved.optimizer)
+        except (RuntimeError, ValueError) as exc:
+            message = str(exc).splitlines()[0]
+            raise InputError(f"{where}: does not fit this config's model ({message})") from None
+        if saved.scaler:
+            self.scaler.load_state_dict(saved.scaler)
+        saved_batch = saved.loader.get("global_batch", cfg.train.global_batch)
+        if saved_batch != cfg.train.global_batch:  # the position counts global batches: they must agree
+            raise InputError(f"{where}: written with train.global_batch={saved_batch}; resume with it")
+        self.state.load_state_dict({key: getattr(saved, key) for key in RunState.KEYS})
+        if self.start.forked:  # another run's scores (and data.val) are not this run's
+            self.state.best_top1, self.state.last_val = None, None
+        if self.val_loader is None:
+            self.state.last_val = None
+        set_rng_state(saved.rng)
+        if saved.threads not in (None, torch.get_num_threads()):
+            self.say(f"lsvr train: warning: {saved.threads} threads wrote the checkpoint, {torch.get_num_threads()}"
+                     " run now: the result will not be bitwise the same (set train.threads)")  # fmt: skip
+        self.say(f"lsvr train: resumed from {where} at step {self.state.step} (epoch {self.state.epoch + 1})")
+
+    def record_start(self) -> None:
+        """Rank 0, once every check that can refuse the start has passed (the model's fit included):
+        clear a killed save's leftovers, write config.yaml and the `start` record, say the run."""
+        if not self.env.is_main:
+            return
+        cfg, env, start, out, crop = self.cfg, self.env, self.start, self.folder.out, self.inputs.crop
+        for left in self.folder.clean_leftovers():
+            self.say(f"lsvr train: removed {left.name}, left by an interrupted save")
+        for line in [start.note, *self.inputs.notes]:
+            if line:
+                self.say(line)
+        resume_from = self.inputs.resume_from
+        self.folder.record_start(yaml.safe_dump(to_dict(cfg), sort_keys=False), lambda: self.log.write(
+            "start", command=self.command, run_id=start.run_id, config=to_dict(cfg), world=env.world,
+            device=str(env.device), threads=torch.get_num_threads(), host=platform.node(), cpus=os.cpu_count(),
+            resume_from=str(resume_from) if resume_from else None, **provenance(),
+        ))  # fmt: skip
+        self.say(f"lsvr train: run {out} ({start.run_id}), world {env.world}, device {env.device}, crop {crop}")
+        self.say(yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
+
+    def parallelize(self) -> None:
+        """The net the steps run: DDP-wrapped where asked, compiled where asked."""
+        self.net = parallel.wrap(self.model, self.env, self.cfg)
+        if self.cfg.train.compile != "none":  # compiled at the first step; validation runs the bare model
+            self.net = torch.compile(self.net, mode=self.cfg.train.compile)
+
+    def fit(self) -> dict[str, Any]:
+        """Epochs until train.epochs or train.max_steps; a pending validation first."""
+        s, epochs = self.state, self.cfg.train.epochs
+        if s.batch >= len(self.loader):
+            # Saved on an epoch's last step before its validation ran (a stop in that step, or
+            # a kill during the validation): validated first.
+            s.last_val = self.validate() or s.last_val
+            s.epoch, s.batch = s.epoch + 1, 0
+            self.save()
+        self.meter = Throughput(self.cfg.train.global_batch, step=s.step)
+        summary = {"run": str(self.folder.out)}
+        while s.epoch < epochs and s.step < self.total_steps:
+            if self.train_epoch():
+                stopped = self.preemption.requested or "peer"
+                return {**summary, "step": s.step, "epoch": s.epoch, "val": s.last_val, "best_top1": s.best_top1,
+                        "stopped": stopped}  # fmt: skip
+        return {**summary, "step": s.step, "epoch": s.epoch, "val": s.last_val, "best_top1": s.best_top1}
+
+    def train_epoch(self) -> bool:
+        """The rest of the epoch in progress, then its validation and save; True where a stop was
+        asked (saved where it stopped, and said)."""
+        s, train = self.state, self.cfg.train
+        every = self.cfg.checkpoint.every_steps
+        bar = progress_bar(total=len(self.loader), initial=s.batch, desc=f"epoch {s.epoch + 1}/{train.epochs}",
+                           enabled=self.env.is_main and train.progress, unit="step", postfix=self.shown)  # fmt: skip
+        self.meter.start_epoch(s.batch)
+        for batch in self.loader.batches(s.epoch, s.batch):
+            lr = self.train_step(batch)
+            bar.update(1)
+            self.meter.tick(s.step)
+            log_now = s.step % train.log_every == 0 or s.step == self.total_steps
+            save_now = bool(every) and s.step % every == 0
+            if log_now or save_now or s.step >= self.total_steps:
+                self._settle()  # nothing non-finite is logged or saved
+            if log_now:
+                self.log_window(lr, bar)
+            if save_now and s.step < self.total_steps:
+                self.save()
+            if self.stop or s.step >= self.total_steps:
+                break
+        bar.close()
+        self._settle()
+        if self.stop:
+            self.save()
+            self.say(f"lsvr train: stopped by {self.preemption.requested or 'a signal to another rank'} at step"
+                     f" {s.step}; checkpoint saved; continue with --resume auto")  # fmt: skip
+            return True
+        finished = s.batch == len(self.loader)
+        seconds, ips = self.meter.since_epoch_start(s.batch)
+        self.log.write("epoch", step=s.step, epoch=s.epoch + 1, seconds=round(seconds, 2),
+                       images_per_sec=round(ips, 1), complete=finished)  # fmt: skip
+        s.last_val = self.validate() or s.last_val
+        if finished:
+            s.epoch, s.batch = s.epoch + 1, 0
+        self.save()
+        return False
+
+    def train_step(self, batch: Batch) -> float:
+        """One update on one global batch (this rank's share); returns its learning rate."""
+        cfg, s = self.cfg, self.state
+        lr = self.schedule.apply(self.optimizer, s.step)
+        images = self.augment.train(batch)
+        batch.release()  # the float copy is made: the loader may refill the uint8 buffer
+        loss = _step(self.net, self.optimizer, self.scaler, images, batch.labels, cfg.train)
+        loss = self.faults.at_step(loss, rank=self.env.rank, step=s.step + 1)
+        grad_norm = self.health.exchange(s.step + 1, loss, self.params, self.preemption.requested is not None)
+        if cfg.guard.nonfinite == "skip":  # the update waits for this step's flags
+            bad, asked = self.health.settle()
+            self.stop = self.stop or asked
+        else:  # the previous step's flags, read with this step queued behind them
+            self._settle(keep=1)
+            bad = None
+        if bad is not None:  # a NaN or Inf loss or gradient on some rank: skipped on every rank
+            self.skips += 1
+            if self.skips > cfg.guard.max_skips:
+                raise NonFiniteLossError(f"non-finite loss at step {bad}; the last checkpoint is kept"
+                                         + nonfinite_hint(cfg))  # fmt: skip
+            self.optimizer.zero_grad(set_to_none=True)
+            self.say(f"step {s.step + 1}: non-finite loss, update skipped ({self.skips} in a row)")
+        else:
+            self.skips = 0
+            _apply(self.params, self.optimizer, self.scaler, cfg.guard, grad_norm)
+            if cfg.parallel.mode == "average" and (s.step + 1) % cfg.parallel.average_every == 0:
+                parallel.average_replicas(self.model, self.optimizer, self.env)
+            self.loss_sum += loss.detach()
+            self.loss_count += 1
+        s.step, s.batch = s.step + 1, batch.step + 1
+        if self.on_step is not None:
+            self.on_step(s.step, self.model, self.env)
+        return lr
+
+    def _settle(self, keep: int = 0) -> None:
+        """Read the queued health flags (all but the newest `keep`); stop on a non-finite step."""
+        bad, asked = self.health.settle(keep=keep)
+        self.stop = self.stop or asked
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"non-finite loss at step {bad}; the last checkpoint is kept" + nonfinite_hint(self.cfg)
+            )
+
+    def log_window(self, lr: float, bar: Any) -> None:
+        """The `train` record and the bar's figures: the window's mean loss over every rank, the speed."""
+        s, world = self.state, self.env.world
+        mean = parallel.all_sum(self.loss_sum.clone(), self.env).item() / max(1, self.loss_count * world)
+        ips = self.meter.since_epoch_start(s.batch)[1]
+        eta = self.meter.eta_s(self.total_steps - s.step, ips)  # the whole run, not just this epoch
+        sec_20 = self.meter.sec_per_20
+        # s_20it needs 20 steps behind it: left out before, rather than shown as nan
+        self.shown = {"loss": f"{mean:.4f}", "lr": f"{lr:.4g}", "img_s": f"{ips:.0f}",
+                      **({} if sec_20 is None else {"s_20it": f"{sec_20:.2f}"}),
+                      "run_eta": f"{eta / 60:.1f}min"}  # fmt: skip
+        bar.set_postfix(**self.shown)
+        bad = {"bad_records": len(self.loader.bad_rows)} if self.loader.bad_rows else {}
+        self.log.write("train", step=s.step, epoch=s.epoch + 1, loss=mean, lr=lr, images_per_sec=round(ips, 1),
+                       sec_per_20_iter=None if sec_20 is None else round(sec_20, 3), **bad)  # fmt: skip
+        self.loss_sum.zero_()
+        self.loss_count = 0
+
+    def validate(self) -> dict | None:
+        """Score the validation set (if any) on every rank; logged and said by rank 0."""
+        if self.val_loader is None:
+            return None
+        # The bare model: replicas hold the same weights, and DDP's forward must not run
+        # where ranks score different numbers of batches.
+        result = evaluate(self.model, self.val_loader, self.augment, precision=self.cfg.train.precision,
+                          reduce=lambda t: parallel.all_sum(t, self.env))  # fmt: skip
+        epoch = self.state.epoch + 1
+        self.log.write("val", step=self.state.step, epoch=epoch, **result)
+        self.say(f"epoch {epoch}: val top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"
+                 f"  loss {result['loss']:.4f}")  # fmt: skip
+        return result
+
+    def save(self) -> None:
+        """A checkpoint at the state's position (rank 0 writes it); refused for non-finite weights."""
+        s, cfg = self.state, self.cfg
+        if not self.health.weights_finite(self.params):
+            raise NonFiniteLossError(f"non-finite weights after step {s.step}; the last checkpoint is kept"
+                                     + nonfinite_hint(cfg))  # fmt: skip
+        top1 = s.last_val["top1"] if s.last_val else None
+        if top1 is not None and (s.best_top1 is None or top1 > s.best_top1):
+            s.best_top1 = top1
+        if not self.env.is_main:
+            return
+        self.checkpointer.save(self.checkpoint_record(), top1=top1)
+
+    def checkpoint_record(self) -> CheckpointRecord:
+        """Everything a checkpoint holds: enough to continue exactly (RunState's entries included)."""
+        scaler = self.scaler
+        return CheckpointRecord(
+            model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), scheduler={"step": self.state.step},
+            scaler=scaler.state_dict() if scaler.is_enabled() else {}, **self.state.state_dict(), rng=rng_state(),
+            config=to_dict(self.cfg), preprocess=self.preprocess, threads=torch.get_num_threads(),
+            world=self.env.world, run_id=self.start.run_id, provenance=provenance(),
+        )  # fmt: skip
+
+
+def _step(net, optimizer, scaler, images: torch.Tensor, labels: torch.Tensor, train: TrainConfig) -> torch.Tensor:
+    """Forward and backward over train.accumulate micro-batches; returns the mean loss."""
+    optimizer.zero_grad(set_to_none=True)
+    chunks = train.accumulate
+    total = torch.zeros((), device=images.device)
+    for i, (x, y) in enumerate(zip(images.chunk(chunks), labels.chunk(chunks), strict=True)):
+        sync = i == chunks - 1 or not hasattr(net, "no_sync")
+        with (
+            contextlib.nullcontext() if sync else net.no_sync(),
+            autocast(images.device, train.precision),
+        ):
+            loss = F.cross_entropy(net(x).float(), y, label_smoothing=train.label_smoothing)
+        scaler.scale(loss / chunks).backward()
+        total += loss.detach()
+    return total / chunks
+
+
+def _apply(params: list, optimizer, scaler, guard: GuardConfig, grad_norm: torch.Tensor | None) -> None:
+    """The update, clipped to guard.clip_norm with the norm the health check measured
+    (fp16: after unscaling, so measured again)."""
+    if guard.clip_norm:
+        if grad_norm is None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, guard.clip_norm)
+        else:
+            torch.nn.utils.clip_grads_with_norm_(params, guard.clip_norm, grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
