@@ -279,12 +279,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    _add_prepare(sub)
-
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a config")
     p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/fashion_mnist.yaml")
     p.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY=VALUE",
@@ -294,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", action="store_true", help="list every config key with its default and exit")
     p.set_defaults(func=cmd_train)
 
+
+def _add_model_commands(sub) -> None:
+    """eval, predict and export: the commands that use a trained model (cli_model)."""
     p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a prepared dataset")
     p.add_argument("checkpoint")
     p.add_argument("dataset")
@@ -314,6 +312,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("export", help="a checkpoint's weights as safetensors, for sharing")
+    p.add_argument("checkpoint", help="checkpoint file or run folder")
+    p.add_argument("out", help="OUT.safetensors")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
+    p.set_defaults(func=cmd_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_prepare(sub)
+
+    _add_train(sub)
+    _add_model_commands(sub)
     p = sub.add_parser("info", help="describe a prepared dataset, checkpoint or run folder")
     p.add_argument("target")
     p.add_argument(
@@ -340,12 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="alexnet_tv")
     p.add_argument("--classes", help="file of class names, one per line")
     p.set_defaults(func=cmd_convert)
-    p = sub.add_parser("export", help="a checkpoint's weights as safetensors, for sharing")
-    p.add_argument("checkpoint", help="checkpoint file or run folder")
-    p.add_argument("out", help="OUT.safetensors")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
-    p.set_defaults(func=cmd_export)
-
     _add_bench(sub)
     return parser
 
