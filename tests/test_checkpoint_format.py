@@ -3,15 +3,17 @@ record, checkpoints of the earlier unversioned layout read by every command, the
 writer, and the named fault points."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from tests.support import CONFIG, cli, sets
 
-from lsvr.config import describe_keys, load_config
+from lsvr.config import DebugConfig, describe_keys, load_config
 from lsvr.errors import InputError
 from lsvr.folders import write_atomic
 from lsvr.preprocess import VERSION, Preprocess
@@ -140,3 +142,33 @@ def test_keys_list_the_debug_section_last_under_its_own_heading():
     heading = next(i for i, line in enumerate(lines) if line.startswith("# for tests only"))
     assert all(line.startswith("debug.") for line in lines[heading + 1 :])
     assert not any(line.startswith(("debug.", "fault.")) for line in lines[:heading])
+
+
+def test_a_run_folder_of_the_earlier_layout_resumes(run, tiny_data, tmp_path):
+    """Its config.yaml has the `fault` section (now `debug`) and its checkpoints have no format."""
+    folder = tmp_path / "earlier"
+    shutil.copytree(run, folder)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["fault"] = {("kind" if k == "fault" else k): v for k, v in config.pop("debug").items()}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for path in checkpoint.steps(folder / "checkpoints"):
+        torch.save(old_layout(checkpoint.read(path)), path)
+    assert cli("train", CONFIG, "--out", folder, "--resume", "auto", *sets(tiny_data, **{"train.max_steps": 6})) == 0
+    assert checkpoint.read(checkpoint.find(folder)).step == 6
+    assert load_config(folder / "config.yaml").debug.fault == "none"  # written anew, in the current layout
+    assert "fault" not in yaml.safe_load((folder / "config.yaml").read_text())
+
+
+def test_the_earlier_fault_keys_read_as_debug_keys():
+    assert load_config(CONFIG, ["fault.kind=nan", "fault.step=3"]).debug == DebugConfig(fault="nan", step=3)
+    with pytest.raises(InputError, match=r"'fault' is the earlier name of 'debug'"):
+        load_config(CONFIG, ["fault.kind=nan", "debug.step=3"])
+
+
+def test_info_on_weights_from_elsewhere_shows_no_step(tmp_path, capsys):
+    path = tmp_path / "weights.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, path)
+    capsys.readouterr()
+    assert cli("info", path, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["step"], info["epoch"], info["metrics"]) == (None, None, None)

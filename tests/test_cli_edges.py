@@ -84,3 +84,10 @@ def test_bench_dir_that_is_a_file_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"lsvr bench: error: --dir {text}: not a folder (a file is there)\n"
     assert text.read_text() == "hello\n"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_device_cuda_without_a_gpu_names_the_flag(command, tmp_path, capsys):
+    assert cli(command, tmp_path / "run", tmp_path / "set", "--device", "cuda") == 2
+    assert "--device cuda but no CUDA device is available" in capsys.readouterr().err

@@ -102,7 +102,6 @@ def test_cli_choices_come_from_the_config_types():
         (["--set", "a.b=1", "CFG"], "CFG", ["a.b=1"], None),  # as before --set took several items
         (["--set", "a.b=1", "c.d=2", "CFG", "--out", "X"], "CFG", ["a.b=1", "c.d=2"], "X"),
         (["--out", "X", "--set", "a.b=1", "--set", "c.d=2", "CFG"], "CFG", ["a.b=1", "c.d=2"], "X"),
-        (["CFG", "--set", "a.b=1", "stray"], "CFG", ["a.b=1", "stray"], None),  # refused by load_config
     ],
 )
 def test_set_takes_several_items_and_a_config_after_them(argv, config, overrides, out):
@@ -110,6 +109,15 @@ def test_set_takes_several_items_and_a_config_after_them(argv, config, overrides
 
     args = build_parser().parse_args(["train", *argv])
     assert train_config_args(args) == (config, overrides) and args.out == out
+
+
+def test_a_second_path_among_the_items_is_refused_naming_the_config():
+    from lsvr.cli import build_parser, train_config_args
+
+    for argv, stray, config in ((["CFG", "--set", "a.b=1", "stray"], "stray", "CFG"),
+                                (["--set", "a.b=1", "CFG", "CFG2"], "CFG", "CFG2")):  # fmt: skip
+        with pytest.raises(InputError, match=rf"--set '{stray}': expected section.key=value \(CONFIG is {config}"):
+            train_config_args(build_parser().parse_args(["train", *argv]))
 
 
 def test_set_with_several_items_reaches_the_config(capsys):

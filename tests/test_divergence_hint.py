@@ -21,3 +21,11 @@ def test_other_settings_get_the_general_advice():
 
     cfg = load_config(CONFIG, ["data.normalize=channel"])
     assert nonfinite_hint(cfg) == "; a lower optim.lr, guard.clip_norm or data.normalize=channel may help"
+
+
+def test_a_stop_before_any_save_says_no_checkpoint_was_kept(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli("train", CONFIG, "--out", run, *sets(tiny_data, **{"debug.fault": "nan", "debug.step": 1})) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss at step 1; no checkpoint was saved before it" in err
+    assert not list((run / "checkpoints").glob("step-*.pt"))

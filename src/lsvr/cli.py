@@ -145,6 +145,9 @@ def train_config_args(args: argparse.Namespace) -> tuple[str | None, list[str]]:
         if config is None and len(items) > 1 and "=" not in items[-1]:
             config, items = items[-1], items[:-1]
         overrides += items
+    stray = next((item for item in overrides if "=" not in item), None)
+    if stray is not None and config is not None:  # a second path: say which one is taken as CONFIG
+        raise InputError(f"--set {stray!r}: expected section.key=value (CONFIG is {config}; one config only)")
     return config, overrides
 
 

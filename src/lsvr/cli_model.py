@@ -27,7 +27,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lsvr.inference import augment_for, check_dataset, load_model
     from lsvr.train.parallel import pick_device
 
-    device = pick_device(args.device)
+    device = pick_device(args.device, setting="--device")
     refuse_split_parent(Path(args.dataset))
     dataset = PreparedDataset(args.dataset)
     model, state, found = load_model(Path(args.checkpoint), device)
@@ -53,7 +53,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top < 1:  # torch's topk raised on -1; 0 printed the file names and no class
         raise InputError(f"--top must be a positive whole number, got {args.top}")
-    device = pick_device(args.device)
+    device = pick_device(args.device, setting="--device")
     model, state, found = load_model(Path(args.checkpoint), device)
     augment = augment_for(state.preprocess, device)
     paths = image_paths(args.images)

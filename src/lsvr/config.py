@@ -286,10 +286,28 @@ def _float(key: str, value: Any) -> float:
     return number
 
 
+# Sections an earlier lsvr wrote under another name (section, its keys renamed): the
+# config.yaml of a run folder written then, and a preset that still uses them, read as now.
+RENAMED = {"fault": ("debug", {"kind": "fault"})}
+
+
+def _renamed(raw: dict[str, Any]) -> dict[str, Any]:
+    out = dict(raw)
+    for old, (new, keys) in RENAMED.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise InputError(f"config: section {old!r} is the earlier name of {new!r}: give one of them")
+        value = out.pop(old)
+        out[new] = {keys.get(k, k): v for k, v in value.items()} if isinstance(value, dict) else value
+    return out
+
+
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build a Config from nested mappings, refusing unknown keys and wrong types."""
     if not isinstance(raw, dict):
         raise InputError("config: the top level must be a mapping of sections")
+    raw = _renamed(raw)
     hints = _sections()
     sections = {}
     for name, value in raw.items():

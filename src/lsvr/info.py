@@ -40,17 +40,19 @@ def weight_problems(path: Path, state: CheckpointRecord) -> list[str]:
 def describe_checkpoint(path: Path, *, verify: bool = False) -> dict[str, Any]:
     state = _read(path)
     pre = state.preprocess
+    # a run's checkpoint or its export, not weights converted or from elsewhere: those have no step
+    trained = bool(state.loader) or path.suffix == ".safetensors"
     info = {
         "kind": "export" if path.suffix == ".safetensors" else "checkpoint",
         "path": str(path),
         "model": state.setting("model", "name"),
-        "step": state.step,
-        "epoch": state.epoch,
+        "step": state.step if trained else None,
+        "epoch": state.epoch if trained else None,
         "classes": len(state.classes),
         "crop": pre.crop if pre else None,
         "input_size": pre.size if pre else None,
         "normalize": pre.normalize if pre else None,
-        "metrics": state.metrics,
+        "metrics": state.metrics if trained else None,
         "lsvr_version": state.provenance.get("lsvr_version"),
         "commit": state.provenance.get("commit"),
     }

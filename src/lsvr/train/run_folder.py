@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from lsvr.config import Config
+from lsvr.config import RENAMED, Config
 from lsvr.errors import InputError
 from lsvr.folders import FolderLock, check_writable, write_atomic
 from lsvr.train import checkpoint
@@ -294,7 +294,7 @@ def _image_file(path: Path) -> bool:
 def _foreign_config(path: Path) -> str | None:
     if not path.exists():
         return None
-    sections = {f.name for f in fields(Config)}
+    sections = {f.name for f in fields(Config)} | set(RENAMED)  # an earlier lsvr's run folder too
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):

@@ -246,8 +246,7 @@ class Trainer:
         if bad is not None:  # a NaN or Inf loss or gradient on some rank: skipped on every rank
             self.skips += 1
             if self.skips > cfg.guard.max_skips:
-                raise NonFiniteLossError(f"non-finite loss at step {bad}; the last checkpoint is kept"
-                                         + nonfinite_hint(cfg))  # fmt: skip
+                raise self._nonfinite(f"non-finite loss at step {bad}")
             self.optimizer.zero_grad(set_to_none=True)
             self.say(f"step {s.step + 1}: non-finite loss, update skipped ({self.skips} in a row)")
         else:
@@ -267,9 +266,12 @@ class Trainer:
         bad, asked = self.health.settle(keep=keep)
         self.stop = self.stop or asked
         if bad is not None:
-            raise NonFiniteLossError(
-                f"non-finite loss at step {bad}; the last checkpoint is kept" + nonfinite_hint(self.cfg)
-            )
+            raise self._nonfinite(f"non-finite loss at step {bad}")
+
+    def _nonfinite(self, found: str) -> NonFiniteLossError:
+        """The stop on a NaN or Inf: what was found, what is kept, what to change."""
+        kept = "the last checkpoint is kept" if self.checkpointer.latest() else "no checkpoint was saved before it"
+        return NonFiniteLossError(f"{found}; {kept}" + nonfinite_hint(self.cfg))
 
     def log_window(self, lr: float, bar: Any) -> None:
         """The `train` record and the bar's figures: the window's mean loss over every rank, the speed."""
@@ -305,10 +307,9 @@ class Trainer:
 
     def save(self) -> None:
         """A checkpoint at the state's position (rank 0 writes it); refused for non-finite weights."""
-        s, cfg = self.state, self.cfg
+        s = self.state
         if not self.health.weights_finite(self.params):
-            raise NonFiniteLossError(f"non-finite weights after step {s.step}; the last checkpoint is kept"
-                                     + nonfinite_hint(cfg))  # fmt: skip
+            raise self._nonfinite(f"non-finite weights after step {s.step}")
         top1 = s.last_val["top1"] if s.last_val else None
         if top1 is not None and (s.best_top1 is None or top1 > s.best_top1):
             s.best_top1 = top1
