@@ -174,10 +174,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'name':18} {'parameters':>12}  {'at':>20}  about")
+    print('# GMACs: forward multiply-adds of one image at the crop shown, torchvision\'s "GFLOPS"')
+    print("# (torch's FlopCounterMode counts 2 FLOPs per multiply-add; halved here)")
+    print(f"{'name':18} {'parameters':>12} {'GMACs':>7}  {'at':>20}  about")
     for r in rows:
         at = f"crop {r['crop']}, {r['classes']} cls"
-        print(f"{r['name']:18} {r['parameters']:>12,}  {at:>20}  {r['about']}")
+        print(f"{r['name']:18} {r['parameters']:>12,} {r['gmacs']:>7.2f}  {at:>20}  {r['about']}")
     return 0
 
 
@@ -340,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("models", help="model names and parameter counts")
+    p = sub.add_parser("models", help="model names, parameter counts and forward multiply-adds")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 

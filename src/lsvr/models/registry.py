@@ -1,32 +1,70 @@
-"""Model names -> builders, with the parameter counts `lsvr models` prints."""
+"""Model names -> builders and the input each model declares, with the parameter counts and
+forward multiply-adds `lsvr models` prints."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from lsvr.errors import InputError
+from lsvr.models import resnet, vgg
 from lsvr.models.alexnet import AlexNet, AlexNetSmall, AlexNetTV
+
+# torchvision's and timm's ImageNet statistics, in 0..1 units (x255 for lsvr's 0..255 pixels).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A builder and what its model needs of its input, as timm's pretrained config declares it
+    (input size, crop_pct, interpolation, mean, std). The defaults are torchvision's ImageNet
+    recipe: random 224 crops in training; shorter side 256, centre 224 in evaluation."""
+
     build: Callable[..., nn.Module]
-    default_crop: int
     about: str
-    scalable: bool = False  # takes a width multiplier
+    default_crop: int = 224  # the training crop; data.crop=0 takes it (capped at the stored side)
+    eval_resize: int | None = 256  # shorter side before the centre crop; None: the stored image as prepared
+    eval_crop: int = 224  # the centre crop evaluated
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # of the resizes
+    normalize: Literal["mean_image", "channel"] = "channel"  # the paper's mean image, or channel mean/std
+    mean: tuple[float, ...] | None = IMAGENET_MEAN  # channel mean, 0..1 units; None: the training set's own
+    std: tuple[float, ...] | None = IMAGENET_STD  # channel std, 0..1 units; None: the training set's own
+    scalable: bool = False  # takes a width multiplier (model.width)
 
 
+def _alexnet_small_bn(**kw: Any) -> nn.Module:
+    return AlexNetSmall(batchnorm=True, **kw)
+
+
+# One entry per model. The alexnet family keeps what lsvr did before models declared their
+# input: evaluation takes the centre of the stored image (eval_resize None).
+_PAPER = {"eval_resize": None, "normalize": "mean_image", "mean": None, "std": None}
+_SMALL = {"default_crop": 28, "eval_resize": None, "eval_crop": 28, "mean": None, "std": None, "scalable": True}
 MODELS: dict[str, ModelSpec] = {
-    "alexnet": ModelSpec(AlexNet, 227, "the paper's AlexNet: groups=2, pool->LRN(k=2), Gaussian init"),
-    "alexnet_tv": ModelSpec(AlexNetTV, 224, "torchvision's AlexNet layout: its weights files load as they are"),
-    "alexnet_small": ModelSpec(AlexNetSmall, 28, "the paper's structure for 28-64 px inputs", True),
-    "alexnet_small_bn": ModelSpec(
-        lambda **kw: AlexNetSmall(batchnorm=True, **kw), 28, "alexnet_small with BatchNorm in place of LRN", True
-    ),
-}
+    "alexnet": ModelSpec(AlexNet, "the paper's AlexNet: groups=2, pool->LRN(k=2), Gaussian init",
+                         default_crop=227, eval_crop=227, **_PAPER),
+    "alexnet_tv": ModelSpec(AlexNetTV, "torchvision's AlexNet layout: its weights files load as they are"),
+    "alexnet_small": ModelSpec(AlexNetSmall, "the paper's structure for 28-64 px inputs", **_SMALL),
+    "alexnet_small_bn": ModelSpec(_alexnet_small_bn, "alexnet_small with BatchNorm in place of LRN", **_SMALL),
+    "resnet18": ModelSpec(resnet.resnet18, "ResNet-18 (v1.5), torchvision's layout"),
+    "resnet34": ModelSpec(resnet.resnet34, "ResNet-34 (v1.5), torchvision's layout"),
+    "resnet50": ModelSpec(resnet.resnet50, "ResNet-50 v1.5 (stride on the 3x3), torchvision's layout"),
+    "resnet101": ModelSpec(resnet.resnet101, "ResNet-101 v1.5, torchvision's layout"),
+    "resnet152": ModelSpec(resnet.resnet152, "ResNet-152 v1.5, torchvision's layout"),
+    "vgg11": ModelSpec(vgg.vgg11, "VGG-11 (configuration A), torchvision's layout"),
+    "vgg11_bn": ModelSpec(vgg.vgg11_bn, "VGG-11 with BatchNorm, torchvision's layout"),
+    "vgg13": ModelSpec(vgg.vgg13, "VGG-13 (configuration B), torchvision's layout"),
+    "vgg13_bn": ModelSpec(vgg.vgg13_bn, "VGG-13 with BatchNorm, torchvision's layout"),
+    "vgg16": ModelSpec(vgg.vgg16, "VGG-16 (configuration D), torchvision's layout"),
+    "vgg16_bn": ModelSpec(vgg.vgg16_bn, "VGG-16 with BatchNorm, torchvision's layout"),
+    "vgg19": ModelSpec(vgg.vgg19, "VGG-19 (configuration E), torchvision's layout"),
+    "vgg19_bn": ModelSpec(vgg.vgg19_bn, "VGG-19 with BatchNorm, torchvision's layout"),
+}  # fmt: skip
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -55,11 +93,30 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def forward_macs(model: nn.Module, *, crop: int, in_channels: int = 3) -> int:
+    """Multiply-adds of one image's forward pass at `crop`. FlopCounterMode counts 2 FLOPs per
+    multiply-add of the convs and matmuls; halved here, this is the "GFLOPS" torchvision quotes
+    (resnet50 4.09). Norms, activations, pools and additions are not counted. A model built
+    under `torch.device("meta")` is counted without memory or arithmetic."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    image = torch.empty(1, in_channels, crop, crop, device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(image)
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
 def describe_models(num_classes: int = 1000, in_channels: int = 3) -> list[dict]:
-    """One row per model: name, the crop its count is taken at, parameter count, summary."""
+    """One row per model: name, parameters, forward multiply-adds at its default crop, the
+    input it declares, summary. Built on the meta device: all of them in a few seconds."""
     rows = []
     for name, spec in MODELS.items():
-        model = build_model(name, num_classes=num_classes, in_channels=in_channels, crop=spec.default_crop, dropout=0.5)
+        with torch.device("meta"):
+            model = build_model(name, num_classes=num_classes, in_channels=in_channels,
+                                crop=spec.default_crop, dropout=0.5)  # fmt: skip
         rows.append(
             {
                 "name": name,
@@ -67,6 +124,13 @@ def describe_models(num_classes: int = 1000, in_channels: int = 3) -> list[dict]
                 "classes": num_classes,
                 "channels": in_channels,
                 "parameters": count_parameters(model),
+                "gmacs": round(forward_macs(model, crop=spec.default_crop, in_channels=in_channels) / 1e9, 3),
+                "eval_resize": spec.eval_resize,
+                "eval_crop": spec.eval_crop,
+                "interpolation": spec.interpolation,
+                "normalize": spec.normalize,
+                "mean": spec.mean,
+                "std": spec.std,
                 "about": spec.about,
             }
         )
