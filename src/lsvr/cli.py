@@ -174,7 +174,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print('# GMACs: forward multiply-adds of one image at the crop shown, torchvision\'s "GFLOPS"')
+    print("# GMACs: forward multiply-adds of one image at the crop shown: the GFLOPS torchvision quotes")
     print("# (torch's FlopCounterMode counts 2 FLOPs per multiply-add; halved here)")
     print(f"{'name':18} {'parameters':>12} {'GMACs':>7}  {'at':>20}  about")
     for r in rows:
