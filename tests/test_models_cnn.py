@@ -5,8 +5,11 @@ quotes are multiply-adds. Counts, keys and FLOPs are taken on the meta device: n
 arithmetic, so the 60-138 M parameter models cost milliseconds here.
 """
 
+import json
+
 import pytest
 import torch
+from tests.support import cli
 from torch import nn
 
 from lsvr.errors import InputError
@@ -154,3 +157,17 @@ def test_models_declare_their_input():
     for name, spec in MODELS.items():
         assert spec.interpolation in ("bilinear", "bicubic") and spec.normalize in ("mean_image", "channel"), name
         assert (spec.mean is None) == (spec.std is None), name
+
+
+@pytest.mark.slow  # every model built and counted, twice: about 4 s each here
+def test_lsvr_models_lists_every_model_with_its_multiply_adds(capsys):
+    assert cli("models") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "multiply-adds" in out[0] and "2 FLOPs per multiply-add" in out[1]
+    rows = {line.split()[0]: line.split() for line in out[3:]}
+    assert list(rows) == list(MODELS)
+    assert rows["resnet50"][1:3] == ["25,557,032", "4.09"] and rows["vgg16"][1:3] == ["138,357,544", "15.47"]
+    assert cli("models", "--json") == 0
+    by_name = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert by_name["resnet18"]["gmacs"] == pytest.approx(1.81, rel=0.01)
+    assert by_name["vgg16_bn"]["eval_resize"] == 256 and by_name["alexnet"]["normalize"] == "mean_image"
