@@ -143,8 +143,12 @@ def test_vit_b_16_forward_at_crop_32(in_channels):
 def test_googlenet_aux_outputs_in_training_only():
     torch.manual_seed(0)
     model = googlenet(num_classes=10, in_channels=3, crop=64, dropout=0.2, aux_logits=True)
+    seen = {}
+    for name in ("aux1", "aux2"):
+        getattr(model, name).register_forward_hook(lambda m, i, o, name=name: seen.setdefault(name, o))
     out = model.train()(torch.randn(2, 3, 64, 64))
     assert isinstance(out, GoogLeNetOutputs) and [t.shape for t in out] == [(2, 10)] * 3
+    assert out.aux_logits2 is seen["aux2"] and out.aux_logits1 is seen["aux1"]  # torchvision's order
     assert isinstance(model.eval()(torch.randn(2, 3, 64, 64)), torch.Tensor)
 
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# torchvision's tuple, field names included. Its forward passes aux1's output (after inception4a)
-# in the field named aux_logits2 and aux2's in aux_logits1; kept so code written against it agrees.
+# torchvision's tuple, in its order: the main logits, then aux2's (after inception4d), then aux1's
+# (after inception4a), so code written against torchvision's training output reads ours unchanged.
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
 
 # Per channel: torchvision's weights were trained on (x - 0.5) / 0.5 of [0, 1] pixels, while its
@@ -153,7 +153,7 @@ class GoogLeNet(nn.Module):
         x = self.inception5b(self.inception5a(x))  # (B, 1024, ...)
         x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))  # (B, classes)
         if with_aux:
-            return GoogLeNetOutputs(x, aux1, aux2)  # torchvision's order: see GoogLeNetOutputs
+            return GoogLeNetOutputs(x, aux2, aux1)  # torchvision's order: see GoogLeNetOutputs
         return x
 
 
