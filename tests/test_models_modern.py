@@ -89,22 +89,15 @@ def test_key_names_and_shapes(name):
 def test_googlenet_aux_keys_only_with_aux_logits():
     plain, aux = _meta("googlenet").state_dict(), _meta("googlenet", aux_logits=True).state_dict()
     assert not any(k.startswith("aux") for k in plain)
-    assert tuple(aux["aux1.fc1.weight"].shape) == (1024, 2048) and tuple(aux["aux2.conv.conv.weight"].shape) == (
-        128,
-        528,
-        1,
-        1,
-    )
+    assert tuple(aux["aux1.fc1.weight"].shape) == (1024, 2048)
+    assert tuple(aux["aux2.conv.conv.weight"].shape) == (128, 528, 1, 1)
     assert set(aux) - set(plain) == {k for k in aux if k.startswith(("aux1.", "aux2."))}
 
 
 def test_crop_sets_the_position_embedding_and_a_bad_crop_is_a_value_error():
     with torch.device("meta"):
-        assert vit_b_16(num_classes=10, in_channels=3, crop=384, dropout=0.0).encoder.pos_embedding.shape == (
-            1,
-            577,
-            768,
-        )
+        big = vit_b_16(num_classes=10, in_channels=3, crop=384, dropout=0.0)
+        assert big.encoder.pos_embedding.shape == (1, 577, 768)  # 24 * 24 patches + the class token
         for crop in (33, 8, 100):
             with pytest.raises(ValueError, match=f"crop {crop} does not divide into 16 px patches"):
                 vit_b_16(num_classes=10, in_channels=3, crop=crop, dropout=0.0)
