@@ -210,3 +210,17 @@ def test_convnext_stage_table_builds_other_depths():
         small = ConvNeXt(stages=((16, 1), (32, 2)), num_classes=5, in_channels=3, stochastic_depth_prob=0.2)
     assert [type(m).__name__ for m in small.features] == ["Sequential"] * 4
     assert small.classifier[2].in_features == 32
+
+
+@pytest.mark.parametrize(
+    ("name", "gmacs", "eval_resize"), [("googlenet", 1.50, 256), ("vit_b_16", 17.56, 256), ("convnext_tiny", 4.46, 236)]
+)
+def test_registered_with_torchvision_multiply_adds_and_eval_resize(name, gmacs, eval_resize):
+    """torchvision's published GFLOPS (multiply-adds) and eval resize for these weights."""
+    from lsvr.models.registry import build_model, forward_macs, model_spec
+
+    spec = model_spec(name)
+    with torch.device("meta"):
+        model = build_model(name, num_classes=1000, in_channels=3, crop=spec.default_crop, dropout=0.0)
+    assert forward_macs(model, crop=spec.default_crop) / 1e9 == pytest.approx(gmacs, abs=0.01)
+    assert (spec.default_crop, spec.eval_resize, spec.eval_crop, spec.normalize) == (224, eval_resize, 224, "channel")

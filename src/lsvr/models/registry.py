@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lsvr.errors import InputError
-from lsvr.models import resnet, vgg
+from lsvr.models import convnext, googlenet, resnet, vgg, vit
 from lsvr.models.alexnet import AlexNet, AlexNetSmall, AlexNetTV
 
 # torchvision's and timm's ImageNet statistics, in 0..1 units (x255 for lsvr's 0..255 pixels).
@@ -64,6 +64,11 @@ MODELS: dict[str, ModelSpec] = {
     "vgg16_bn": ModelSpec(vgg.vgg16_bn, "VGG-16 with BatchNorm, torchvision's layout"),
     "vgg19": ModelSpec(vgg.vgg19, "VGG-19 (configuration E), torchvision's layout"),
     "vgg19_bn": ModelSpec(vgg.vgg19_bn, "VGG-19 with BatchNorm, torchvision's layout"),
+    "googlenet": ModelSpec(googlenet.googlenet, "Inception v1 (BN convs), torchvision's layout; aux heads optional"),
+    "vit_b_16": ModelSpec(vit.vit_b_16, "ViT-B/16, torchvision's layout; position embedding sized from the crop"),
+    "vit_s_16": ModelSpec(vit.vit_s_16, "ViT-S/16 (384 wide, 6 heads), timm's shape in torchvision's layout"),
+    "convnext_tiny": ModelSpec(convnext.convnext_tiny, "ConvNeXt-T, torchvision's layout; stochastic depth 0.1",
+                               eval_resize=236),
 }  # fmt: skip
 
 
