@@ -20,7 +20,8 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(tiny_data,
     out = tmp_path / "run"
     first = train_process(out, tiny_data, background=True, **{"debug.fault": "hang", "debug.step": 3})
     try:
-        wait_for(lambda: checkpoint.find(out) is not None)  # step 2 saved, step 3 hangs
+        # step 2 saved (`latest`, the save's last write, in place), then step 3 hangs: nothing more is written
+        wait_for(lambda: (out / "checkpoints" / "latest").is_file() and checkpoint.find(out) is not None)
         before = files(out)
         for args in ([], ["--resume", "auto"]):
             assert train(out, tiny_data, *args) == 2
