@@ -71,6 +71,7 @@ def test_an_unversioned_checkpoint_reads_as_the_same_record(run, old):
     assert (was.step, was.loader, was.run_id, was.classes) == (new.step, new.loader, new.run_id, new.classes)
 
 
+@pytest.mark.slow  # over half a second on 2 cores
 def test_an_unversioned_checkpoint_is_read_by_every_command(run, old, tiny_data, tmp_path, capsys):
     capsys.readouterr()
     assert cli("eval", old, tiny_data, "--json") == 0

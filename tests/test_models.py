@@ -21,6 +21,7 @@ def test_paper_and_torchvision_parameter_counts():
     assert counts["alexnet_tv"]["parameters"] == 61_100_840
 
 
+@pytest.mark.slow  # over half a second on 2 cores
 @pytest.mark.parametrize(("crop", "fc6_inputs"), [(227, 9216), (224, 6400)])
 def test_classifier_input_follows_the_crop(crop, fc6_inputs):
     model = AlexNet(num_classes=10, crop=crop)

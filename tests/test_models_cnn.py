@@ -116,6 +116,7 @@ def test_resnet_init_is_torchvisions():
     assert torch.all(model.layer1[0].bn2.weight == 1) and torch.all(model.layer1[0].bn2.bias == 0)
 
 
+@pytest.mark.slow  # over half a second on 2 cores
 def test_zero_init_residual_zeroes_each_blocks_last_gamma():
     basic = resnet.resnet18(num_classes=10, zero_init_residual=True)
     for block in (*basic.layer1, *basic.layer4):
@@ -126,6 +127,7 @@ def test_zero_init_residual_zeroes_each_blocks_last_gamma():
     assert torch.all(bottleneck.layer1[0].downsample[1].weight == 1)  # the shortcut's BN is not a block's last
 
 
+@pytest.mark.slow  # over half a second on 2 cores
 def test_a_saved_state_dict_loads_strictly_into_another_instance(tmp_path):
     torch.manual_seed(0)
     source = resnet.resnet18(num_classes=10).eval()

@@ -112,6 +112,7 @@ def test_crop_sets_the_position_embedding_and_a_bad_crop_is_a_value_error():
 SMALL = [("googlenet", 64), ("vit_s_16", 32), ("convnext_tiny", 32)]
 
 
+@pytest.mark.slow  # over half a second on 2 cores
 @pytest.mark.parametrize(("name", "crop"), SMALL)
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_forward_shape_at_small_crops(name, crop, in_channels):
@@ -158,6 +159,7 @@ def test_googlenet_transform_input_maps_imagenet_normalisation_to_half_scale():
     assert torch.allclose(moved((pixels - mean) / std), expected, atol=1e-5 * expected.abs().max().item())
 
 
+@pytest.mark.slow  # over half a second on 2 cores
 @pytest.mark.parametrize(("name", "crop"), SMALL)
 def test_state_dict_round_trip_strict(name, crop):
     torch.manual_seed(0)
@@ -169,6 +171,7 @@ def test_state_dict_round_trip_strict(name, crop):
     assert torch.equal(first(x), second(x))
 
 
+@pytest.mark.slow  # over half a second on 2 cores
 def test_init_as_torchvision():
     torch.manual_seed(0)
     g = googlenet(num_classes=10, in_channels=3, crop=64, dropout=0.2)
