@@ -6,12 +6,31 @@ cd "$(dirname "$0")/.."
 run=${DEMO:-runs/demo}
 data=prepared/demo
 
+# A re-run replaces the previous demo run and nothing else: a DEMO folder that holds anything
+# the demo does not write (a user's own files) is refused, and so is a file or a link.
+if [ -L "$run" ] || { [ -e "$run" ] && [ ! -d "$run" ]; }; then
+  echo "demo: $run is not a folder the demo made: set DEMO to another path" >&2
+  exit 2
+fi
+if [ -d "$run" ]; then
+  for entry in "$run"/* "$run"/.[!.]*; do
+    [ -e "$entry" ] || [ -L "$entry" ] || continue
+    case "$(basename "$entry")" in
+      config.yaml | metrics.jsonl | checkpoints | plot.png | .lock | test.json | samples) ;;
+      *)
+        echo "demo: $run holds $(basename "$entry"), which the demo does not write: set DEMO to another folder" >&2
+        exit 2
+        ;;
+    esac
+  done
+  rm -rf "$run"
+fi
+
 if [ ! -f "$data/train/meta.json" ] || [ ! -f "$data/test/meta.json" ]; then
   lsvr prepare data/fashion-mnist-small "$data" --size 32 --resize pad --overwrite
 fi
 lsvr info "$data/train" --verify >/dev/null
 
-rm -rf "$run"
 lsvr train configs/demo.yaml --out "$run"
 
 echo
