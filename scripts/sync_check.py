@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from lsvr.config import load_config
+from lsvr.config_file import load_config
 from lsvr.train.engine import train
 
 

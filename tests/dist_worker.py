@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from lsvr.cli import main as lsvr_main
-from lsvr.config import load_config
+from lsvr.config_file import load_config
 from lsvr.errors import InputError
 from lsvr.train.engine import train
 

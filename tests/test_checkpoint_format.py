@@ -13,7 +13,8 @@ import yaml
 from PIL import Image
 from tests.support import CONFIG, cli, sets
 
-from lsvr.config import DebugConfig, describe_keys, load_config
+from lsvr.config import DebugConfig
+from lsvr.config_file import describe_keys, load_config
 from lsvr.errors import InputError
 from lsvr.folders import write_atomic
 from lsvr.preprocess import VERSION, Preprocess

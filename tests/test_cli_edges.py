@@ -7,7 +7,7 @@ import warnings
 import pytest
 from tests.support import ENV, ROOT, cli
 
-from lsvr.config import load_config
+from lsvr.config_file import load_config
 from lsvr.errors import InputError
 
 

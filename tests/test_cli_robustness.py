@@ -106,7 +106,7 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, capsys, text, k
 
 
 def test_every_shipped_preset_still_loads():
-    from lsvr.config import load_config
+    from lsvr.config_file import load_config
 
     for preset in sorted((ROOT / "configs").glob("*.yaml")):
         load_config(preset)

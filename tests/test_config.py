@@ -1,7 +1,8 @@
 import pytest
 from tests.support import ROOT
 
-from lsvr.config import Config, load_config, valid_keys
+from lsvr.config import Config
+from lsvr.config_file import load_config, valid_keys
 from lsvr.errors import InputError
 
 

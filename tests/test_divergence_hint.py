@@ -3,7 +3,7 @@
 import pytest
 from tests.support import CONFIG, cli, sets
 
-from lsvr.config import load_config
+from lsvr.config_file import load_config
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import signal
 import pytest
 from tests.support import CONFIG, cli, sets
 
-from lsvr.config import load_config
+from lsvr.config_file import load_config
 from lsvr.train import checkpoint
 from lsvr.train.engine import train
 from lsvr.train.metrics import read_metrics

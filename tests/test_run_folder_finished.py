@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tests.support import CONFIG, files, sets, train
 
-from lsvr.config import load_config
+from lsvr.config_file import load_config
 from lsvr.train import checkpoint
 from lsvr.train.engine import train as train_run
 from lsvr.train.metrics import read_metrics

@@ -84,7 +84,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lsvr.config import describe_keys, load_config
+    from lsvr.config_file import describe_keys, load_config
     from lsvr.folders import check_writable
 
     if args.keys:

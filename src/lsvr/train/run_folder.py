@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from lsvr.config import RENAMED, Config
+from lsvr.config import Config
+from lsvr.config_file import RENAMED
 from lsvr.errors import InputError
 from lsvr.folders import FolderLock, check_writable, write_atomic
 from lsvr.train import checkpoint
