@@ -3,7 +3,8 @@
 CPU threads decode a 256 px JPEG at 1,000-2,400 images/s a core; a GPU trains AlexNet at
 tens of thousands a second. Here the reading threads only gather each batch's compressed
 bytes; nvJPEG (torchvision.io.decode_jpeg, batched, device="cuda") decodes them, and the
-crop windows are cut on the device. torchvision is optional and imported only here.
+windows are cut (and resized where they are not crop x crop) on the device. torchvision is
+optional and imported only here.
 DeviceReader is the host reader's twin (data/readers.py): the same read(rows, draws) -> Batch.
 
 The decoder is a plain function, list of 1-D uint8 CPU tensors -> list of (C, H, W) uint8
@@ -20,7 +21,7 @@ import torch
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.draws import Draws
-from lsvr.data.readers import Batch
+from lsvr.data.readers import Batch, resize_window
 from lsvr.errors import InputError
 
 Decoder = Callable[[list[torch.Tensor]], list[torch.Tensor]]
@@ -76,15 +77,28 @@ class DeviceReader:
             self._streams.append(stream)
 
     def _read(self, data: list[torch.Tensor], labels: torch.Tensor, draws: Draws | None) -> Batch:
-        images = torch.stack(self.decoder(data)).permute(0, 2, 3, 1)  # (B, H, W, C), a view
-        if draws is not None:
+        decoded = self.decoder(data)  # each (C, H, W) uint8 on the device
+        if draws is not None and (draws.resized or not self.dataset.shape[0]):
+            images = self._resized(decoded, draws)
             draws = draws.to(self.device, non_blocking=True)
-            images = draws.cut(images)
+        elif draws is not None:  # crop x crop windows of a fixed-shape set: one gather
+            draws = draws.to(self.device, non_blocking=True)
+            images = draws.cut(torch.stack(decoded).permute(0, 2, 3, 1))  # of (B, H, W, C), a view
         else:
-            images = images.contiguous()
+            images = torch.stack(decoded).permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
         labels = labels.to(self.device, non_blocking=True)
         ready = None
         if self.device.type == "cuda":
             ready = torch.cuda.Event()
             ready.record()
         return Batch(images, labels, draws, ready=ready)
+
+    def _resized(self, decoded: list[torch.Tensor], draws: Draws) -> torch.Tensor:
+        """Each image's window (host draws) resized to crop x crop on the device, one image at a
+        time: images of a batch may differ in shape, and so may their windows."""
+        out = torch.empty((len(decoded), draws.crop, draws.crop, decoded[0].shape[0]), dtype=torch.uint8,
+                          device=self.device)  # fmt: skip
+        bounds = zip(*(t.tolist() for t in (draws.top, draws.left, draws.height, draws.width)), strict=True)
+        for j, (image, (top, left, height, width)) in enumerate(zip(decoded, bounds, strict=True)):
+            out[j] = resize_window(image.permute(1, 2, 0)[top : top + height, left : left + width], draws.crop)
+        return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ from lsvr.data.device_decode import Decoder, DeviceReader
 from lsvr.data.draws import Draws, sample_keys
 from lsvr.data.readers import Batch, BufferPool, HostReader, Reader
 
+Window = Literal["crop", "rrc", "centred"]  # the paper's random crop, RandomResizedCrop, evaluation's
+
 
 class Loader:
     """Batches of one rank's share of each global batch, read ahead by background threads.
@@ -30,9 +33,12 @@ class Loader:
     indices: the dataset rows this loader covers (all of them when None), e.g. a holdout.
     shuffle: a fresh (seed, epoch) permutation each epoch and no partial last batch
     (training); otherwise the given order, every image exactly once (evaluation).
-    crop: draw each image's random crop x crop window (and, with flip, its mirror) and have
-    the reader cut it: Batch.draws says which, for Augment.train to mirror and normalise.
-    Without crop the images come whole and Batch.draws is None (evaluation).
+    crop: the side of the windows the reader cuts (and resizes) from each image: Batch.draws
+    says which, for Augment to mirror and normalise. Without crop the images come whole and
+    Batch.draws is None (evaluation of a fixed-shape set at its stored size).
+    window: "crop" (the paper: a random crop x crop window and, with flip, its mirror), "rrc"
+    (torchvision's RandomResizedCrop with `scale` and `ratio`, and the mirror) or "centred"
+    (evaluation: torchvision's Resize(resize) + CenterCrop(crop), never mirrored).
     decode: "host" (images decoded in the reading threads) or "device" (JPEG sets: the
     threads gather compressed bytes, the device decodes and cuts them; see device_decode).
     bad_records: "stop" or "skip" a record that does not decode (data/readers.py's
@@ -54,6 +60,10 @@ class Loader:
         device: torch.device | str = "cpu",
         crop: int | None = None,
         flip: bool = True,
+        window: Window = "crop",
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        resize: int | None = None,
         decode: str = "host",
         decoder: Decoder | None = None,
         bad_records: str = "stop",
@@ -69,6 +79,9 @@ class Loader:
         self.device = torch.device(device)
         self.global_batch = batch_size * world
         self.crop, self.flip = crop, flip
+        self.window, self.scale, self.ratio, self.resize = window, tuple(scale), tuple(ratio), resize
+        if window == "centred" and resize is None:
+            raise ValueError("Loader(window='centred') needs resize (the shorter side before the centre crop)")
         self._pool = BufferPool(prefetch + workers + 2, pinned=self.device.type == "cuda")
         self.reader: Reader = (
             DeviceReader(dataset, self.device, decoder) if decode == "device"
@@ -105,13 +118,26 @@ class Loader:
     def _read(self, order: np.ndarray, epoch: int, step: int) -> Batch:
         """One rank's batch, read in a worker thread: its rows, their draws, then the reader."""
         where = self.rank_slice(step, len(order))
-        draws = None
-        if self.crop is not None:
-            keys = sample_keys(self.seed, epoch, np.arange(where.start, where.stop))
-            draws = Draws.from_keys(keys, size=self.dataset.shape[0], crop=self.crop, flip=self.flip)
-        batch = self.reader.read(order[where], draws)
+        rows = order[where]
+        draws = (
+            None if self.crop is None else self.draws(rows, epoch=epoch, positions=np.arange(where.start, where.stop))
+        )
+        batch = self.reader.read(rows, draws)
         batch.step = step
         return batch
+
+    def draws(self, rows: np.ndarray, *, epoch: int, positions: np.ndarray) -> Draws:
+        """The windows (and mirrors) of the images at rows, the samples at `positions` of the
+        epoch's order: random ones from their keys, or evaluation's centred ones."""
+        if self.window == "centred":
+            return Draws.centred(self.dataset.sizes(rows), resize=self.resize, crop=self.crop)
+        keys = sample_keys(self.seed, epoch, positions)
+        if self.window == "rrc":
+            return Draws.random_resized(keys, self.dataset.sizes(rows), crop=self.crop, scale=self.scale,
+                                        ratio=self.ratio, flip=self.flip)  # fmt: skip
+        if self.dataset.shape[0]:  # a fixed-shape set: today's draws, bit for bit
+            return Draws.from_keys(keys, size=self.dataset.shape[0], crop=self.crop, flip=self.flip)
+        return Draws.from_keys(keys, size=self.dataset.sizes(rows), crop=self.crop, flip=self.flip)
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         """The batches of epoch `epoch` from `start_step` on, read `prefetch` ahead."""
