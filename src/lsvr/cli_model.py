@@ -22,8 +22,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from lsvr.data.dataset import PreparedDataset
-    from lsvr.data.loader import Loader
-    from lsvr.evaluate import evaluate
+    from lsvr.evaluate import eval_loader, evaluate
     from lsvr.inference import augment_for, check_dataset, load_model
     from lsvr.train.parallel import pick_device
 
@@ -36,7 +35,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"lsvr eval: warning: {dataset.path}: {problem}; scored anyway (--allow-mismatch)", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
-    loader = Loader(dataset, batch_size=args.batch, shuffle=False, workers=2, prefetch=2, device=device)
+    loader = eval_loader(dataset, pre, crops=args.crops, batch_size=args.batch, workers=2, prefetch=2, device=device)
     result = evaluate(model, loader, augment_for(pre, device), crops=args.crops)
     result.update(crops=args.crops, checkpoint=str(found), dataset=str(dataset.path))
     if args.json:

@@ -19,6 +19,7 @@ Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["fp32", "bf16", "fp16"]
 CompileMode = Literal["none", "default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead"]
 Decode = Literal["host", "device"]
+Augmentation = Literal["crop", "rrc"]
 Encoding = Literal["raw", "jpeg"]
 ResizePolicy = Literal["squash", "center", "pad"]
 StopOrSkip = Literal["stop", "skip"]
@@ -58,6 +59,11 @@ class DataConfig:
     holdout: int = _f(0, "training images set aside (fixed by seed) as validation instead of data.val")
     crop: int = _f(0, "crop size fed to the model; 0: the model's default, capped at the image size")
     flip: bool = _f(True, "random horizontal mirror during training (the paper: p=0.5)")
+    augment: Augmentation = _f(
+        "crop", "crop (the paper: a random data.crop window) or rrc (RandomResizedCrop, resized to data.crop)"
+    )
+    rrc_scale: list[float] = _f([0.08, 1.0], "rrc: the window's area as a fraction of the image, [low, high]")
+    rrc_ratio: list[float] = _f([0.75, 1.3333333], "rrc: the window's aspect ratio (width / height), [low, high]")
     normalize: Literal["mean_image", "channel"] = _f(
         "mean_image", "mean_image (the paper: subtract the mean image) or channel (mean/std)"
     )
@@ -197,8 +203,17 @@ def _check_ranges(cfg: Config) -> None:
     for key, value in (("optim.momentum", cfg.optim.momentum), ("train.label_smoothing", cfg.train.label_smoothing)):
         if not 0.0 <= value < 1.0:
             raise InputError(f"config: {key} must be in [0, 1), got {value}")
+    _check_rrc(cfg.data)
     if any(step < 0 for step in cfg.optim.lr_steps):
         raise InputError(f"config: optim.lr_steps must be epochs >= 0, got {cfg.optim.lr_steps}")
+
+
+def _check_rrc(data: DataConfig) -> None:
+    """RandomResizedCrop's bounds: two numbers, low <= high; areas in (0, 1], ratios above 0."""
+    for key, pair, top in (("data.rrc_scale", data.rrc_scale, 1.0), ("data.rrc_ratio", data.rrc_ratio, None)):
+        if len(pair) != 2 or not 0 < pair[0] <= pair[1] or (top is not None and pair[1] > top):
+            within = f"0 < low <= high <= {top}" if top is not None else "0 < low <= high"
+            raise InputError(f"config: {key} must be [low, high] with {within}, got {pair}")
 
 
 def _choice_fields(cfg: Config) -> list[tuple[str, Any, tuple[str, ...]]]:

@@ -1,4 +1,5 @@
-"""Top-1 / top-5 over a loader: one centre crop (the paper) or ten crops.
+"""Top-1 / top-5 over a loader: one centre view (the paper's crop, or torchvision's Resize +
+CenterCrop) or ten crops.
 
 Knows no checkpoints: the engine and the CLI both hand it a model. Ten-crop averages the
 softmax of the four corners, the centre and their mirrors. Counts are summed over ranks
@@ -8,13 +9,17 @@ through `reduce`, so every image is scored exactly once whatever the world size.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lsvr.data.augment import Augment
+from lsvr.data.dataset import PreparedDataset
 from lsvr.data.loader import Loader
+from lsvr.errors import InputError
+from lsvr.preprocess import Preprocess
 
 
 def autocast(device: torch.device, precision: str):
@@ -33,7 +38,8 @@ def evaluate(
     precision: str = "fp32",
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
 ) -> dict[str, float]:
-    """{"top1", "top5" (accuracy, percent), "loss" (mean NLL), "images"} over every image."""
+    """{"top1", "top5" (accuracy, percent), "loss" (mean NLL), "images"} over every image of a
+    loader from `eval_loader`: its windows where it cuts them, else `crops` views of whole images."""
     was_training = model.training
     model.eval()
     device = loader.device
@@ -41,7 +47,10 @@ def evaluate(
     for batch in loader.batches(epoch=0):
         if not len(batch.labels):
             continue
-        views = [augment.center(batch.images)] if crops == 1 else augment.ten_crops(batch.images)
+        if batch.draws is not None:  # each image's evaluation window, cut (and resized) by the reader
+            views = [augment.apply(batch.images, batch.draws)]
+        else:
+            views = [augment.center(batch.images)] if crops == 1 else augment.ten_crops(batch.images)
         batch.release()  # the views are copies
         probs = 0
         for view in views:
@@ -65,3 +74,26 @@ def evaluate(
         "loss": float(totals[2]) / n,
         "images": int(totals[3]),
     }
+
+
+def eval_loader(dataset: PreparedDataset, pre: Preprocess, *, crops: int = 1, batch_size: int,
+                **options: Any) -> Loader:  # fmt: skip
+    """The loader that shows each image as `pre` says evaluation sees it. One view: each image's
+    centred window, torchvision's Resize(pre.eval_size) + CenterCrop(pre.eval_crop), cut by the
+    reader (resized only where the window is not eval_crop wide: on a fixed-shape set evaluated
+    at its stored side, the paper's centre crop, cut as before). Ten views (the corners and the
+    centre, mirrored): whole images of a fixed-shape set at its stored side; elsewhere refused,
+    as each view would need a resize of its own. options: Loader's (rank, world, workers...)."""
+    stored = dataset.shape[0] if dataset.shape[0] == dataset.shape[1] else 0  # 0: shapes vary
+    resized = pre.eval_size != stored
+    if resized and pre.normalize == "mean_image":
+        raise InputError(f"{dataset.path}: evaluation at {pre.eval_size} px (Resize + CenterCrop) with a mean image"
+                         f" of {stored} px: a per-pixel mean only fits the stored images")  # fmt: skip
+    if crops != 1:
+        if resized:
+            found = stored or "of varying shape"
+            raise InputError(f"{dataset.path}: ten-crop evaluation needs images stored at the evaluation size"
+                             f" ({pre.eval_size}), not {found}; evaluate one centre view")  # fmt: skip
+        return Loader(dataset, batch_size=batch_size, shuffle=False, **options)
+    return Loader(dataset, batch_size=batch_size, shuffle=False, crop=pre.eval_crop, window="centred",
+                  resize=pre.eval_size, **options)  # fmt: skip

@@ -58,7 +58,7 @@ def load_model(path: Path, device: torch.device) -> tuple[nn.Module, CheckpointR
 def augment_for(pre: Preprocess, device: torch.device) -> Augment:
     """The evaluation-time preprocessing stored in a checkpoint (no random crop or mirror)."""
     return Augment(
-        mean_image=pre.mean_image.float().numpy(),
+        mean_image=pre.mean_image.float().numpy() if pre.mean_image is not None else None,
         channel_mean=list(pre.channel_mean or ()),
         channel_std=list(pre.channel_std or ()),
         crop=pre.eval_crop,

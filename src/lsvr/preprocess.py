@@ -39,6 +39,7 @@ class Preprocess:
     eval_size: int | None = None  # the side an image is brought to before the centre crop
     eval_crop: int | None = None
     interpolation: str = "bilinear"  # of the resize (prepare's, and inference's)
+    augment: str | None = None  # the training windows: crop (the paper) or rrc; None: not recorded
     normalize: str | None = field(default=None, metadata=_compared("data.normalize"))  # mean_image or channel
     mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)  # (size, size, C) float
     channel_mean: tuple[float, ...] | None = None
@@ -51,10 +52,12 @@ class Preprocess:
         run's (None where no run is meant: a set compared with a model or another set)."""
         meta = ds.meta
         stats = {k: tuple(float(v) for v in meta[k]) if meta.get(k) else None for k in ("channel_mean", "channel_std")}
+        size = int(ds.shape[0]) or int(meta["size"])  # a set of varying shapes (0 x 0): its shorter side
+        mean = torch.from_numpy(ds.mean_image) if ds.mean_image is not None else None  # none where shapes vary
         return cls(
-            classes=tuple(ds.classes), size=int(ds.shape[0]), channels=int(ds.shape[2]), resize=meta.get("resize"),
-            encoding=meta.get("encoding"), crop=crop, eval_size=int(ds.shape[0]), eval_crop=crop,
-            normalize=normalize, mean_image=torch.from_numpy(ds.mean_image), **stats,
+            classes=tuple(ds.classes), size=size, channels=int(ds.shape[2]), resize=meta.get("resize"),
+            encoding=meta.get("encoding"), crop=crop, eval_size=size, eval_crop=crop,
+            normalize=normalize, mean_image=mean, **stats,
         )  # fmt: skip
 
     def to_dict(self, *, mean_image: bool = True) -> dict[str, Any]:

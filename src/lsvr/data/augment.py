@@ -30,13 +30,14 @@ def mirror_images(images: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
 
 class Augment:
     """normalize: "mean_image" subtracts the dataset's mean image (the paper; pixel scale
-    0..255 kept), "channel" subtracts the per-channel mean and divides by the std.
+    0..255 kept), "channel" subtracts the per-channel mean and divides by the std (the mean
+    image may then be None: a set of varying shape has none).
     crop: the side of the windows `center` and `ten_crops` cut (training's come on the Batch)."""
 
     def __init__(
         self,
         *,
-        mean_image: np.ndarray,
+        mean_image: np.ndarray | None,
         channel_mean: list[float],
         channel_std: list[float],
         crop: int,
@@ -44,14 +45,21 @@ class Augment:
         channels_last: bool = False,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.size = mean_image.shape[0]
-        if crop > self.size or mean_image.shape[1] != self.size:
+        if normalize == "mean_image" and mean_image is None:
+            raise ValueError("normalize=mean_image needs the mean image (a set of varying shape has none)")
+        self.size = mean_image.shape[0] if mean_image is not None else 0  # the stored side; 0: shapes vary
+        if (
+            mean_image is not None
+            and (crop > self.size or mean_image.shape[1] != self.size)
+            and normalize == "mean_image"
+        ):
             raise ValueError(f"crop {crop} does not fit images of {mean_image.shape[:2]}")
         self.crop, self.normalize = crop, normalize
         self.channels_last = channels_last
         device = torch.device(device)
-        self.mean_image = torch.from_numpy(np.ascontiguousarray(mean_image)).to(device)  # (H, W, C)
-        self.mean_mirrored = self.mean_image.flip(1).contiguous()
+        if normalize == "mean_image":
+            self.mean_image = torch.from_numpy(np.ascontiguousarray(mean_image)).to(device)  # (H, W, C)
+            self.mean_mirrored = self.mean_image.flip(1).contiguous()
         self.channel_mean = torch.tensor(channel_mean, dtype=torch.float32, device=device)
         self.channel_inv_std = 1.0 / torch.tensor(channel_std, dtype=torch.float32, device=device).clamp_min(1e-3)
 

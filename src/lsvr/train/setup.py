@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +37,7 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
         raise InputError("config: data.train is not set (a folder made by `lsvr prepare`)")
     spec = model_spec(cfg.model.name)
     train = PreparedDataset(cfg.data.train)
-    size = train.shape[0]
-    crop = cfg.data.crop or min(spec.default_crop, size)
-    if crop > min(train.shape[:2]):
-        raise InputError(f"data.crop={crop} is larger than the images of {train.path} ({size})")
+    crop = check_windows(cfg, train, default_crop=spec.default_crop)
     if cfg.train.global_batch % (world * cfg.train.accumulate):
         raise InputError(
             f"train.global_batch={cfg.train.global_batch} does not divide by world size {world}"
@@ -66,6 +64,41 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
         notes = resume_fits(cfg, start.state, train=train, crop=crop, where=start.resume_from)
         done = nothing_to_train(cfg, start.state, steps_per_epoch=len(rows) // cfg.train.global_batch)
     return RunInputs(train, val, rows, val_rows, crop, start.resume_from, notes, done)
+
+
+def check_windows(cfg: Config, train: PreparedDataset, *, default_crop: int) -> int:
+    """The crop the model sees (data.crop, or the model's default capped at the shorter side),
+    with what cannot hold: the paper's random crop larger than the images, and a mean image
+    on windows that are resized (rrc) or of images of varying shape (no per-pixel mean there)."""
+    variable = not train.shape[0]  # prepare --resize short: each image's shape its own
+    short = int(train.meta["size"]) if variable else min(train.shape[:2])
+    crop = cfg.data.crop or min(default_crop, short)
+    if cfg.data.normalize == "mean_image" and (variable or cfg.data.augment == "rrc"):
+        why = "with data.augment=rrc" if cfg.data.augment == "rrc" else f"on {train.path} (images of varying shape)"
+        raise InputError(f"data.normalize=mean_image has no meaning {why}: a per-pixel mean needs every image"
+                         " cut at the same place; use data.normalize=channel")  # fmt: skip
+    if cfg.data.augment == "crop" and crop > short:
+        side = f"shorter side {short}" if variable else f"{short}"
+        raise InputError(f"data.crop={crop} is larger than the images of {train.path} ({side}); use a smaller"
+                         " data.crop or data.augment=rrc")  # fmt: skip
+    return crop
+
+
+def run_preprocess(cfg: Config, train: PreparedDataset, *, crop: int) -> Preprocess:
+    """The record a run writes into its checkpoints: the set's, the run's crop and normalisation,
+    and the evaluation view. The paper's crop on a fixed-shape set evaluates the stored image's
+    centre crop (as lsvr always did); rrc or a set of varying shape evaluates as torchvision
+    does, Resize(eval_size) + CenterCrop(crop), eval_size keeping the model's declared ratio
+    (256 / 224 for a 224 crop: 256) or, for a model that declares none, the set's stored side."""
+    spec = model_spec(cfg.model.name)
+    pre = Preprocess.from_dataset(train, crop=crop, normalize=cfg.data.normalize)
+    variable = not train.shape[0]
+    if cfg.data.augment == "crop" and not variable:
+        return dataclasses.replace(pre, augment="crop")
+    stored = int(train.meta["size"]) if variable else int(train.shape[0])
+    eval_size = round(crop * spec.eval_resize / spec.eval_crop) if spec.eval_resize else stored
+    return dataclasses.replace(pre, eval_size=eval_size, eval_crop=crop, interpolation=spec.interpolation,
+                               augment=cfg.data.augment)  # fmt: skip
 
 
 def nothing_to_train(cfg: Config, state: CheckpointRecord, *, steps_per_epoch: int) -> str | None:

@@ -23,10 +23,9 @@ from lsvr.config import Config, GuardConfig, TrainConfig, to_dict
 from lsvr.data.augment import Augment
 from lsvr.data.loader import Batch, Loader
 from lsvr.errors import InputError
-from lsvr.evaluate import autocast, evaluate
+from lsvr.evaluate import autocast, eval_loader, evaluate
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
-from lsvr.preprocess import Preprocess
 from lsvr.progress import progress_bar
 from lsvr.train import checkpoint, parallel
 from lsvr.train.faults import Faults
@@ -34,7 +33,7 @@ from lsvr.train.health import Health, nonfinite_hint
 from lsvr.train.optim import Schedule, build_optimizer
 from lsvr.train.record import CheckpointRecord
 from lsvr.train.run_folder import RunFolder, Start
-from lsvr.train.setup import RunInputs
+from lsvr.train.setup import RunInputs, run_preprocess
 from lsvr.train.signals import Preemption
 from lsvr.train.state import RunState, provenance, rng_state, set_rng_state
 from lsvr.train.throughput import Throughput
@@ -88,12 +87,12 @@ class Trainer:
         self.model = model.to(device, memory_format=memory_format)
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+        self.preprocess = run_preprocess(cfg, ds, crop=self.inputs.crop)
         self.loader, self.val_loader = self._loaders()
         self.augment = Augment(
             mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=self.inputs.crop,
             normalize=cfg.data.normalize, channels_last=cfg.train.channels_last, device=device,
         )  # fmt: skip
-        self.preprocess = Preprocess.from_dataset(ds, crop=self.inputs.crop, normalize=cfg.data.normalize)
         self.total_steps = len(self.loader) * cfg.train.epochs
         if cfg.train.max_steps:
             self.total_steps = min(self.total_steps, cfg.train.max_steps)
@@ -111,11 +110,13 @@ class Trainer:
                   "warn": lambda text: self.say(f"lsvr train: warning: {text}")}  # fmt: skip
         loader = Loader(
             inputs.train, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
-            prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, **common,
+            prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, window=cfg.data.augment,
+            scale=tuple(cfg.data.rrc_scale), ratio=tuple(cfg.data.rrc_ratio), **common,
         )  # fmt: skip
         if inputs.val is None:
             return loader, None
-        return loader, Loader(inputs.val, batch_size=per_rank, shuffle=False, indices=inputs.val_rows, **common)
+        val = eval_loader(inputs.val, self.preprocess, batch_size=per_rank, indices=inputs.val_rows, **common)
+        return loader, val
 
     def resume(self) -> None:
         """Continue from inputs.resume_from (if any): weights, optimizer, scaler, position, RNGs."""
