@@ -101,15 +101,22 @@ class Draws:
 
     @classmethod
     def centred(cls, sizes: np.ndarray, *, resize: int, crop: int) -> Draws:
-        """Evaluation's window as torchvision's Resize(resize) then CenterCrop(crop): the centred
-        square of side round(crop * shorter side / resize) (at most the image), brought to crop.
-        A stored 256 x 256 image with resize 256, crop 224: the 224 window at 16, no resize."""
+        """Evaluation's window as torchvision's Resize(resize) then CenterCrop(crop): the shorter
+        side brought to `resize` (the longer to int(resize * long / short)), the crop x crop centre
+        of that (offset round((side - crop) / 2)), all mapped back to stored pixels and rounded,
+        at most the image. A stored 256 x 256 image with resize 256, crop 224: the 224 window at
+        16, no resize."""
         sizes = _sizes(sizes, len(sizes))
-        side = np.minimum(np.rint(crop * sizes.min(axis=1) / resize).astype(np.int64), sizes.min(axis=1))
-        side = np.maximum(side, 1)
-        side_ = torch.from_numpy(side)
-        top, left = torch.from_numpy((sizes[:, 0] - side) // 2), torch.from_numpy((sizes[:, 1] - side) // 2)
-        return cls(top, left, torch.zeros(len(side), dtype=torch.bool), crop, side_, side_.clone())
+        short = sizes.min(axis=1, keepdims=True)  # (B, 1)
+        resized = np.where(sizes == short, resize, resize * sizes // short)  # (B, 2) after Resize
+        scale = sizes / resized  # stored pixels per resized pixel, (B, 2)
+        extent = np.clip(np.rint(crop * scale), 1, sizes).astype(np.int64)
+        offset = np.rint(np.rint((resized - crop) / 2) * scale).astype(np.int64)
+        offset = np.clip(offset, 0, sizes - extent)
+        t = [
+            torch.from_numpy(np.ascontiguousarray(v)) for v in (offset[:, 0], offset[:, 1], extent[:, 0], extent[:, 1])
+        ]
+        return cls(t[0], t[1], torch.zeros(len(sizes), dtype=torch.bool), crop, t[2], t[3])
 
     @classmethod
     def fixed(cls, count: int, *, top: int, left: int, mirror: bool, crop: int, device: torch.device) -> Draws:

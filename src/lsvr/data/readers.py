@@ -135,7 +135,8 @@ class HostReader:
             scale = decode_scale(min(window[2:]), draws.crop) if jpeg else 1
             image = self.dataset.image(i, scale=scale)  # (h, w, C) uint8
             rows_, cols = scaled(window, scale)
-            out[j] = resize_window(torch.from_numpy(image[rows_, cols]), draws.crop).numpy()
+            window = image[rows_, cols].copy()  # (h, w, C): writable, contiguous (a raw set's map is read-only)
+            out[j] = resize_window(torch.from_numpy(window), draws.crop).numpy()
 
     def _without_bad(self, rows: np.ndarray, draws: Draws | None) -> tuple[np.ndarray, Draws | None]:
         """The batch without its known-bad rows: training puts good rows of the same batch in
