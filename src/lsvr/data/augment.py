@@ -72,9 +72,12 @@ class Augment:
 
     def apply(self, images: torch.Tensor, draws: Draws) -> torch.Tensor:
         """(B, crop, crop, C) uint8 windows at `draws` -> (B, C, crop, crop) float32: mirror, normalise."""
-        pixels = mirror_images(images, draws.mirror).float()
+        pixels = mirror_images(images, draws.mirror).float().contiguous()  # (B, crop, crop, C)
         if self.normalize != "mean_image":
-            pixels = (pixels - self.channel_mean) * self.channel_inv_std
+            # as rows of crop * C values with the statistics tiled along a row: broadcasting over
+            # a trailing 3 is not vectorised (measured at 224 px, one thread: 1.79 ms an image, 0.43 ms so)
+            b, h, w, c = pixels.shape
+            pixels.view(b * h, w * c).sub_(self.channel_mean.repeat(w)).mul_(self.channel_inv_std.repeat(w))
         elif pixels.device.type == "cpu":
             pixels = self._subtract_mean_cpu(pixels, draws)
         else:  # the mean image gathered at each pixel's source position
