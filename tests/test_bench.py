@@ -13,11 +13,16 @@ def test_bench_loader_and_prepare_report_every_figure(tmp_path, capsys):
               "--dir", tmp_path, "--json"]  # fmt: skip
     assert cli("bench", "loader", *common) == 0
     loader = json.loads(capsys.readouterr().out)
-    pipelines = {"lsvr_jpeg", "lsvr_raw", "baseline_pil", "decode_limit", "gather_limit"}
+    pipelines = {"lsvr_jpeg", "lsvr_raw", "baseline_pil", "decode_limit", "gather_limit", "lsvr_rrc", "baseline_rrc"}
     assert set(loader["images_per_sec_per_core"]) == pipelines
     assert all(v > 0 for v in loader["images_per_sec_per_core"].values())
-    for key in ("ratio_vs_baseline", "fraction_of_decode_limit", "fraction_of_gather_limit"):
+    for key in ("ratio_vs_baseline", "fraction_of_decode_limit", "fraction_of_gather_limit",
+                "rrc_ratio_vs_baseline_10_epochs"):  # fmt: skip
         assert loader[key] > 0 and key in loader["goals"]
+    # the prepare cost spread over fewer epochs weighs more
+    assert loader["rrc_ratio_vs_baseline_1_epochs"] < loader["rrc_ratio_vs_baseline_10_epochs"]
+    assert loader["rrc_ratio_vs_baseline_10_epochs"] < loader["rrc_ratio_vs_baseline"]
+    assert loader["settings"]["prepare_cpu_s_per_image"] > 0
     assert cli("bench", "prepare", *common) == 0
     prepare = json.loads(capsys.readouterr().out)
     assert set(prepare["images_per_sec_per_core"]) == {"lsvr_prepare", "prepare_limit"}

@@ -1,11 +1,15 @@
 """`lsvr bench loader`: lsvr's loader against a torchvision-style pipeline and the bare limits.
 
-Five pipelines over the same generated photos, with the same crop (224) and flip work:
+Seven pipelines over the same generated photos, with the same crop (224) and flip work:
 lsvr_jpeg and lsvr_raw (lsvr's Loader on the two encodings), baseline_pil (a per-sample
 Dataset that opens the original JPEGs with PIL, does RandomResizedCrop + flip and ends in
 uint8 tensors, through torch's DataLoader with as many worker processes as lsvr has
 threads), decode_limit (bare libjpeg-turbo decode of the same 256 px JPEGs, one core) and
 gather_limit (bare copy of the same batches' rows out of the raw memory map, one core).
+The rrc pair ends where the model starts, in normalised float batches: lsvr_rrc (the
+Loader's RandomResizedCrop windows on the JPEG set, then Augment's mirror and per-channel
+normalisation) and baseline_rrc (baseline_pil ending in ToTensor + Normalize); lsvr's side
+is also reported with its prepare cost spread over 1 and 10 epochs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +27,15 @@ from PIL import Image
 
 from lsvr.bench.photos import write_photos
 from lsvr.bench.timing import Measure, environment, measure, median, report, workdir
-from lsvr.data.augment import mirror_images
+from lsvr.data.augment import Augment, mirror_images
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.loader import Loader
 from lsvr.data.prepare import prepare
 from lsvr.data.sources import FolderSource
+from lsvr.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 CROP = 224
+MEAN, STD = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)  # 0..1 units
 
 
 def photo_set(root: Path, count: int, workers: int) -> FolderSource:
@@ -50,10 +57,11 @@ def prepared(source: FolderSource, out: Path, encoding: str, workers: int) -> Pr
 class PilCrops(torch.utils.data.Dataset):
     """torchvision's reference recipe without torchvision: PIL decode of the original file,
     RandomResizedCrop(224, scale=(0.08, 1), ratio=(3/4, 4/3)), horizontal flip (p=0.5), and
-    PILToTensor (uint8, C x H x W)."""
+    PILToTensor (uint8, C x H x W) or, with normalize, ToTensor + Normalize (float32, the
+    ImageNet statistics: what the model receives)."""
 
-    def __init__(self, paths: list[Path], labels: np.ndarray, crop: int = CROP) -> None:
-        self.paths, self.labels, self.crop = paths, labels, crop
+    def __init__(self, paths: list[Path], labels: np.ndarray, crop: int = CROP, normalize: bool = False) -> None:
+        self.paths, self.labels, self.crop, self.normalize = paths, labels, crop, normalize
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -79,13 +87,21 @@ class PilCrops(torch.utils.data.Dataset):
             image = image.resize((self.crop, self.crop), Image.Resampling.BILINEAR, box=self.crop_box(*image.size, rng))
         if rng.random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1), int(self.labels[i])
+        pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)  # (C, H, W) uint8
+        if self.normalize:  # ToTensor, then Normalize (its sub_ and div_)
+            pixels = (pixels.float() / 255).sub_(MEAN[:, None, None]).div_(STD[:, None, None])
+        return pixels, int(self.labels[i])
 
 
-def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int) -> Measure:
+def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int, *, rrc: bool = False) -> Measure:
     """The loader cuts the crops in its threads; the mirror follows on the consuming thread,
-    as Augment.train does it."""
-    loader = Loader(ds, batch_size=batch, shuffle=True, seed=0, workers=workers, prefetch=2 * workers, crop=CROP)
+    as Augment.train does it. rrc: RandomResizedCrop windows (decoded at reduced scale where
+    they allow, resized in the threads), then Augment's mirror and per-channel normalisation
+    to the float batches the model receives."""
+    loader = Loader(ds, batch_size=batch, shuffle=True, seed=0, workers=workers, prefetch=2 * workers, crop=CROP,
+                    window="rrc" if rrc else "crop")  # fmt: skip
+    augment = Augment(mean_image=None, channel_mean=(MEAN * 255).tolist(), channel_std=(STD * 255).tolist(),
+                      crop=CROP, normalize="channel")  # fmt: skip
     for i, b in enumerate(loader.batches(99)):  # steady state: the buffers exist, as in any long run
         b.release()
         if i > loader.prefetch + 2:
@@ -95,7 +111,10 @@ def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int) -> Measure
         count = 0
         for epoch in range(epochs):
             for b in loader.batches(epoch):
-                mirror_images(b.images, b.draws.mirror)
+                if rrc:
+                    augment.train(b)  # (B, 3, 224, 224) float32
+                else:
+                    mirror_images(b.images, b.draws.mirror)
                 count += len(b.labels)
                 b.release()
         return count
@@ -108,8 +127,8 @@ def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int) -> Measure
         torch.set_num_threads(threads)
 
 
-def _baseline(source: FolderSource, batch: int, workers: int) -> Measure:
-    dataset = PilCrops([source.root / n for n in source.names], source.labels)
+def _baseline(source: FolderSource, batch: int, workers: int, *, normalize: bool = False) -> Measure:
+    dataset = PilCrops([source.root / n for n in source.names], source.labels, normalize=normalize)
 
     def run() -> int:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
@@ -143,6 +162,17 @@ def _gather_limit(ds: PreparedDataset, batches: list[np.ndarray], passes: int) -
     return measure(run, thread_only=True)
 
 
+def _prepare_cost(source: FolderSource, out: Path, workers: int) -> float:
+    """CPU-seconds (this process and its workers) of preparing the JPEG set afresh: what lsvr
+    pays once, before any epoch, and the baseline never does."""
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        return measure(lambda: prepare(source, out, size=256, encoding="jpeg", workers=workers, progress=False)
+                       or len(source), children=True).cpu_s  # fmt: skip
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def bench_loader(*, images: int, batch: int, workers: int | None, epochs: int, rounds: int, folder: str | None,
                  as_json: bool) -> dict:  # fmt: skip
     workers = workers or os.cpu_count() or 1
@@ -160,6 +190,8 @@ def bench_loader(*, images: int, batch: int, workers: int | None, epochs: int, r
         "lsvr_jpeg": lambda: _lsvr(jpeg, batch, workers, epochs),
         "lsvr_raw": lambda: _lsvr(raw, batch, workers, 4 * epochs),
         "baseline_pil": lambda: _baseline(source, batch, workers),
+        "lsvr_rrc": lambda: _lsvr(jpeg, batch, workers, epochs, rrc=True),
+        "baseline_rrc": lambda: _baseline(source, batch, workers, normalize=True),
     }
     rounds_of = {name: [] for name in runs}
     for _ in range(rounds):  # interleaved, so a noisy minute on a shared machine hits every pipeline
@@ -167,12 +199,21 @@ def bench_loader(*, images: int, batch: int, workers: int | None, epochs: int, r
             rounds_of[name].append(run())
     rows = {name: median(ms) for name, ms in rounds_of.items()}
     per_core = {name: m.per_core for name, m in rows.items()}
+    prepare_s = _prepare_cost(source, root / "prepare-timing", workers) / len(source)  # CPU-seconds an image
     ratios = {
         "ratio_vs_baseline": per_core["lsvr_jpeg"] / per_core["baseline_pil"],
+        **{
+            f"rrc_ratio_vs_baseline_{e}_epochs": per_core["lsvr_rrc"]
+            / (1 + prepare_s * per_core["lsvr_rrc"] / e)
+            / per_core["baseline_rrc"]
+            for e in (1, 10)
+        },
+        "rrc_ratio_vs_baseline": per_core["lsvr_rrc"] / per_core["baseline_rrc"],
         "fraction_of_decode_limit": per_core["lsvr_jpeg"] / per_core["decode_limit"],
         "fraction_of_gather_limit": per_core["lsvr_raw"] / per_core["gather_limit"],
     }
-    goals = {"ratio_vs_baseline": 6.0, "fraction_of_decode_limit": 0.85, "fraction_of_gather_limit": 0.8}
+    goals = {"ratio_vs_baseline": 6.0, "fraction_of_decode_limit": 0.85, "fraction_of_gather_limit": 0.8,
+             "rrc_ratio_vs_baseline_10_epochs": 4.0}  # fmt: skip
     result = {
         "benchmark": "loader",
         "settings": {
@@ -184,6 +225,7 @@ def bench_loader(*, images: int, batch: int, workers: int | None, epochs: int, r
             "stored_size": 256,
             "jpeg_quality": 90,
             "photo_sizes": "500x375 and the like",
+            "prepare_cpu_s_per_image": round(prepare_s, 5),
         },
         "environment": environment(workers),
         "images_per_sec_per_core": {name: round(v, 1) for name, v in per_core.items()},
