@@ -265,3 +265,22 @@ def test_resnet18_learns_fashion_mnist_through_rrc(tmp_path, capsys):
     (val,) = [m for m in metrics if m["kind"] == "val"]
     assert val["images"] == 500 and val["top1"] > 40.0, val
     assert losses[-1] < losses[0] / 2, losses
+
+
+@pytest.mark.parametrize("normalize", ["mean_image", "channel"])
+def test_eval_windows_at_the_stored_size_score_as_the_old_centre_crop(tiny_data, normalize):
+    from lsvr.data.augment import Augment
+    from lsvr.evaluate import eval_loader, evaluate
+    from lsvr.models.registry import build_model
+    from lsvr.preprocess import Preprocess
+
+    ds = PreparedDataset(tiny_data)
+    torch.manual_seed(0)
+    model = build_model("alexnet_small", num_classes=10, in_channels=1, crop=28, dropout=0.0, width=0.25)
+    augment = Augment(mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=28,
+                      normalize=normalize)  # fmt: skip
+    pre = Preprocess.from_dataset(ds, crop=28, normalize=normalize)
+    windows = eval_loader(ds, pre, batch_size=50, workers=1)
+    assert windows.window == "centred" and windows.crop == 28
+    whole = Loader(ds, batch_size=50, shuffle=False, workers=1)  # whole images, Augment.center: as before
+    assert evaluate(model, windows, augment) == evaluate(model, whole, augment)
