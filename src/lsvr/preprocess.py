@@ -2,8 +2,10 @@
 checkpoint and export, compared field by field where a dataset meets a model.
 
 The pipeline it describes: prepare stores each image at `size` x `size` (`resize` policy,
-`interpolation`, `channels`, `encoding`); training crops `crop` at random; evaluation brings
-an image to `eval_size` and takes the centre `eval_crop`; both normalise (`normalize`: the
+`interpolation`, `channels`, `encoding`), or with resize "short" at shorter side `size`,
+aspect kept; training crops `crop` at random; evaluation brings an image to `eval_size` (the
+prepare policy's size; "short": the shorter side, as torchvision's Resize) and takes the
+centre `eval_crop`; both normalise (`normalize`: the
 mean image, or per-channel mean/std, in 0..255 units). `classes` are the model's outputs.
 
 Checkpoints written before the record had a version hold a plain dict of crop, size,
@@ -32,7 +34,7 @@ class Preprocess:
     classes: tuple[str, ...] = field(default=(), metadata=_compared("classes"))
     size: int | None = field(default=None, metadata=_compared("size", "--size {}"))  # stored side
     channels: int | None = field(default=None, metadata=_compared("channels", "--channels {}"))
-    resize: str | None = field(default=None, metadata=_compared("resize", "--resize {}"))  # squash, center, pad
+    resize: str | None = field(default=None, metadata=_compared("resize", "--resize {}"))  # squash, center, pad, short
     # Not compared: it barely changes what a model sees (see lsvr.inference.check_dataset).
     encoding: str | None = None  # raw or jpeg; None: not recorded (older checkpoints)
     crop: int | None = field(default=None, metadata=_compared("data.crop"))  # the random training crop
@@ -40,7 +42,8 @@ class Preprocess:
     eval_crop: int | None = None
     interpolation: str = "bilinear"  # of the resize (prepare's, and inference's)
     normalize: str | None = field(default=None, metadata=_compared("data.normalize"))  # mean_image or channel
-    mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)  # (size, size, C) float
+    # (size, size, C) float; None for resize "short" (images of varying shape: channel statistics only)
+    mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)
     channel_mean: tuple[float, ...] | None = None
     channel_std: tuple[float, ...] | None = None
     version: int = VERSION
@@ -48,13 +51,17 @@ class Preprocess:
     @classmethod
     def from_dataset(cls, ds: Any, *, crop: int | None = None, normalize: str | None = None) -> Preprocess:
         """What a PreparedDataset (lsvr.data.dataset) gives its model; crop and normalize are the
-        run's (None where no run is meant: a set compared with a model or another set)."""
+        run's (None where no run is meant: a set compared with a model or another set). The eval
+        view is the stored size and the crop: for a set of 256 and crop 224, torchvision's 256/224."""
         meta = ds.meta
         stats = {k: tuple(float(v) for v in meta[k]) if meta.get(k) else None for k in ("channel_mean", "channel_std")}
+        variable = ds.shape[0] == 0  # resize "short": images of varying shape, no mean image
+        size = int(meta["size"]) if variable else int(ds.shape[0])  # short: the shorter side
+        mean_image = None if variable else torch.from_numpy(ds.mean_image)
         return cls(
-            classes=tuple(ds.classes), size=int(ds.shape[0]), channels=int(ds.shape[2]), resize=meta.get("resize"),
-            encoding=meta.get("encoding"), crop=crop, eval_size=int(ds.shape[0]), eval_crop=crop,
-            normalize=normalize, mean_image=torch.from_numpy(ds.mean_image), **stats,
+            classes=tuple(ds.classes), size=size, channels=int(ds.shape[2]), resize=meta.get("resize"),
+            encoding=meta.get("encoding"), crop=crop, eval_size=size, eval_crop=crop,
+            normalize=normalize, mean_image=mean_image, **stats,
         )  # fmt: skip
 
     def to_dict(self, *, mean_image: bool = True) -> dict[str, Any]:
