@@ -240,9 +240,9 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="output folder (a folder of idx files with two splits gives OUT/train, OUT/test)")
     p.add_argument("--size", type=int, default=256,
                    help="stored image side in pixels (--resize short: the shorter side; default 256)")  # fmt: skip
-    p.add_argument("--encoding", choices=choices(Encoding), help="raw (default) or jpeg (the default of --resize short)")
+    p.add_argument("--encoding", choices=choices(Encoding), help="default raw; jpeg for --resize short")
     p.add_argument("--resize", choices=choices(ResizePolicy), default="squash",
-                   help="squash is the paper's; short keeps the aspect ratio (shorter side --size), as JPEG")  # fmt: skip
+                   help="squash is the paper's; short keeps the aspect (shorter side --size), as JPEG")  # fmt: skip
     p.add_argument("--max-size", type=int, metavar="M",
                    help="--resize short: cap the longer side at M (the shorter side is then below --size)")  # fmt: skip
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB); default: 1 for idx, else 3")
@@ -305,6 +305,9 @@ def _add_model_commands(sub) -> None:
     p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a prepared dataset")
     p.add_argument("checkpoint")
     p.add_argument("dataset")
+    p.add_argument("--resize", type=int, metavar="N",
+                   help="shorter side before the centre crop (default: the checkpoint's eval size)")  # fmt: skip
+    p.add_argument("--crop", type=int, metavar="N", help="centre crop side (default: the checkpoint's eval crop)")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--threads", type=int, default=0)

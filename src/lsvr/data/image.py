@@ -180,6 +180,14 @@ def resize_short(pixels: np.ndarray, size: int, max_size: int | None = None) -> 
     return np.asarray(image).reshape(nh, nw, c)
 
 
+def center_crop(pixels: np.ndarray, crop: int) -> np.ndarray:
+    """The centred crop x crop window of an (H, W, C) image at least crop on each side (offsets
+    rounded down, as Augment.center)."""
+    h, w, _ = pixels.shape
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return pixels[top : top + crop, left : left + crop]
+
+
 def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
     if pixels.shape[2] == channels:
         return pixels
