@@ -121,10 +121,9 @@ def test_a_stopped_prepare_continues_to_the_same_bytes(tree, tmp_path, monkeypat
     assert cli(*args, "--workers", "2") == 0
     for name in DATA_FILES:
         assert (tmp_path / "out" / name).read_bytes() == (whole / name).read_bytes(), name
-    metas = [json.loads((folder / "meta.json").read_text()) for folder in (whole, tmp_path / "out")]
-    assert [{k: v for k, v in m.items() if k != "created"} for m in metas][0] == {
-        k: v for k, v in metas[1].items() if k != "created"
-    }
+    first, second = ({k: v for k, v in json.loads((f / "meta.json").read_text()).items() if k != "created"}
+                     for f in (whole, tmp_path / "out"))  # fmt: skip
+    assert first == second
 
 
 def test_verify_catches_an_altered_shapes_file(tree, tmp_path):
@@ -166,7 +165,7 @@ def altered(folder, name, value):
 def test_the_checks_at_open_name_the_file_and_the_reason(tree, tmp_path, name, value, needle):
     prepared(tree, tmp_path / "out", "--size", "32")
     altered(tmp_path / "out", name, value)
-    with pytest.raises(InputError, match="^[^\n]*$") as caught:
+    with pytest.raises(InputError, match=r"^[^\n]*$") as caught:
         PreparedDataset(tmp_path / "out")
     assert needle in str(caught.value)
 
@@ -175,7 +174,7 @@ def test_fixed_shape_readers_refuse_a_set_of_varying_shapes(tree, tmp_path):
     ds = prepared(tree, tmp_path / "out", "--size", "32")
     out = np.empty((2, 8, 8, 3), np.uint8)
     for read in (lambda: ds.read(np.arange(2)), lambda: ds.read_crops(np.arange(2), [0, 0], [0, 0], 8, out)):
-        with pytest.raises(InputError, match="varying shape.*image\\(i\\).*sizes\\(rows\\)"):
+        with pytest.raises(InputError, match=r"varying shape.*image\(i\).*sizes\(rows\)"):
             read()
 
 
