@@ -42,8 +42,7 @@ class Preprocess:
     eval_crop: int | None = None
     interpolation: str = "bilinear"  # of the resize (prepare's, and inference's)
     normalize: str | None = field(default=None, metadata=_compared("data.normalize"))  # mean_image or channel
-    # (size, size, C) float; None for resize "short" (images of varying shape: channel statistics only)
-    mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)  # (size, size, C) float
     channel_mean: tuple[float, ...] | None = None
     channel_std: tuple[float, ...] | None = None
     version: int = VERSION
@@ -51,17 +50,15 @@ class Preprocess:
     @classmethod
     def from_dataset(cls, ds: Any, *, crop: int | None = None, normalize: str | None = None) -> Preprocess:
         """What a PreparedDataset (lsvr.data.dataset) gives its model; crop and normalize are the
-        run's (None where no run is meant: a set compared with a model or another set). The eval
-        view is the stored size and the crop: for a set of 256 and crop 224, torchvision's 256/224."""
+        run's (None where no run is meant: a set compared with a model or another set)."""
         meta = ds.meta
         stats = {k: tuple(float(v) for v in meta[k]) if meta.get(k) else None for k in ("channel_mean", "channel_std")}
-        variable = ds.shape[0] == 0  # resize "short": images of varying shape, no mean image
-        size = int(meta["size"]) if variable else int(ds.shape[0])  # short: the shorter side
-        mean_image = None if variable else torch.from_numpy(ds.mean_image)
+        size = int(ds.shape[0]) or int(meta["size"])  # a set of varying shapes (0 x 0): its shorter side
+        mean = torch.from_numpy(ds.mean_image) if ds.mean_image is not None else None  # none where shapes vary
         return cls(
             classes=tuple(ds.classes), size=size, channels=int(ds.shape[2]), resize=meta.get("resize"),
             encoding=meta.get("encoding"), crop=crop, eval_size=size, eval_crop=crop,
-            normalize=normalize, mean_image=mean_image, **stats,
+            normalize=normalize, mean_image=mean, **stats,
         )  # fmt: skip
 
     def to_dict(self, *, mean_image: bool = True) -> dict[str, Any]:
