@@ -52,6 +52,7 @@ def test_shorter_side_is_the_size_and_the_aspect_kept(tree, tmp_path):
         assert abs(max(height, width) - 32 * long / short) < 1  # truncated, as torchvision's arithmetic
     for i in range(len(ds)):
         assert ds.image(i).shape == (*sizes[i], 3)
+        assert ds.image(i, scale=2).shape == (*(-(-sizes[i] // 2)), 3)  # libjpeg-turbo's reduced decode
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["format_version"] == 2 and meta["image_shape"] == [0, 0, 3] and meta["encoding"] == "jpeg"
     assert (meta["resize"], meta["size"], meta["max_size"]) == ("short", 32, None)
