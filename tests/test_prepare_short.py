@@ -79,13 +79,16 @@ def test_max_size_caps_the_longer_side(tree, tmp_path):
 
 
 def test_a_strip_too_long_for_jpeg_is_rejected_not_a_crash(tmp_path):
-    src = photo_tree(tmp_path / "src", sources=[(3000, 1), (40, 40)])
-    ds = prepared(src, tmp_path / "out", "--size", "32")  # 3000 x 1 -> 96000 x 32: over JPEG's 65535
+    # 3000 x 1 -> 96000 x 32: over JPEG's 65535 a side; 60000 x 1 at 256 would be 15 million
+    # pixels long (11 GB): refused before it is resized
+    src = photo_tree(tmp_path / "src", sources=[(3000, 1), (40, 40), (60000, 1)])
+    ds = prepared(src, tmp_path / "out", "--size", "32")
     assert len(ds) == 2
     rejects = (tmp_path / "out" / "rejects.tsv").read_text().splitlines()[1:]
-    assert len(rejects) == 2 and all("too-large" in r and "--max-size" in r for r in rejects)
+    assert len(rejects) == 4 and all("too-large" in r and "--max-size" in r for r in rejects)
+    assert cli("prepare", src, tmp_path / "big", "--resize", "short", "--size", "256", "--no-progress") == 0
     capped = prepared(src, tmp_path / "capped", "--size", "32", "--max-size", "64")
-    assert len(capped) == 4 and capped.sizes(np.array([0])).tolist() == [[1, 64]]
+    assert len(capped) == 6 and capped.sizes(np.array([0, 2])).tolist() == [[1, 64], [1, 64]]
 
 
 @pytest.mark.parametrize(

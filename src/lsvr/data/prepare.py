@@ -31,7 +31,7 @@ from lsvr import __version__
 from lsvr.data import output
 from lsvr.data.build import Build
 from lsvr.data.dataset import FIXED_VERSION, VARIABLE_VERSION, file_sha256
-from lsvr.data.image import MAX_PIXELS, DecodeError, resize, resize_short, to_channels
+from lsvr.data.image import MAX_PIXELS, DecodeError, resize, resize_short, short_side_shape, to_channels
 from lsvr.data.pixel_sums import ShardSums, moment_sums
 from lsvr.data.sources import IdxSource, Source, check_class_names
 from lsvr.errors import InputError
@@ -69,13 +69,13 @@ class Converter:
         if not self.variable:
             return resize(pixels, self.size, self.policy)
         h, w, _ = pixels.shape
-        pixels = resize_short(pixels, self.size, self.max_size)
-        nh, nw, _ = pixels.shape
-        if max(nh, nw) > JPEG_MAX_SIDE or nh * nw > MAX_PIXELS:  # a thin strip: JPEG cannot hold it
+        nh, nw = short_side_shape(h, w, self.size, self.max_size)
+        # refused before resizing: a 1 x 60,000 strip at 256 would be 15 million pixels long
+        if max(nh, nw) > JPEG_MAX_SIDE or nh * nw > MAX_PIXELS:
             raise DecodeError(f"{w}x{h} pixels resized to {nw}x{nh}: over JPEG's {JPEG_MAX_SIDE} pixels a side"
                               f" or the {MAX_PIXELS} pixel limit (--max-size caps the longer side)",
                               "too-large")  # fmt: skip
-        return pixels
+        return resize_short(pixels, self.size, self.max_size)
 
     def convert(self, i: int) -> tuple[np.ndarray, bytes | np.ndarray] | DecodeError:
         """(pixels, what is stored), or the DecodeError."""
