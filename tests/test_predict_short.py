@@ -36,7 +36,7 @@ def torchvision_view(path, resize: int, crop: int) -> np.ndarray:
     long = int(resize * max(w, h) / min(w, h))
     nw, nh = (resize, long) if w <= h else (long, resize)
     pixels = np.asarray(image.resize((nw, nh), Image.Resampling.BILINEAR))
-    top, left = (nh - crop) // 2, (nw - crop) // 2
+    top, left = round((nh - crop) / 2.0), round((nw - crop) / 2.0)  # CenterCrop's: half to even
     return pixels[top : top + crop, left : left + crop]
 
 
@@ -47,7 +47,8 @@ def test_predict_takes_the_shorter_side_then_the_centre_crop(tmp_path, capsys):
     ckpt, model = checkpoint_file(tmp_path / "short.pt", "alexnet_small", pre, crop=32)
     rng = np.random.default_rng(0)
     files = []
-    for i, (w, h) in enumerate([(70, 50), (50, 90), (20, 30), (1, 9)]):  # wide, tall, upscaled, a strip
+    # wide (59 x 40 after the resize: its offset 13.5 rounds to 14), tall, upscaled, a strip
+    for i, (w, h) in enumerate([(74, 50), (50, 90), (20, 30), (1, 9)]):
         files.append(tmp_path / f"{i}.png")  # PNG: the same pixels through lsvr's decoder and Pillow
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(files[-1])
     views = torch.from_numpy(np.stack([torchvision_view(f, 40, 32) for f in files])).float()  # (4, 32, 32, 3)

@@ -181,10 +181,10 @@ def resize_short(pixels: np.ndarray, size: int, max_size: int | None = None) -> 
 
 
 def center_crop(pixels: np.ndarray, crop: int) -> np.ndarray:
-    """The centred crop x crop window of an (H, W, C) image at least crop on each side (offsets
-    rounded down, as Augment.center)."""
+    """The centred crop x crop window of an (H, W, C) image at least crop on each side, at
+    torchvision's CenterCrop offsets: round((side - crop) / 2), half to even."""
     h, w, _ = pixels.shape
-    top, left = (h - crop) // 2, (w - crop) // 2
+    top, left = round((h - crop) / 2), round((w - crop) / 2)
     return pixels[top : top + crop, left : left + crop]
 
 
