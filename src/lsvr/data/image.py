@@ -155,7 +155,7 @@ def resize(pixels: np.ndarray, size: int, policy: str) -> np.ndarray:
     return np.asarray(image).reshape(size, size, c)
 
 
-def short_side_shape(height: int, width: int, size: int, max_size: int | None = None) -> tuple[int, int]:
+def short_side_shape(height: int, width: int, size: int, *, max_size: int | None = None) -> tuple[int, int]:
     """(height, width) with the shorter side brought to `size`, aspect kept, the longer side
     capped at `max_size` (then the shorter side is below `size`): torchvision's Resize(size,
     max_size=...) arithmetic (the longer side truncated, not rounded), so a set prepared here
@@ -172,7 +172,7 @@ def resize_short(pixels: np.ndarray, size: int, max_size: int | None = None) -> 
     """(H, W, C) -> (h, w, C) of short_side_shape, antialiased (Pillow's bilinear filter widens
     with the reduction, as for the fixed-size policies)."""
     h, w, c = pixels.shape
-    nh, nw = short_side_shape(h, w, size, max_size)
+    nh, nw = short_side_shape(h, w, size, max_size=max_size)
     if (nh, nw) == (h, w):
         return pixels
     image = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels)

@@ -69,7 +69,7 @@ class Converter:
         if not self.variable:
             return resize(pixels, self.size, self.policy)
         h, w, _ = pixels.shape
-        nh, nw = short_side_shape(h, w, self.size, self.max_size)
+        nh, nw = short_side_shape(h, w, self.size, max_size=self.max_size)
         # refused before resizing: a 1 x 60,000 strip at 256 would be 15 million pixels long
         if max(nh, nw) > JPEG_MAX_SIDE or nh * nw > MAX_PIXELS:
             raise DecodeError(f"{w}x{h} pixels resized to {nw}x{nh}: over JPEG's {JPEG_MAX_SIDE} pixels a side"
