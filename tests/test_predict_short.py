@@ -82,6 +82,7 @@ def test_a_crop_larger_than_the_resize_exits_2_before_any_file_is_read(tmp_path,
     one_line(capsys, "--resize must be a positive whole number, got 0")
 
 
+@pytest.mark.slow  # about 1.2 s with the module's set and resnet18 checkpoint
 def test_a_crop_larger_than_the_records_eval_size_exits_2(fixed, capsys):
     data, ckpt, _ = fixed
     capsys.readouterr()
