@@ -66,12 +66,17 @@ def test_predict_takes_the_shorter_side_then_the_centre_crop(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def fixed(tmp_path_factory):
-    """A 32 px squash set and a resnet18 checkpoint for it (eval 32 / 28: its weights fit any crop)."""
+    """A 32 px squash set and its record for a run of crop 28 (eval 32 / 28)."""
     folder = tmp_path_factory.mktemp("eval-flags")
     tree = write_tree(folder / "tree", {"a": 6, "b": 6}, size=(40, 36))
     assert cli("prepare", tree, folder / "set", "--size", "32", "--no-progress") == 0
-    pre = Preprocess.from_dataset(PreparedDataset(folder / "set"), crop=28, normalize="channel")
-    return folder / "set", checkpoint_file(folder / "resnet.pt", "resnet18", pre, crop=28)[0], pre
+    return folder / "set", Preprocess.from_dataset(PreparedDataset(folder / "set"), crop=28, normalize="channel")
+
+
+@pytest.fixture(scope="module")
+def resnet(fixed, tmp_path_factory):
+    """A resnet18 checkpoint for the set: its weights fit any crop."""
+    return checkpoint_file(tmp_path_factory.mktemp("resnet") / "resnet.pt", "resnet18", fixed[1], crop=28)[0]
 
 
 def test_a_crop_larger_than_the_resize_exits_2_before_any_file_is_read(tmp_path, capsys):
@@ -82,17 +87,17 @@ def test_a_crop_larger_than_the_resize_exits_2_before_any_file_is_read(tmp_path,
     one_line(capsys, "--resize must be a positive whole number, got 0")
 
 
-@pytest.mark.slow  # about 1.2 s with the module's set and resnet18 checkpoint
-def test_a_crop_larger_than_the_records_eval_size_exits_2(fixed, capsys):
-    data, ckpt, _ = fixed
+@pytest.mark.slow  # about 1.2 s with the module's resnet18 checkpoint
+def test_a_crop_larger_than_the_records_eval_size_exits_2(fixed, resnet, capsys):
+    data, ckpt = fixed[0], resnet
     capsys.readouterr()
     assert cli("eval", ckpt, data, "--crop", "40") == 2
     one_line(capsys, "--crop 40 is larger than the checkpoint's eval size 32")
 
 
 @pytest.mark.slow  # about 0.7 s: resnet18 built and run on 12 images
-def test_the_flags_replace_the_records_eval_view(fixed, capsys):
-    data, ckpt, pre = fixed
+def test_the_flags_replace_the_records_eval_view(fixed, resnet, capsys):
+    (data, pre), ckpt = fixed, resnet
     capsys.readouterr()
     assert cli("eval", ckpt, data, "--json") == 0
     assert json.loads(capsys.readouterr().out)["crop"] == pre.eval_crop == 28
@@ -102,7 +107,7 @@ def test_the_flags_replace_the_records_eval_view(fixed, capsys):
 
 
 def test_a_crop_the_weights_do_not_fit_exits_2(fixed, tmp_path, capsys):
-    data, _, pre = fixed
+    data, pre = fixed
     ckpt, _ = checkpoint_file(tmp_path / "small.pt", "alexnet_small", pre, crop=28)  # fc6 sized by the crop
     capsys.readouterr()
     assert cli("eval", ckpt, data, "--crop", "16") == 2  # fc6 takes 128 * 1 * 1 inputs at 16, 128 * 2 * 2 at 28
