@@ -65,9 +65,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         source = open_source(source_path, split=split, classes=classes, labels=labels, devkit_meta=devkit_meta)
         try:
             meta = prepare(
-                source, target, size=args.size, resize_policy=args.resize, encoding=args.encoding,
-                channels=args.channels, quality=args.quality, workers=args.workers, max_rejects=args.max_rejects,
-                overwrite=args.overwrite, progress=not args.no_progress, command=command,
+                source, target, size=args.size, resize_policy=args.resize, max_size=args.max_size,
+                encoding=args.encoding, channels=args.channels, quality=args.quality, workers=args.workers,
+                max_rejects=args.max_rejects, overwrite=args.overwrite, progress=not args.no_progress, command=command,
             )  # fmt: skip
         except WriteError as exc:
             print(f"lsvr prepare: stopped: {exc}", file=sys.stderr)
@@ -237,9 +237,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="convert images or idx files into a prepared dataset")
     p.add_argument("source", help="class-folder tree, idx images file, or folder of idx files")
     p.add_argument("out", help="output folder (a folder of idx files with two splits gives OUT/train, OUT/test)")
-    p.add_argument("--size", type=int, default=256, help="stored image side in pixels (default 256)")
-    p.add_argument("--encoding", choices=choices(Encoding), default="raw")
-    p.add_argument("--resize", choices=choices(ResizePolicy), default="squash", help="squash is the paper's")
+    p.add_argument("--size", type=int, default=256, help="stored side in pixels (short: the shorter side; 256)")
+    p.add_argument("--encoding", choices=choices(Encoding), help="default raw; jpeg for --resize short")
+    p.add_argument("--resize", choices=choices(ResizePolicy), default="squash", help="squash: the paper's; short: JPEG")
+    p.add_argument("--max-size", type=int, metavar="M", help="--resize short: the longer side's cap")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB); default: 1 for idx, else 3")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality for --encoding jpeg")
     p.add_argument("--workers", type=int, help="decoding threads (default: all cores)")
@@ -300,6 +301,8 @@ def _add_model_commands(sub) -> None:
     p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a prepared dataset")
     p.add_argument("checkpoint")
     p.add_argument("dataset")
+    p.add_argument("--resize", type=int, metavar="N", help="shorter side before the crop (default: the checkpoint's)")
+    p.add_argument("--crop", type=int, metavar="N", help="centre crop side (default: the checkpoint's)")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--threads", type=int, default=0)

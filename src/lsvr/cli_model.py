@@ -1,6 +1,6 @@
 """The commands that use a trained model: `lsvr eval`, `lsvr predict`, `lsvr export`.
 
-lsvr eval CHECKPOINT DATASET [--crops 1|10] [--allow-mismatch] [--json]
+lsvr eval CHECKPOINT DATASET [--resize N] [--crop N] [--crops 1|10] [--allow-mismatch] [--json]
 lsvr predict CHECKPOINT IMAGE|FOLDER... [--top 5] [--json]
 lsvr export CHECKPOINT OUT.safetensors [--overwrite]
 """
@@ -23,25 +23,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from lsvr.data.dataset import PreparedDataset
     from lsvr.evaluate import eval_loader, evaluate
-    from lsvr.inference import augment_for, check_dataset, load_model
+    from lsvr.inference import augment_for, check_dataset, check_eval_flags, eval_view, load_model
     from lsvr.train.parallel import pick_device
 
+    check_eval_flags(args.resize, args.crop)  # before any file is read
     device = pick_device(args.device, setting="--device")
     refuse_split_parent(Path(args.dataset))
     dataset = PreparedDataset(args.dataset)
-    model, state, found = load_model(Path(args.checkpoint), device)
-    pre = state.preprocess
+    model, state, found = load_model(Path(args.checkpoint), device, crop=args.crop)
+    # the record's evaluation (torchvision's Resize + CenterCrop), or the flags' in its place
+    pre = eval_view(state.preprocess, eval_size=args.resize, eval_crop=args.crop)
     for problem in check_dataset(pre, dataset, allow_mismatch=args.allow_mismatch):
         print(f"lsvr eval: warning: {dataset.path}: {problem}; scored anyway (--allow-mismatch)", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     loader = eval_loader(dataset, pre, crops=args.crops, batch_size=args.batch, workers=2, prefetch=2, device=device)
     result = evaluate(model, loader, augment_for(pre, device), crops=args.crops)
-    result.update(crops=args.crops, checkpoint=str(found), dataset=str(dataset.path))
+    result.update(crops=args.crops, resize=pre.eval_size, crop=pre.eval_crop, checkpoint=str(found),
+                  dataset=str(dataset.path))  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
         views = "10 crops (corners, centre, mirrored) each" if args.crops == 10 else "the centre crop"
+        views += f" ({pre.eval_crop} px of {pre.eval_size})"
         print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['images']} images, {views}")
     return 0
 

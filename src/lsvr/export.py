@@ -1,6 +1,7 @@
 """`lsvr export`: a checkpoint's weights as safetensors, for sharing (no pickle at all).
 
-The file holds the model's tensors, the mean image as `lsvr.mean_image`, and in its
+The file holds the model's tensors, the mean image as `lsvr.mean_image` (none for a record
+of channel statistics alone: a set prepared with --resize short), and in its
 metadata (`lsvr`, JSON) what inference needs: the model section of the config, the class
 names and the preprocessing. `lsvr predict` and `lsvr eval` read it like a checkpoint.
 """
@@ -27,7 +28,8 @@ def export(state: CheckpointRecord, out: Path) -> Path:
     info = {"model": state.config.get("model", {}), "classes": state.classes,
             "preprocess": pre.to_dict(mean_image=False), "step": state.step, "metrics": state.metrics}  # fmt: skip
     tensors = {name: t.detach().contiguous() for name, t in state.model.items()}
-    tensors[MEAN] = pre.mean_image.float().contiguous()
+    if pre.mean_image is not None:
+        tensors[MEAN] = pre.mean_image.float().contiguous()
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         # one atomic write: a failed export leaves an earlier OUT as it was, and the file gets the
@@ -48,10 +50,11 @@ def read_export(path: Path) -> CheckpointRecord:
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
-    if not isinstance(meta, dict) or MEAN not in tensors:
+    if not isinstance(meta, dict) or not isinstance(meta.get("preprocess"), dict):
         raise InputError(f"{path}: a safetensors file without lsvr's metadata (make it with `lsvr export`)")
     try:
-        pre = Preprocess.from_dict({**meta["preprocess"], "mean_image": tensors.pop(MEAN)}, classes=meta["classes"])
+        pre = Preprocess.from_dict({**meta["preprocess"], "mean_image": tensors.pop(MEAN, None)},
+                                   classes=meta["classes"])  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: lsvr's metadata does not read as a preprocess record ({exc})") from None
     return CheckpointRecord(model=tensors, config={"model": meta.get("model") or {}}, preprocess=pre,

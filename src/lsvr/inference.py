@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,16 @@ import torch
 from torch import nn
 
 from lsvr.data.augment import Augment
-from lsvr.data.image import IMAGE_SUFFIXES, DecodeError, decode_file, looks_like_image, resize, to_channels
+from lsvr.data.image import (
+    IMAGE_SUFFIXES,
+    DecodeError,
+    center_crop,
+    decode_file,
+    looks_like_image,
+    resize,
+    resize_short,
+    to_channels,
+)
 from lsvr.data.match import FIELDS, differences, require_match
 from lsvr.errors import InputError
 from lsvr.models.registry import build_model
@@ -19,10 +29,13 @@ from lsvr.train import checkpoint
 from lsvr.train.record import CheckpointRecord
 
 
-def load_model(path: Path, device: torch.device) -> tuple[nn.Module, CheckpointRecord, Path]:
+def load_model(
+    path: Path, device: torch.device, *, crop: int | None = None
+) -> tuple[nn.Module, CheckpointRecord, Path]:
     """The checkpoint's model in eval mode on device, its record, and the file read.
 
-    path: a checkpoint file, a run folder (its latest checkpoint) or a `lsvr export` file."""
+    path: a checkpoint file, a run folder (its latest checkpoint) or a `lsvr export` file.
+    crop: the side of the images it will see (`lsvr eval --crop`; default the record's eval_crop)."""
     if path.suffix == ".safetensors":
         from lsvr.export import read_export
 
@@ -35,8 +48,11 @@ def load_model(path: Path, device: torch.device) -> tuple[nn.Module, CheckpointR
             raise InputError(checkpoint.none_found(path, expected="a .pt file, a run folder or a .safetensors"))
         state = checkpoint.read(found)
     pre, name = state.preprocess, state.setting("model", "name")
-    needed = {"model": state.model, "config": name, "classes": state.classes,
-              "preprocess": pre is not None and pre.mean_image is not None and pre.eval_crop is not None}  # fmt: skip
+    # a record normalised by a mean image needs it; one of channel statistics (resize "short") has none
+    usable = (
+        pre is not None and pre.eval_crop is not None and (pre.mean_image is not None or pre.normalize == "channel")
+    )
+    needed = {"model": state.model, "config": name, "classes": state.classes, "preprocess": usable}
     missing = [what for what, there in needed.items() if not there]
     if missing:
         raise InputError(f"{path}: not an lsvr checkpoint (no {', '.join(missing)}); see `lsvr convert`")
@@ -44,21 +60,48 @@ def load_model(path: Path, device: torch.device) -> tuple[nn.Module, CheckpointR
         name,
         num_classes=len(pre.classes),
         in_channels=pre.channels,
-        crop=pre.eval_crop,
+        crop=crop or pre.eval_crop,
         dropout=0.0,
         width=state.setting("model", "width", 1.0),
     )
     try:
         model.load_state_dict(state.model)
     except RuntimeError as exc:
+        if crop not in (None, pre.eval_crop):  # alexnet's fc6, a ViT's position embedding: sized by the crop
+            raise InputError(f"--crop {crop}: model {name}'s weights fit {pre.eval_crop} px crops only") from None
         raise InputError(f"{path}: its weights do not fit model {name} ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval(), state, found
 
 
+def check_eval_flags(eval_size: int | None, eval_crop: int | None) -> None:
+    """`lsvr eval --resize R --crop C` on their own: positive, and the crop no larger than R."""
+    for flag, value in (("--resize", eval_size), ("--crop", eval_crop)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be a positive whole number, got {value}")
+    if eval_size and eval_crop and eval_crop > eval_size:
+        raise InputError(f"--crop {eval_crop} is larger than --resize {eval_size}: the centre crop must fit")
+
+
+def eval_view(pre: Preprocess, *, eval_size: int | None = None, eval_crop: int | None = None) -> Preprocess:
+    """The record with `lsvr eval --resize R --crop C` in place of its eval_size and eval_crop:
+    torchvision's Resize(R) on the shorter side, then CenterCrop(C). The crop must fit."""
+    check_eval_flags(eval_size, eval_crop)
+    size, side = eval_size or pre.eval_size, eval_crop or pre.eval_crop
+    if side > size:
+        said = "--resize" if eval_size else "the checkpoint's eval size"
+        raise InputError(f"--crop {side} is larger than {said} {size}: the centre crop must fit the resized image")
+    return dataclasses.replace(pre, eval_size=size, eval_crop=side)
+
+
 def augment_for(pre: Preprocess, device: torch.device) -> Augment:
-    """The evaluation-time preprocessing stored in a checkpoint (no random crop or mirror)."""
+    """The evaluation-time preprocessing stored in a checkpoint (no random crop or mirror).
+    Augment takes the side of whole images from the mean image; a record without one (resize
+    "short": channel statistics only) hands it images already cut to eval_crop (load_image),
+    so a zero image of that side stands in, unused by channel normalisation."""
+    mean = pre.mean_image.float().numpy() if pre.mean_image is not None else np.zeros(
+        (pre.eval_crop, pre.eval_crop, pre.channels), np.float32)  # fmt: skip
     return Augment(
-        mean_image=pre.mean_image.float().numpy() if pre.mean_image is not None else None,
+        mean_image=mean,
         channel_mean=list(pre.channel_mean or ()),
         channel_std=list(pre.channel_std or ()),
         crop=pre.eval_crop,
@@ -126,7 +169,11 @@ def _refuse_tree(folder: Path) -> None:
 
 
 def load_image(path: Path, pre: Preprocess) -> np.ndarray:
-    """One image file as (size, size, C) uint8, resized as the training data was."""
+    """One image file as the evaluation sees it: resized by the record's prepare policy to
+    eval_size, (eval_size, eval_size, C) uint8, for Augment's centre crop; for resize "short",
+    torchvision's evaluation: the shorter side to eval_size, then the centre eval_crop,
+    (eval_crop, eval_crop, C). Either way what `lsvr eval` scores on a set prepared the
+    record's way (a model trained through rrc on a squash set saw squashed images)."""
     if path.is_dir():
         raise InputError(f"{path}: a folder with no image files ({' '.join(IMAGE_SUFFIXES)})")
     if not path.is_file():
@@ -135,8 +182,9 @@ def load_image(path: Path, pre: Preprocess) -> np.ndarray:
         pixels = decode_file(path)
     except DecodeError as exc:
         raise InputError(f"{path}: {exc}") from None
-    policy = pre.resize or "squash"
-    return to_channels(resize(pixels, pre.eval_size, policy), pre.channels)
+    if pre.resize == "short":
+        return to_channels(center_crop(resize_short(pixels, pre.eval_size), pre.eval_crop), pre.channels)
+    return to_channels(resize(pixels, pre.eval_size, pre.resize or "squash"), pre.channels)
 
 
 def load_images(paths: list[Path], pre: Preprocess) -> tuple[np.ndarray | None, list[Path], list[str]]:

@@ -2,8 +2,10 @@
 checkpoint and export, compared field by field where a dataset meets a model.
 
 The pipeline it describes: prepare stores each image at `size` x `size` (`resize` policy,
-`interpolation`, `channels`, `encoding`); training crops `crop` at random; evaluation brings
-an image to `eval_size` and takes the centre `eval_crop`; both normalise (`normalize`: the
+`interpolation`, `channels`, `encoding`), or with resize "short" at shorter side `size`,
+aspect kept; training crops `crop` at random; evaluation brings an image to `eval_size` (the
+prepare policy's size; "short": the shorter side, as torchvision's Resize) and takes the
+centre `eval_crop`; both normalise (`normalize`: the
 mean image, or per-channel mean/std, in 0..255 units). `classes` are the model's outputs.
 
 Checkpoints written before the record had a version hold a plain dict of crop, size,
@@ -32,7 +34,7 @@ class Preprocess:
     classes: tuple[str, ...] = field(default=(), metadata=_compared("classes"))
     size: int | None = field(default=None, metadata=_compared("size", "--size {}"))  # stored side
     channels: int | None = field(default=None, metadata=_compared("channels", "--channels {}"))
-    resize: str | None = field(default=None, metadata=_compared("resize", "--resize {}"))  # squash, center, pad
+    resize: str | None = field(default=None, metadata=_compared("resize", "--resize {}"))  # squash, center, pad, short
     # Not compared: it barely changes what a model sees (see lsvr.inference.check_dataset).
     encoding: str | None = None  # raw or jpeg; None: not recorded (older checkpoints)
     crop: int | None = field(default=None, metadata=_compared("data.crop"))  # the random training crop

@@ -2,7 +2,8 @@
 
 The items are converted in shards, committed in source order. A commit writes the shard's
 data at its place in the data file and fsyncs it, then its record (shards/NNNNNN.json: kept
-items, JPEG sizes, rejects), then the state (state.npz: shards done, rows and bytes written,
+items, JPEG sizes, rejects, and each image's height and width when they vary), then
+the state (state.npz: shards done, rows and bytes written,
 the integer pixel sums), each by write-to-temp and rename. After a kill, the state names
 the last whole shard; anything written past it is overwritten by the run that continues.
 plan.json pins what is being built, so a run with other options never continues it.
@@ -41,7 +42,8 @@ def npy_header(shape: tuple[int, ...]) -> bytes:
 
 
 class Build:
-    """OUT.partial: `done` shards committed, `rows` images and `nbytes` data bytes written."""
+    """OUT.partial: `done` shards committed, `rows` images and `nbytes` data bytes written.
+    image_shape (0, 0, C): images of varying shape (JPEG), whose pixel sums are per channel."""
 
     def __init__(self, partial: Path, plan: dict, image_shape: tuple[int, int, int]) -> None:
         self.path, self.plan, self.shape = partial, plan, image_shape
@@ -50,7 +52,8 @@ class Build:
         self.row_bytes = int(np.prod(image_shape))
         self.done = self.rows = self.nbytes = 0
         self.rejected = 0
-        self.pixel_sum = np.zeros(image_shape, np.uint64)
+        sum_shape = image_shape if image_shape[0] else (1, 1, image_shape[2])
+        self.pixel_sum = np.zeros(sum_shape, np.uint64)
         self.moments = np.zeros((2, image_shape[2]), np.uint64)  # sampled pixels: per-channel sums, sums of squares
         self.digest = hashlib.sha256()  # of images.bin as committed (JPEG): no second pass at the end
 
@@ -98,8 +101,9 @@ class Build:
                     left -= len(block)
 
     def commit(self, shard: int, kept: list[int], payloads: list, rejects: list[tuple[int, str, str]],
-               pixel_sum: np.ndarray, moments: np.ndarray) -> None:  # fmt: skip
-        """Make shard `shard` durable: data, then its record, then the state."""
+               pixel_sum: np.ndarray, moments: np.ndarray, *, shapes: list | None = None) -> None:  # fmt: skip
+        """Make shard `shard` durable: data, then its record, then the state. shapes: each kept
+        image's [height, width], for a set of varying shapes."""
         assert shard == self.done, (shard, self.done)
         data = b"".join(p if isinstance(p, bytes) else p.tobytes() for p in payloads)
         at = HEADER_BYTES + self.rows * self.row_bytes if self.encoding == "raw" else self.nbytes
@@ -116,6 +120,8 @@ class Build:
             os.close(fd)
         sizes = [len(p) for p in payloads] if self.encoding == "jpeg" else []
         record = {"kept": kept, "sizes": sizes, "rejects": rejects}
+        if shapes is not None:
+            record["shapes"] = shapes
         _write(self.path / "shards" / f"{shard:06d}.json", json.dumps(record).encode())
         # the in-memory counts change only once state.npz says so: a failed write leaves them as on disk
         done, rows, nbytes, rejected = (
@@ -134,15 +140,17 @@ class Build:
         if self.encoding == "jpeg":
             self.digest.update(data)
 
-    def records(self) -> tuple[list[int], list[int], list[tuple[int, str, str]]]:
-        """Every committed shard's kept items, JPEG sizes and rejects, in order."""
-        kept, sizes, rejects = [], [], []
+    def records(self) -> tuple[list[int], list[int], list[tuple[int, str, str]], list[list[int]]]:
+        """Every committed shard's kept items, JPEG sizes, rejects and image shapes (empty for
+        a fixed-shape set), in order."""
+        kept, sizes, rejects, shapes = [], [], [], []
         for shard in range(self.done):
             record = json.loads((self.path / "shards" / f"{shard:06d}.json").read_text())
             kept += record["kept"]
             sizes += record["sizes"]
             rejects += [tuple(r) for r in record["rejects"]]
-        return kept, sizes, rejects
+            shapes += record.get("shapes", [])
+        return kept, sizes, rejects, shapes
 
     def seal_data(self) -> None:
         """Cut the data file to what the committed shards wrote (a kill may have left more)."""

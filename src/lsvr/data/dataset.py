@@ -1,7 +1,9 @@
 """The prepared-dataset format (docs/DATA_FORMAT.md): open, read batches, verify, describe.
 
 Plain numpy files that anyone can read without lsvr; images.npy is opened with
-mmap_mode="r" so every thread and process shares the page cache.
+mmap_mode="r" so every thread and process shares the page cache. A set of varying image
+shapes (prepare --resize short, format version 2) has `shape` (0, 0, C), each image's
+(height, width) in shapes.npy, and no mean image; it is read image by image (`image`, `sizes`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,22 @@ import simplejpeg
 
 from lsvr.errors import InputError
 
-FORMAT_VERSION = 1
+FIXED_VERSION = 1  # every image size x size
+VARIABLE_VERSION = 2  # images of varying shape (shapes.npy): a reader of version 1 refuses it
+READ_VERSIONS = (FIXED_VERSION, VARIABLE_VERSION)
 REQUIRED = ("format_version", "num_images", "classes", "image_shape", "encoding", "checksums")
 
 
 def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _image_shape(meta: dict) -> bool:
+    """[H, W, C] with H, W > 0, or [0, 0, C] for images of varying shape; C 1 or 3."""
+    shape = meta["image_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_count(x) for x in shape) and shape[2] in (1, 3)):
+        return False
+    return (shape[0] > 0 and shape[1] > 0) or shape[0] == shape[1] == 0
 
 
 def _numbers(meta: dict, key: str) -> bool:
@@ -51,7 +63,8 @@ def file_sha256(path: Path) -> str:
 
 
 class PreparedDataset:
-    """A prepared split: `len(ds)`, `ds.labels`, `ds.classes`, `ds.read(indices)`."""
+    """A prepared split: `len(ds)`, `ds.labels`, `ds.classes`, `ds.sizes(rows)`, `ds.image(i)`,
+    and for fixed-shape sets `ds.read(indices)`."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -68,7 +81,9 @@ class PreparedDataset:
         self.shape: tuple[int, int, int] = tuple(self.meta["image_shape"])  # (H, W, C)
         self.encoding: str = self.meta["encoding"]
         self.labels = self._load("labels.npy").astype(np.int64)
-        self.mean_image = self._load("mean.npy").astype(np.float32)  # (H, W, C), 0..255
+        self.variable = self.shape[0] == 0  # images of varying shape: sizes in shapes.npy
+        # (H, W, C), 0..255; None for a set of varying shapes, where a per-pixel mean has no meaning
+        self.mean_image = None if self.variable else self._load("mean.npy").astype(np.float32)
         if self.encoding == "raw":
             # (N, H, W, C) uint8; a plain view: np.memmap's per-index overhead is 15% of a crop's copy
             self.images = self._load("images.npy", mmap=True).view(np.ndarray)
@@ -84,7 +99,9 @@ class PreparedDataset:
             self.blob = np.memmap(blob, dtype=np.uint8, mode="r").view(np.ndarray)
             found = (len(self.offsets) - 1, *self.shape)
         self._check_counts(found)
-        if self.mean_image.shape != self.shape:
+        if self.variable:
+            self.shapes = self._load_shapes()  # (N, 2) int64: each image's stored height, width
+        elif self.mean_image.shape != self.shape:
             raise InputError(f"{self.path / 'mean.npy'}: shape {self.mean_image.shape}, meta.json says {self.shape}")
         self._check_labels()
         self._colorspace = "GRAY" if self.shape[2] == 1 else "RGB"
@@ -119,25 +136,53 @@ class PreparedDataset:
         missing = [k for k in REQUIRED if k not in self.meta]
         if missing:
             raise InputError(f"{meta_path}: missing keys {', '.join(missing)}")
-        if self.meta["format_version"] != FORMAT_VERSION:
-            raise InputError(f"{meta_path}: format version {self.meta['format_version']}, lsvr reads {FORMAT_VERSION}")
+        if self.meta["format_version"] not in READ_VERSIONS:
+            raise InputError(f"{meta_path}: format version {self.meta['format_version']}, lsvr reads"
+                             f" {' and '.join(map(str, READ_VERSIONS))}")  # fmt: skip
         m = self.meta
         # in order, each check only after the ones it relies on (channel stats need image_shape)
         checks = (
             ("num_images", lambda: _count(m["num_images"]), "a whole number >= 0"),
             ("classes", lambda: isinstance(m["classes"], list) and len(m["classes"]) > 0
              and all(isinstance(c, str) for c in m["classes"]), "a non-empty list of names"),
-            ("image_shape", lambda: isinstance(m["image_shape"], list) and len(m["image_shape"]) == 3
-             and all(_count(x) and x > 0 for x in m["image_shape"]) and m["image_shape"][2] in (1, 3),
-             "[height, width, 1 or 3]"),
+            ("image_shape", lambda: _image_shape(m), "[height, width, 1 or 3] ([0, 0, C]: shapes vary)"),
             ("encoding", lambda: m["encoding"] in ("raw", "jpeg"), "raw or jpeg"),
             ("checksums", lambda: isinstance(m["checksums"], dict), "a mapping of file names to sha256"),
             ("channel_mean", lambda: _numbers(m, "channel_mean"), "one number per channel"),
             ("channel_std", lambda: _numbers(m, "channel_std"), "one number per channel"),
         )  # fmt: skip
+        if m.get("image_shape") and isinstance(m["image_shape"], list) and m["image_shape"][:1] == [0]:
+            checks += (  # images of varying shape: what prepare --resize short writes, and only that
+                ("format_version", lambda: m["format_version"] == VARIABLE_VERSION,
+                 f"{VARIABLE_VERSION} (shapes vary)"),
+                ("resize", lambda: m.get("resize") == "short", "short (image_shape [0, 0, C])"),
+                ("encoding", lambda: m["encoding"] == "jpeg", "jpeg (image_shape [0, 0, C])"),
+                ("size", lambda: _count(m.get("size")) and m["size"] > 0, "the shorter side, a whole number > 0"),
+                ("max_size", lambda: m.get("max_size") is None
+                 or (_count(m["max_size"]) and m["max_size"] >= m["size"]), "null or a whole number >= size"),
+            )  # fmt: skip
         for key, ok, want in checks:
             if not ok():
                 raise InputError(f"{meta_path}: {key} must be {want}, got {json.dumps(m.get(key))[:60]}")
+
+    def _load_shapes(self) -> np.ndarray:
+        """shapes.npy: (N, 2) whole numbers > 0, each shorter side the set's size unless the
+        longer side was capped at max_size (then the shorter side is at most size)."""
+        where = self.path / "shapes.npy"
+        shapes = self._load("shapes.npy")
+        if shapes.shape != (len(self), 2) or not np.issubdtype(shapes.dtype, np.integer):
+            raise InputError(f"{where}: {shapes.dtype} of shape {shapes.shape}, expected ({len(self)}, 2) whole"
+                             f" numbers (height, width): meta.json counts {len(self)} images")  # fmt: skip
+        shapes = shapes.astype(np.int64)
+        size, cap = self.meta["size"], self.meta.get("max_size")
+        short, long = shapes.min(axis=1), shapes.max(axis=1)
+        fits = (short > 0) & (((short == size) & (long <= (cap or long))) | ((long == cap) & (short <= size)))
+        if not fits.all():
+            row = int(np.flatnonzero(~fits)[0])
+            policy = f"shorter side {size}" + (f", or longer side {cap} and shorter side at most {size}" if cap else "")
+            raise InputError(f"{where}: row {row} is {shapes[row, 0]} x {shapes[row, 1]}, not {policy}"
+                             " (altered: prepare the set again)")  # fmt: skip
+        return shapes
 
     def _check_labels(self) -> None:
         """Labels outside [0, classes) would pass training steps and fail only at validation."""
@@ -160,6 +205,7 @@ class PreparedDataset:
 
     def read(self, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Images at indices as (B, H, W, C) uint8, written into `out` when given."""
+        self._fixed_only("read")
         if out is None:
             out = np.empty((len(indices), *self.shape), dtype=np.uint8)
         if self.encoding == "raw":
@@ -180,6 +226,8 @@ class PreparedDataset:
 
     def sizes(self, indices: np.ndarray) -> np.ndarray:
         """The stored (height, width) of the images at indices, as (B, 2) int64."""
+        if self.variable:
+            return self.shapes[np.asarray(indices, np.int64)]
         return np.broadcast_to(np.asarray(self.shape[:2], np.int64), (len(indices), 2))
 
     def image(self, i: int, *, scale: int = 1) -> np.ndarray:
@@ -213,6 +261,7 @@ class PreparedDataset:
         """The crop x crop windows at (top, left) of the images at indices, into out
         (B, crop, crop, C). Raw: copied from the memory map, never the whole image; JPEG:
         decoded into a per-thread buffer, then cut."""
+        self._fixed_only("read_crops")
         indices = np.asarray(indices)
         tops, lefts = np.asarray(top).tolist(), np.asarray(left).tolist()
         if self.encoding == "raw":
@@ -226,9 +275,28 @@ class PreparedDataset:
             out[j] = self._decode(i, image)[t : t + crop, lft : lft + crop]
         return out
 
+    def _fixed_only(self, what: str) -> None:
+        """The batch readers copy into (B, H, W, C): images of varying shape do not fit one."""
+        if self.variable:
+            raise InputError(f"{self.path}: images of varying shape (prepare --resize short); {what} reads sets of"
+                             " one image shape only: read each with image(i), its size from sizes(rows)")  # fmt: skip
+
+    def _check_jpeg_shapes(self) -> list[str]:
+        """Each JPEG's header against shapes.npy: the first row that disagrees, or none."""
+        for i in range(len(self)):
+            try:
+                height, width, _, _ = simplejpeg.decode_jpeg_header(self.blob[self.offsets[i] : self.offsets[i + 1]])
+            except ValueError as exc:
+                return [f"{self.path / 'images.bin'}: row {i} has no readable JPEG header ({exc})"]
+            if (height, width) != tuple(self.shapes[i].tolist()):
+                return [f"{self.path / 'shapes.npy'}: row {i} says {self.shapes[i, 0]} x {self.shapes[i, 1]}, its JPEG"
+                        f" is {height} x {width}"]  # fmt: skip
+        return []
+
     def verify(self) -> list[str]:
-        """Problems found by re-hashing every file against meta.json; empty when all is well."""
-        problems = self._check_classes()
+        """Problems found by re-hashing every file against meta.json (and, for a set of varying
+        shapes, reading each JPEG's size against shapes.npy); empty when all is well."""
+        problems = self._check_classes() + (self._check_jpeg_shapes() if self.variable else [])
         for name, expected in self.meta["checksums"].items():
             path = self.path / name
             if not path.is_file():
@@ -251,6 +319,16 @@ class PreparedDataset:
             problems.append(f"{where}: classes has an empty name at index {blank[0]}")
         return problems
 
+    def size_policy(self) -> dict:
+        """A set of varying shapes: its sizes policy and the range of heights and widths stored."""
+        heights, widths = self.shapes.T if len(self) else (np.zeros(1, np.int64),) * 2
+        return {
+            "shorter_side": self.meta["size"],
+            "max_size": self.meta.get("max_size"),
+            "heights": [int(heights.min()), int(heights.max())],
+            "widths": [int(widths.min()), int(widths.max())],
+        }
+
     def describe(self) -> dict:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {
@@ -262,6 +340,7 @@ class PreparedDataset:
             "image_shape": list(self.shape),
             "encoding": self.encoding,
             "resize": self.meta.get("resize"),
+            **({"sizes": self.size_policy()} if self.variable else {}),
             "channel_mean": self.channel_mean,
             "channel_std": self.channel_std,
             "images_per_class": {"min": int(counts.min()), "max": int(counts.max())},

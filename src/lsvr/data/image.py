@@ -155,6 +155,39 @@ def resize(pixels: np.ndarray, size: int, policy: str) -> np.ndarray:
     return np.asarray(image).reshape(size, size, c)
 
 
+def short_side_shape(height: int, width: int, size: int, *, max_size: int | None = None) -> tuple[int, int]:
+    """(height, width) with the shorter side brought to `size`, aspect kept, the longer side
+    capped at `max_size` (then the shorter side is below `size`): torchvision's Resize(size,
+    max_size=...) arithmetic (the longer side truncated, not rounded), so a set prepared here
+    holds the sizes its transform would give. Small images are upscaled, as Resize does. A
+    side never drops below 1 pixel (a 1 x 10,000 image under a cap)."""
+    short, long = min(height, width), max(height, width)
+    new_short, new_long = size, int(size * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = max(1, int(max_size * new_short / new_long)), max_size
+    return (new_short, new_long) if height <= width else (new_long, new_short)
+
+
+def resize_short(pixels: np.ndarray, size: int, max_size: int | None = None) -> np.ndarray:
+    """(H, W, C) -> (h, w, C) of short_side_shape, antialiased (Pillow's bilinear filter widens
+    with the reduction, as for the fixed-size policies)."""
+    h, w, c = pixels.shape
+    nh, nw = short_side_shape(h, w, size, max_size=max_size)
+    if (nh, nw) == (h, w):
+        return pixels
+    image = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels)
+    image = image.resize((nw, nh), Image.Resampling.BILINEAR)
+    return np.asarray(image).reshape(nh, nw, c)
+
+
+def center_crop(pixels: np.ndarray, crop: int) -> np.ndarray:
+    """The centred crop x crop window of an (H, W, C) image at least crop on each side, at
+    torchvision's CenterCrop offsets: round((side - crop) / 2), half to even."""
+    h, w, _ = pixels.shape
+    top, left = round((h - crop) / 2), round((w - crop) / 2)
+    return pixels[top : top + crop, left : left + crop]
+
+
 def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
     if pixels.shape[2] == channels:
         return pixels

@@ -26,7 +26,7 @@ from lsvr.errors import InputError
 from lsvr.folders import FolderLock, check_writable
 
 DATASET_FILES = frozenset(
-    ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv", "meta.json")
+    ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "shapes.npy", "rejects.tsv", "meta.json")
 )
 # what data/build.py writes into OUT.partial besides the dataset's files
 BUILD_FILES = frozenset(("shards", "state.npz", "state.tmp.npz", "plan.json", "plan.json.tmp", "meta.json.tmp"))

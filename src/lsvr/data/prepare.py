@@ -1,7 +1,8 @@
 """`lsvr prepare`: convert a raw source into a prepared dataset (see docs/DATA_FORMAT.md).
 
 Every item is decoded (JPEGs at a reduced scale where the size allows), resized to
-size x size, converted to the dataset's channel count and, for --encoding jpeg, encoded,
+size x size (or, with --resize short, to its shorter side `size`, aspect kept),
+converted to the dataset's channel count and, for --encoding jpeg, encoded,
 in a thread pool (libjpeg-turbo, Pillow and numpy release the GIL). Items that cannot
 become an image go to rejects.tsv with the reason; they never stop the run. Results are
 committed in source order, shard by shard (data/build.py), so the data files do not depend
@@ -18,7 +19,6 @@ import os
 import platform
 import shutil
 import sys
-import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -30,15 +30,17 @@ import simplejpeg
 from lsvr import __version__
 from lsvr.data import output
 from lsvr.data.build import Build
-from lsvr.data.dataset import FORMAT_VERSION, file_sha256
-from lsvr.data.image import DecodeError, resize, to_channels
+from lsvr.data.dataset import FIXED_VERSION, VARIABLE_VERSION, file_sha256
+from lsvr.data.image import MAX_PIXELS, DecodeError, resize, resize_short, short_side_shape, to_channels
+from lsvr.data.pixel_sums import ShardSums, moment_sums
 from lsvr.data.sources import IdxSource, Source, check_class_names
 from lsvr.errors import InputError
 from lsvr.folders import write_atomic
 from lsvr.progress import progress_bar
 
-RESIZE_POLICIES = ("squash", "center", "pad")
-OUTPUT_FILES = ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "rejects.tsv")
+RESIZE_POLICIES = ("squash", "center", "pad", "short")
+OUTPUT_FILES = ("images.npy", "images.bin", "offsets.npy", "labels.npy", "mean.npy", "shapes.npy", "rejects.tsv")
+JPEG_MAX_SIDE = 65_535  # the most a JPEG's header can say, per side
 SHARD = 512  # items per commit: what a kill can lose, and the unit of work ahead
 
 
@@ -51,81 +53,55 @@ def _tsv_field(text: str) -> str:
     return text.replace("\t", " ").replace("\n", " ")
 
 
-class ShardSums:
-    """Integer pixel sums per shard, each worker thread adding into arrays of its own (no
-    locks, no races; integer sums do not depend on which thread added what). The running
-    sums are uint16, half the memory traffic of uint32, folded into uint64 every 257 images
-    (257 * 255 is the most uint16 holds)."""
-
-    FOLD = 257
-
-    def __init__(self, shape: tuple[int, int, int]) -> None:
-        self.shape = shape
-        self.parts: dict[tuple[int, int], list] = {}  # (shard, thread) -> [uint16 sums, count, uint64 sums]
-
-    def add(self, shard: int, pixels: np.ndarray) -> None:
-        key = (shard, threading.get_ident())
-        part = self.parts.get(key)
-        if part is None:
-            part = self.parts[key] = [np.zeros(self.shape, np.uint16), 0, np.zeros(self.shape, np.uint64)]
-        np.add(part[0], pixels, out=part[0])
-        part[1] += 1
-        if part[1] == self.FOLD:
-            part[2] += part[0]
-            part[0][:] = 0
-            part[1] = 0
-
-    def pop(self, shard: int) -> np.ndarray:
-        total = np.zeros(self.shape, np.uint64)
-        for key in [k for k in list(self.parts) if k[0] == shard]:
-            running, _, folded = self.parts.pop(key)
-            total += folded
-            total += running
-        return total
-
-
 class Converter:
     """One item from source to stored form, in a worker thread: (what is stored, per-channel
     sums of squares) or the DecodeError; its pixels are added to the shard's sums."""
 
-    def __init__(self, source: Source, *, size: int, resize_policy: str, channels: int, encoding: str, quality: int):
+    def __init__(self, source: Source, *, size: int, resize_policy: str, channels: int, encoding: str, quality: int,
+                 max_size: int | None = None):  # fmt: skip
         self.source, self.size, self.policy, self.channels = source, size, resize_policy, channels
-        self.encoding, self.quality = encoding, quality
-        self.min_side = size if resize_policy in ("squash", "center") else 0
-        self.sums = ShardSums((size, size, channels))
+        self.encoding, self.quality, self.max_size = encoding, quality, max_size
+        self.min_side = size if resize_policy in ("squash", "center", "short") else 0
+        self.variable = resize_policy == "short"  # images of varying shape: no per-pixel sums
+        self.sums = ShardSums((1, 1, channels) if self.variable else (size, size, channels))
+
+    def _resized(self, pixels: np.ndarray) -> np.ndarray:
+        if not self.variable:
+            return resize(pixels, self.size, self.policy)
+        h, w, _ = pixels.shape
+        nh, nw = short_side_shape(h, w, self.size, max_size=self.max_size)
+        # refused before resizing: a 1 x 60,000 strip at 256 would be 15 million pixels long
+        if max(nh, nw) > JPEG_MAX_SIDE or nh * nw > MAX_PIXELS:
+            raise DecodeError(f"{w}x{h} pixels resized to {nw}x{nh}: over JPEG's {JPEG_MAX_SIDE} pixels a side"
+                              f" or the {MAX_PIXELS} pixel limit (--max-size caps the longer side)",
+                              "too-large")  # fmt: skip
+        return resize_short(pixels, self.size, self.max_size)
 
     def convert(self, i: int) -> tuple[np.ndarray, bytes | np.ndarray] | DecodeError:
         """(pixels, what is stored), or the DecodeError."""
         try:
-            pixels = self.source.decode(i, self.min_side)
+            pixels = self._resized(self.source.decode(i, self.min_side))
         except DecodeError as exc:
             return exc
-        pixels = np.ascontiguousarray(to_channels(resize(pixels, self.size, self.policy), self.channels))
+        pixels = np.ascontiguousarray(to_channels(pixels, self.channels))
         if self.encoding == "raw":
             return pixels, pixels
         colorspace = "GRAY" if self.channels == 1 else "RGB"
         return pixels, simplejpeg.encode_jpeg(pixels, quality=self.quality, colorspace=colorspace,
                                               colorsubsampling="420")  # fmt: skip
 
-    def __call__(self, i: int) -> tuple[bytes | np.ndarray, np.ndarray] | DecodeError:
+    def __call__(self, i: int) -> tuple[bytes | np.ndarray, np.ndarray, tuple[int, int]] | DecodeError:
+        """(what is stored, per-channel sums and sums of squares of 1 pixel in 16, its (height, width))."""
         result = self.convert(i)
         if isinstance(result, DecodeError):
             return result
         pixels, payload = result
-        self.sums.add(i // SHARD, pixels)  # here, while the pixels are in this core's cache
-        return payload, moment_sums(np.ascontiguousarray(pixels[::4, ::4]))  # the std: 1 pixel in 16
-
-
-def moment_sums(pixels: np.ndarray) -> np.ndarray:
-    """Per-channel sums and sums of squares of an (H, W, C) uint8 image, exact, as (2, C)
-    uint64, in about a sixth of an einsum's time: 255**2 fits uint16, and H * 255**2 fits
-    uint32 for H < 66,051."""
-    h, w, c = pixels.shape
-    columns = np.square(pixels, dtype=np.uint16).reshape(h, w * c).sum(axis=0, dtype=np.uint32)
-    firsts = pixels.reshape(h, w * c).sum(axis=0, dtype=np.uint32)
-    return np.stack(
-        [firsts.reshape(w, c).sum(axis=0, dtype=np.uint64), columns.reshape(w, c).sum(axis=0, dtype=np.uint64)]
-    )
+        sampled = moment_sums(np.ascontiguousarray(pixels[::4, ::4]))  # the std: 1 pixel in 16
+        if self.variable:  # the mean over every pixel, per channel
+            self.sums.add_total(i // SHARD, moment_sums(pixels, squares=False)[0])
+        else:
+            self.sums.add(i // SHARD, pixels)  # here, while the pixels are in this core's cache
+        return payload, sampled, pixels.shape[:2]
 
 
 def _fingerprint(source: Source) -> str:
@@ -142,7 +118,8 @@ def prepare(
     *,
     size: int,
     resize_policy: str = "squash",
-    encoding: str = "raw",
+    max_size: int | None = None,
+    encoding: str | None = None,
     channels: int | None = None,
     quality: int = 90,
     workers: int | None = None,
@@ -153,23 +130,28 @@ def prepare(
 ) -> dict:
     """Write the prepared dataset of `source` to `out`, continuing an unfinished run of the
     same command; returns its meta.json contents (plus already_prepared: True when OUT held
-    the same already and nothing was written)."""
+    the same already and nothing was written). encoding None: jpeg for --resize short, else raw."""
     if resize_policy not in RESIZE_POLICIES:
         raise InputError(f"--resize must be one of {', '.join(RESIZE_POLICIES)}")
+    encoding = encoding or ("jpeg" if resize_policy == "short" else "raw")
     if encoding not in ("raw", "jpeg"):
         raise InputError("--encoding must be raw or jpeg")
     if not 8 <= size <= 4096:
         raise InputError(f"--size must be in 8..4096, got {size}")
+    _check_short(resize_policy, size=size, max_size=max_size, encoding=encoding)
     if not 1 <= quality <= 100:
         raise InputError(f"--quality must be in 1..100, got {quality}")
     if not 0.0 <= max_rejects <= 1.0:
         raise InputError(f"--max-rejects must be a fraction in 0..1, got {max_rejects}")
     channels = channels or (1 if isinstance(source, IdxSource) else 3)
     plan = {
-        "format_version": FORMAT_VERSION, "source": os.path.abspath(source.root), "items": len(source),
+        "format_version": VARIABLE_VERSION if resize_policy == "short" else FIXED_VERSION,
+        "source": os.path.abspath(source.root), "items": len(source),
         "fingerprint": _fingerprint(source), "size": size, "resize": resize_policy, "channels": channels,
         "encoding": encoding, "jpeg_quality": quality if encoding == "jpeg" else None,
     }  # fmt: skip
+    if resize_policy == "short":  # only there: a fixed-shape set's plan (and meta.json) stays as it was
+        plan["max_size"] = max_size
     check_class_names(source.classes, where=source.root)
     out = output.resolve_out(out)
     output.check_apart(source.root, out)
@@ -184,6 +166,16 @@ def prepare(
             held.release()
     finally:
         output.remove_empty(created)
+
+
+def _check_short(policy: str, *, size: int, max_size: int | None, encoding: str) -> None:
+    """--max-size belongs to --resize short, which stores images of varying shape: JPEG only."""
+    if max_size is not None and policy != "short":
+        raise InputError(f"--max-size caps the longer side of --resize short; --resize {policy} stores size x size")
+    if max_size is not None and max_size < size:
+        raise InputError(f"--max-size {max_size} is below --size {size}: the longer side cannot be the shorter")
+    if policy == "short" and encoding == "raw":
+        raise InputError("--resize short stores images of varying shape, which only --encoding jpeg holds")
 
 
 def _build(source: Source, out: Path, plan: dict, *, workers: int, max_rejects: float, overwrite: bool,
@@ -203,10 +195,11 @@ def _build(source: Source, out: Path, plan: dict, *, workers: int, max_rejects: 
             meta = finished
         else:
             fresh = not partial.exists()
-            shape = (plan["size"], plan["size"], plan["channels"])
-            build = Build.open(partial, plan, shape, discard=overwrite)
+            side = 0 if plan["resize"] == "short" else plan["size"]  # 0: each image's own (shapes.npy)
+            build = Build.open(partial, plan, (side, side, plan["channels"]), discard=overwrite)
             convert = Converter(source, size=plan["size"], resize_policy=plan["resize"], channels=plan["channels"],
-                                encoding=plan["encoding"], quality=plan["jpeg_quality"] or 90)  # fmt: skip
+                                encoding=plan["encoding"], quality=plan["jpeg_quality"] or 90,
+                                max_size=plan.get("max_size"))  # fmt: skip
             if build.done:
                 print(f"{partial}: continuing from image {min(n, build.done * SHARD)} of {n}", file=sys.stderr)
             try:
@@ -272,23 +265,35 @@ def _convert_all(build: Build, convert: Converter, shards: int, workers: int, ma
 
 
 def _commit(build: Build, convert: Converter, shard: int, results: list) -> None:
-    kept, payloads, rejects = [], [], []
+    kept, payloads, rejects, shapes = [], [], [], []
     moments = np.zeros((2, build.shape[2]), np.uint64)
     for i, result in enumerate(results, start=shard * SHARD):
         if isinstance(result, DecodeError):
             rejects.append((i, result.kind, str(result)))
             continue
-        payload, squares = result
+        payload, squares, shape = result
         kept.append(i)
         payloads.append(payload)
+        shapes.append([int(v) for v in shape])
         moments += squares
-    build.commit(shard, kept, payloads, rejects, convert.sums.pop(shard), moments)
+    build.commit(shard, kept, payloads, rejects, convert.sums.pop(shard), moments,
+                 shapes=shapes if convert.variable else None)  # fmt: skip
+
+
+def _channel_stats(build: Build, shapes: list) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean over every stored pixel, std over the sampled ones (every fourth row
+    and column), from the integer sums; shapes: each kept image's (height, width)."""
+    heights, widths = np.asarray(shapes, np.int64).reshape(-1, 2).T
+    channel_mean = build.pixel_sum.sum(axis=(0, 1), dtype=np.float64) / int(np.sum(heights * widths))
+    sampled = int(np.sum(((heights + 3) // 4) * ((widths + 3) // 4)))
+    first, second = build.moments.astype(np.float64) / sampled
+    return channel_mean, np.sqrt(np.maximum(second - first**2, 0.0))
 
 
 def _finish(build: Build, source: Source, plan: dict, command: str, seconds: float) -> dict:
     """Write labels, offsets, mean, rejects and meta.json from the committed shards."""
-    partial, (size, _, channels) = build.path, build.shape
-    kept, sizes, rejects = build.records()
+    partial, channels, size = build.path, build.shape[2], plan["size"]
+    kept, sizes, rejects, shapes = build.records()
     n = len(source)
     if not kept:
         first = rejects[0][2] if rejects else "no items"
@@ -300,27 +305,29 @@ def _finish(build: Build, source: Source, plan: dict, command: str, seconds: flo
             f.write(f"{_tsv_field(source.names[i])}\t{kind}\t{_tsv_field(reason)}\n")
     labels = source.labels[np.array(kept)].astype(np.int16 if len(source.classes) < 2**15 else np.int32)
     np.save(partial / "labels.npy", labels)
-    np.save(partial / "mean.npy", (build.pixel_sum / len(kept)).astype(np.float32))  # (H, W, C), 0..255
+    variable = plan["resize"] == "short"
+    if variable:  # no mean image: a per-pixel mean has no meaning across shapes
+        np.save(partial / "shapes.npy", np.asarray(shapes, np.int32).reshape(len(kept), 2))  # (N, 2) height, width
+    else:
+        np.save(partial / "mean.npy", (build.pixel_sum / len(kept)).astype(np.float32))  # (H, W, C), 0..255
     if build.encoding == "jpeg":
         np.save(partial / "offsets.npy", np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-    count = len(kept) * size * size
-    channel_mean = build.pixel_sum.sum(axis=(0, 1), dtype=np.float64) / count
-    sampled = len(kept) * ((size + 3) // 4) ** 2  # the moments cover every fourth row and column
-    first, second = build.moments.astype(np.float64) / sampled
-    channel_std = np.sqrt(np.maximum(second - first**2, 0.0))
+    channel_mean, channel_std = _channel_stats(build, shapes if variable else [[size, size]] * len(kept))
     files = sorted(p.name for p in partial.iterdir() if p.name in OUTPUT_FILES)
+    side = 0 if variable else size  # 0: each image's own, in shapes.npy
     meta = {
-        "format_version": FORMAT_VERSION,
+        "format_version": plan["format_version"],
         "num_images": len(kept),
         "num_rejected": len(rejects),
         "rejected_by_kind": dict(sorted(Counter(kind for _, kind, _ in rejects).items())),
         "classes": list(source.classes),
-        "image_shape": [size, size, channels],
+        "image_shape": [side, side, channels],
         "channels": channels,
         "encoding": build.encoding,
         "jpeg_quality": plan["jpeg_quality"],
         "resize": plan["resize"],
         "size": size,
+        **({"max_size": plan["max_size"]} if "max_size" in plan else {}),
         "channel_mean": [round(float(v), 6) for v in channel_mean],
         "channel_std": [round(float(v), 6) for v in channel_std],
         "source": plan["source"],
