@@ -284,3 +284,47 @@ def test_eval_windows_at_the_stored_size_score_as_the_old_centre_crop(tiny_data,
     assert windows.window == "centred" and windows.crop == 28
     whole = Loader(ds, batch_size=50, shuffle=False, workers=1)  # whole images, Augment.center: as before
     assert evaluate(model, windows, augment) == evaluate(model, whole, augment)
+
+
+@pytest.fixture(scope="module")
+def short_set(tmp_path_factory) -> Path:
+    """40 JPEGs of varying shape, shorter side 32, the longer capped at 48 (some then shorter)."""
+    root = tmp_path_factory.mktemp("short")
+    write_tree(root / "wide", {"a": 10, "b": 10}, size=(60, 45))
+    write_tree(root / "tall", {"a": 10, "b": 10}, size=(30, 90), seed=1)
+    for name in ("a", "b"):
+        for i, path in enumerate(sorted((root / "tall" / name).iterdir())):
+            path.rename(root / "wide" / name / f"tall{i:03d}.JPEG")
+    assert cli("prepare", root / "wide", root / "ds", "--size", "32", "--resize", "short", "--max-size", "48",
+               "--no-progress") == 0  # fmt: skip
+    return root / "ds"
+
+
+def test_device_decode_cuts_and_resizes_images_of_varying_shape(short_set):
+    from tests.test_loader import libjpeg_decoder
+
+    ds = PreparedDataset(short_set)
+    assert len({tuple(s) for s in ds.sizes(np.arange(len(ds))).tolist()}) > 1
+    for window in ("crop", "rrc"):
+        options = {"batch_size": 8, "shuffle": True, "seed": 2, "crop": 28, "window": window, "workers": 1}
+        host, device = Loader(ds, **options), Loader(ds, decode="device", decoder=libjpeg_decoder(3), **options)
+        for a, b in zip(host.batches(0), device.batches(0), strict=True):
+            assert a.images.shape == b.images.shape == (8, 28, 28, 3)
+            # the host decodes at reduced scale where a window allows, the stand-in never
+            assert np.abs(a.images.numpy().astype(int) - b.images.numpy().astype(int)).mean() < 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("augment", ["crop", "rrc"])
+def test_a_set_of_varying_shapes_trains_and_evaluates_through_windows(short_set, tmp_path, capsys, augment):
+    extra = {"data.augment": augment, "data.crop": 28, "data.holdout": 8, "data.normalize": "channel",
+             "train.global_batch": 8, "train.epochs": 1, "train.max_steps": 2, "checkpoint.every_steps": 0}  # fmt: skip
+    assert train(tmp_path / "run", short_set, **extra) == 0, capsys.readouterr().err[-2000:]
+    pre = checkpoint.read(checkpoint.find(tmp_path / "run")).preprocess
+    assert pre.resize == "short" and pre.eval_crop == 28 and pre.eval_size == 32  # alexnet_small: the stored side
+    capsys.readouterr()
+    assert cli("eval", tmp_path / "run", short_set, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 40 and (result["resize"], result["crop"]) == (32, 28)
+    assert cli("eval", tmp_path / "run", short_set, "--crops", "10") == 2
+    one_line(capsys, "ten-crop evaluation needs images stored at the evaluation size")
