@@ -251,13 +251,15 @@ def test_a_set_of_varying_shapes_refuses_a_mean_image_and_too_large_a_crop(tmp_p
 
 @pytest.mark.slow
 def test_resnet18_learns_fashion_mnist_through_rrc(tmp_path, capsys):
-    """The issue's learning check: resnet18, RandomResizedCrop 56 of the 64 px embedded set,
-    beats 4x chance on its held-out slice, and its loss halves, in about a minute on 2 cores."""
+    """The issue's learning check: resnet18 through RandomResizedCrop (area 35-100%) to 40 px
+    of the 64 px embedded set beats 4x chance on its held-out slice, and its loss halves, in
+    80 steps of 64 (measured: loss 2.64 over the first 10 steps, 0.97 over the last, 69.8%
+    top-1; 99 s wall on 2 busy cores)."""
     data = tmp_path / "fm64"
     assert cli("prepare", DEMO_DATA, data, "--size", "64", "--no-progress") == 0
-    settings = {"model.name": "resnet18", "data.crop": 48, "data.augment": "rrc", "data.rrc_scale": "[0.35, 1.0]",
-                "data.normalize": "channel", "data.holdout": 500, "train.global_batch": 32, "train.max_steps": 60,
-                "train.epochs": 1, "optim.lr": 0.02, "optim.weight_decay": 0.0001, "train.threads": 2,
+    settings = {"model.name": "resnet18", "data.crop": 40, "data.augment": "rrc", "data.rrc_scale": "[0.35, 1.0]",
+                "data.normalize": "channel", "data.holdout": 500, "train.global_batch": 64, "train.max_steps": 80,
+                "train.epochs": 1, "optim.lr": 0.05, "optim.weight_decay": 0.0001, "train.threads": 2,
                 "train.deterministic": "false", "checkpoint.every_steps": 0, "train.log_every": 10}  # fmt: skip
     assert cli("train", CONFIG, "--out", tmp_path / "run", *sets(data / "train", **settings)) == 0
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
