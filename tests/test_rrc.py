@@ -330,3 +330,18 @@ def test_a_set_of_varying_shapes_trains_and_evaluates_through_windows(short_set,
     assert result["images"] == 40 and (result["resize"], result["crop"]) == (32, 28)
     assert cli("eval", tmp_path / "run", short_set, "--crops", "10") == 2
     one_line(capsys, "ten-crop evaluation needs images stored at the evaluation size")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channel_normalisation_is_the_plain_formula_in_either_layout(channels_last):
+    from lsvr.data.augment import Augment
+
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4, 9, 9, 3), dtype=np.uint8))
+    mean, std = [120.0, 110.0, 100.0], [60.0, 55.0, 50.0]
+    augment = Augment(mean_image=None, channel_mean=mean, channel_std=std, crop=9, normalize="channel",
+                      channels_last=channels_last)  # fmt: skip
+    draws = Draws.fixed(4, top=0, left=0, mirror=True, crop=9, device=torch.device("cpu"))
+    expected = ((images.flip(2).float() - torch.tensor(mean)) * (1 / torch.tensor(std))).permute(0, 3, 1, 2)
+    out = augment.apply(images.clone(), draws)
+    assert out.shape == (4, 3, 9, 9) and torch.equal(out, expected)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

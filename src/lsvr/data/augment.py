@@ -72,13 +72,11 @@ class Augment:
 
     def apply(self, images: torch.Tensor, draws: Draws) -> torch.Tensor:
         """(B, crop, crop, C) uint8 windows at `draws` -> (B, C, crop, crop) float32: mirror, normalise."""
-        pixels = mirror_images(images, draws.mirror).float().contiguous()  # (B, crop, crop, C)
+        images = mirror_images(images, draws.mirror)
         if self.normalize != "mean_image":
-            # as rows of crop * C values with the statistics tiled along a row: broadcasting over
-            # a trailing 3 is not vectorised (measured at 224 px, one thread: 1.79 ms an image, 0.43 ms so)
-            b, h, w, c = pixels.shape
-            pixels.view(b * h, w * c).sub_(self.channel_mean.repeat(w)).mul_(self.channel_inv_std.repeat(w))
-        elif pixels.device.type == "cpu":
+            return self._channel_normalized(images)
+        pixels = images.float()  # (B, crop, crop, C)
+        if pixels.device.type == "cpu":
             pixels = self._subtract_mean_cpu(pixels, draws)
         else:  # the mean image gathered at each pixel's source position
             span = torch.arange(draws.crop, device=pixels.device)
@@ -88,6 +86,20 @@ class Augment:
             pixels = pixels - self.mean_image[rows[:, :, None], cols[:, None, :]]
         out = pixels.permute(0, 3, 1, 2)  # (B, C, crop, crop), NHWC in memory
         return out if self.channels_last else out.contiguous()
+
+    def _channel_normalized(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) uint8 -> (B, C, H, W) float32, (x - mean) / std per channel, the same bits
+        either way. Measured on CPU at 224 px, one thread, per image: broadcasting over NHWC's
+        trailing 3 is not vectorised (1.79 ms, float NHWC then contiguous NCHW: 0.69 ms with the
+        statistics tiled along rows); so NCHW transposes the bytes first, then converts (0.27 ms),
+        and channels_last normalises the NHWC rows with the statistics tiled (0.34 ms)."""
+        if not self.channels_last:
+            pixels = images.permute(0, 3, 1, 2).contiguous().float()  # (B, C, H, W)
+            return pixels.sub_(self.channel_mean[:, None, None]).mul_(self.channel_inv_std[:, None, None])
+        pixels = images.float().contiguous()  # (B, H, W, C)
+        b, h, w, c = pixels.shape
+        pixels.view(b * h, w * c).sub_(self.channel_mean.repeat(w)).mul_(self.channel_inv_std.repeat(w))
+        return pixels.permute(0, 3, 1, 2)  # (B, C, H, W), NHWC in memory
 
     def _subtract_mean_cpu(self, pixels: torch.Tensor, draws: Draws) -> torch.Tensor:
         """The mean image's crop windows, subtracted in place by slices: on CPU a gather of
