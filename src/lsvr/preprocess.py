@@ -3,7 +3,8 @@ checkpoint and export, compared field by field where a dataset meets a model.
 
 The pipeline it describes: prepare stores each image at `size` x `size` (`resize` policy,
 `interpolation`, `channels`, `encoding`), or with resize "short" at shorter side `size`,
-aspect kept; training crops `crop` at random; evaluation brings an image to `eval_size` (the
+aspect kept; training takes random windows (`augment`: the paper's `crop` square, or rrc:
+RandomResizedCrop resized to `crop`); evaluation brings an image to `eval_size` (the
 prepare policy's size; "short": the shorter side, as torchvision's Resize) and takes the
 centre `eval_crop`; both normalise (`normalize`: the
 mean image, or per-channel mean/std, in 0..255 units). `classes` are the model's outputs.

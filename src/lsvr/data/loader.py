@@ -38,7 +38,8 @@ class Loader:
     Batch.draws is None (evaluation of a fixed-shape set at its stored size).
     window: "crop" (the paper: a random crop x crop window and, with flip, its mirror), "rrc"
     (torchvision's RandomResizedCrop with `scale` and `ratio`, and the mirror) or "centred"
-    (evaluation: torchvision's Resize(resize) + CenterCrop(crop), never mirrored).
+    (evaluation: torchvision's Resize(resize) + CenterCrop(crop), never mirrored); the
+    windows of a set of varying shape (prepare --resize short) from each image's own size.
     decode: "host" (images decoded in the reading threads) or "device" (JPEG sets: the
     threads gather compressed bytes, the device decodes and cuts them; see device_decode).
     bad_records: "stop" or "skip" a record that does not decode (data/readers.py's
