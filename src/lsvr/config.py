@@ -47,7 +47,11 @@ def _f(default: Any, doc: str) -> Any:
 @dataclass
 class ModelConfig:
     name: str = _f("alexnet", "model name, see `lsvr models`")
-    dropout: float = _f(0.5, "dropout probability before fc6 and fc7")
+    dropout: float | None = _f(
+        None,
+        "classifier dropout; null: the model's own (alexnet*, vgg*: 0.5; googlenet: 0.2; the others have none)",
+    )
+    zero_init_residual: bool = _f(False, "start each residual block's last BatchNorm scale at 0 (resnet* only)")
     init_from: str | None = _f(None, "weights to start from: torchvision state_dict, lsvr checkpoint, run or export")
     width: float = _f(1.0, "channel-width multiplier (alexnet_small models only)")
 
@@ -202,7 +206,10 @@ def _check_ranges(cfg: Config) -> None:
             raise InputError(f"config: {key} must be >= {low}, got {value}")
     if cfg.train.seed > MAX_SEED:  # the loader's keys hash the seed as a 64-bit word
         raise InputError(f"config: train.seed must be <= {MAX_SEED}, got {cfg.train.seed}")
-    for key, value in (("optim.momentum", cfg.optim.momentum), ("train.label_smoothing", cfg.train.label_smoothing)):
+    fractions = [("optim.momentum", cfg.optim.momentum), ("train.label_smoothing", cfg.train.label_smoothing)]
+    if cfg.model.dropout is not None:
+        fractions.append(("model.dropout", cfg.model.dropout))
+    for key, value in fractions:
         if not 0.0 <= value < 1.0:
             raise InputError(f"config: {key} must be in [0, 1), got {value}")
     if any(step < 0 for step in cfg.optim.lr_steps):

@@ -33,7 +33,7 @@ def convert(weights: Path, out: Path, *, model_name: str, classes: list[str] | N
     classes = classes or [str(i) for i in range(count)]
     if len(classes) != count:
         raise InputError(f"--classes: {len(classes)} names for a classifier of {count} classes")
-    model = build_model(model_name, num_classes=count, in_channels=3, crop=224, dropout=0.5)
+    model = build_model(model_name, num_classes=count, in_channels=3, crop=224)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -39,7 +39,7 @@ class Stepper:
     def __init__(self, name: str, crop: int, device: torch.device, precision: str, compile_: str) -> None:
         torch.manual_seed(0)
         self.device, self.precision = device, precision
-        self.model = build_model(name, num_classes=1000, in_channels=3, crop=crop, dropout=0.5)
+        self.model = build_model(name, num_classes=1000, in_channels=3, crop=crop)
         self.model.to(device, memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, OptimConfig(lr=0.001))
         self.net = self.model if compile_ == "none" else torch.compile(self.model, mode=compile_)
