@@ -61,11 +61,15 @@ EMBEDDINGS = ("class_token", "pos_embedding")
 
 
 def parameter_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Three groups in this order, empty ones left out (an optimizer state loads whatever the flags):
-    weights (lr, decay); biases (bias_lr_mult x lr, decay if optim.decay_biases); norms, i.e.
-    other 1-D tensors (norm scales) and ViT's embeddings (lr, decay if optim.decay_norms). The
-    defaults are the paper's rule; decay_biases, decay_norms and bias_lr_mult=1 torchvision's
-    classic (decay on every parameter, one lr). Each group keeps its multiplier in "lr_mult"."""
+    """Three groups, in this order, empty ones left out: weights (lr, decay); biases
+    (bias_lr_mult x lr, decay if optim.decay_biases); norms, i.e. other 1-D tensors (norm
+    scales) and ViT's embeddings (lr, decay if optim.decay_norms). The defaults are the paper's
+    rule; decay_biases, decay_norms and bias_lr_mult=1 torchvision's classic (decay on every
+    parameter, one lr). Each group keeps its multiplier in "lr_mult".
+
+    Which parameter goes where never depends on the flags, so a saved optimizer state fits;
+    torch's load_state_dict then restores the saved groups' decay, lr_mult and momentum or
+    betas (a resume keeps them; the schedule sets the lr anew each step)."""
     weights, biases, norms = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
