@@ -26,7 +26,6 @@ def test_zero_init_residual_on_a_model_without_residual_blocks_is_refused():
     assert [n for n in MODELS if n in message.split("applies to ")[1]] == [n for n in MODELS if "resnet" in n]
 
 
-@pytest.mark.slow
 def test_zero_init_residual_in_a_run_on_alexnet_small_exits_2_naming_the_key(tiny_data, tmp_path, capsys):
     capsys.readouterr()
     assert train(tmp_path / "run", tiny_data, **{"model.zero_init_residual": "true", "train.max_steps": 1}) == 2
