@@ -46,3 +46,6 @@ def test_bench_train_reports_the_three_pipelines(tmp_path, capsys):
     assert all(v > 0 for v in result["seconds_per_5120_images"].values())
     assert result["end_to_end_over_model_only"] > 0 and result["peak_memory_mb"] > 0
     assert all(len(values) == 2 for values in result["rounds"].values())
+    assert set(result["images_per_cpu_second"]) == {"model_only", "end_to_end"}
+    assert all(v > 0 for v in result["images_per_cpu_second"].values())
+    assert result["end_to_end_over_model_only_per_cpu_second"] > 0

@@ -1,7 +1,11 @@
+import re
+
+import pytest
 import torch
 from torch import nn
 
-from lsvr.config import OptimConfig
+from lsvr.config import Config, OptimConfig
+from lsvr.errors import InputError
 from lsvr.train.optim import Schedule, build_optimizer
 
 
@@ -74,3 +78,70 @@ def test_linear_lr_scaling_follows_the_global_batch_not_the_world():
     plain = Schedule(OptimConfig(lr=0.01), steps_per_epoch=10, total_steps=100, global_batch=1024)
     linear = Schedule(OptimConfig(lr=0.01, scale_lr="linear"), steps_per_epoch=10, total_steps=100, global_batch=1024)
     assert plain.base_lr == 0.01 and abs(linear.base_lr - 0.04) < 1e-12
+
+
+def test_torchvisions_classic_rule_decays_every_parameter_at_one_lr():
+    """decay_biases, decay_norms and bias_lr_mult=1: wd on every parameter, one lr (the groups stay
+    apart, in the same order, so an optimizer state loads whatever the flags)."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    cfg = OptimConfig(weight_decay=1e-4, decay_biases=True, decay_norms=True, bias_lr_mult=1.0)
+    groups = build_optimizer(model, cfg).param_groups
+    assert [(len(g["params"]), g["weight_decay"], g["lr_mult"]) for g in groups] == [(1, 1e-4, 1.0), (2, 1e-4, 1.0),
+                                                                                        (1, 1e-4, 1.0)]  # fmt: skip
+    only_norms = build_optimizer(model, OptimConfig(weight_decay=1e-4, decay_norms=True)).param_groups
+    assert [g["weight_decay"] for g in only_norms] == [1e-4, 0.0, 1e-4]
+
+
+def test_vits_class_token_and_position_embedding_go_with_the_norms():
+    from lsvr.models.vit import VisionTransformer
+
+    vit = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=1, hidden_dim=8, mlp_dim=8,
+                            num_classes=3)  # fmt: skip
+    weights, _, norms = build_optimizer(vit, OptimConfig()).param_groups
+    norm_ids = {id(p) for p in norms["params"]}
+    assert id(vit.class_token) in norm_ids and id(vit.encoder.pos_embedding) in norm_ids
+    assert all(p.ndim >= 2 for p in weights["params"]) and norms["weight_decay"] == 0.0
+
+
+def test_adamw_follows_its_formula_per_group_across_an_lr_drop():
+    """torch's AdamW under lsvr's groups and schedule: decoupled decay on the weight only, the bias at
+    2x lr, 3 steps with the lr divided by 10 before the last."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    cfg = OptimConfig(name="adamw", lr=0.01, weight_decay=0.05, betas=[0.8, 0.99], eps=1e-6, lr_steps=[1])
+    opt = build_optimizer(model, cfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    schedule = Schedule(cfg, steps_per_epoch=2, total_steps=3)
+    x, y = torch.randn(8, 4), torch.randn(8, 3)
+    expect = {"w": model.weight.detach().clone(), "b": model.bias.detach().clone()}
+    moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in expect.items()}
+    for step in range(3):
+        lr = schedule.apply(opt, step)
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        grads = {"w": model.weight.grad.clone(), "b": model.bias.grad.clone()}
+        opt.step()
+        for key, lr_k, wd in (("w", lr, 0.05), ("b", 2 * lr, 0.0)):
+            m, v = moments[key]
+            m.mul_(0.8).add_(grads[key], alpha=0.2)
+            v.mul_(0.99).addcmul_(grads[key], grads[key], value=0.01)
+            p = expect[key] * (1 - lr_k * wd)
+            m_hat, v_hat = m / (1 - 0.8 ** (step + 1)), v / (1 - 0.99 ** (step + 1))
+            expect[key] = p - lr_k * m_hat / (v_hat.sqrt() + 1e-6)
+        assert torch.allclose(model.weight, expect["w"], atol=1e-6), step
+        assert torch.allclose(model.bias, expect["b"], atol=1e-6), step
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"betas": [0.9, 1.0]}, "optim.betas must be two numbers in [0, 1)"),
+        ({"betas": [0.9]}, "optim.betas must be two numbers in [0, 1)"),
+        ({"eps": 0.0}, "optim.eps must be > 0"),
+        ({"name": "adamw", "nesterov": True}, "optim.nesterov=true is sgd's"),
+        ({"name": "adam"}, "optim.name must be one of sgd, adamw"),
+    ],
+)
+def test_bad_adamw_settings_are_refused(override, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        Config(optim=OptimConfig(**override))

@@ -50,9 +50,10 @@ def test_a_dataset_with_the_classes_in_another_order_is_refused(started, tiny_da
     [
         ({"data.crop": 24}, "data.crop: checkpoint 28, now 24"),
         ({"data.normalize": "mean_image"}, "data.normalize: checkpoint 'channel', now 'mean_image'"),
+        ({"optim.name": "adamw"}, "holds the optimizer state of optim.name=sgd; this config has optim.name=adamw"),
     ],
 )
-def test_another_crop_or_normalisation_is_refused_naming_both(started, tiny_data, capsys, change, message):
+def test_another_crop_normalisation_or_optimizer_is_refused_naming_both(started, tiny_data, capsys, change, message):
     capsys.readouterr()
     assert run(started, tiny_data, "--resume", "auto", **{"train.max_steps": 4, **change}) == 2
     err = capsys.readouterr().err.strip()

@@ -267,7 +267,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("what", choices=("loader", "prepare", "dist", "train"))
     p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")
     p.add_argument("--batch", type=int, help="batch (loader: 128) or global batch (dist: 16)")
-    p.add_argument("--model", default="alexnet", help="dist: the model stepped (default alexnet)")
+    p.add_argument("--model", default="alexnet", help="dist, train: the model stepped (default alexnet)")
     p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size; train: steps per pipeline")
     p.add_argument("--device", choices=choices(Device), default="auto", help="train: where the model steps")
     p.add_argument("--precision", choices=choices(Precision), default="fp32", help="train: autocast precision")

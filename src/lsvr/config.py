@@ -23,6 +23,7 @@ Augmentation = Literal["crop", "rrc"]
 Encoding = Literal["raw", "jpeg"]
 ResizePolicy = Literal["squash", "center", "pad", "short"]
 StopOrSkip = Literal["stop", "skip"]
+Optimizer = Literal["sgd", "adamw"]  # optim.name (lsvr.train.optim.build_optimizer)
 CUDA_GRAPH_MODES = ("max-autotune", "reduce-overhead")  # torch.compile's modes that add CUDA graphs
 MAX_SEED = 2**63 - 1
 Fault = Literal["none", "nan", "die", "hang", "kill_save"]  # debug.fault (lsvr.train.faults)
@@ -47,7 +48,11 @@ def _f(default: Any, doc: str) -> Any:
 @dataclass
 class ModelConfig:
     name: str = _f("alexnet", "model name, see `lsvr models`")
-    dropout: float = _f(0.5, "dropout probability before fc6 and fc7")
+    dropout: float | None = _f(
+        None,
+        "classifier dropout; null: the model's own (alexnet*, vgg*: 0.5; googlenet: 0.2; the others have none)",
+    )
+    zero_init_residual: bool = _f(False, "start each residual block's last BatchNorm scale at 0 (resnet* only)")
     init_from: str | None = _f(None, "weights to start from: torchvision state_dict, lsvr checkpoint, run or export")
     width: float = _f(1.0, "channel-width multiplier (alexnet_small models only)")
 
@@ -101,14 +106,21 @@ class TrainConfig:
 
 @dataclass
 class OptimConfig:
+    name: Optimizer = _f("sgd", "sgd (the paper's: lr inside the velocity) or adamw (torch's, decoupled decay)")
     lr: float = _f(0.01, "base learning rate (weights); biases get optim.bias_lr_mult times it")
     lr_steps: list[int] = _f([20, 40], "epochs at which the step schedule divides lr by 10")
     schedule: Literal["step", "cosine"] = _f("step", "step (the paper) or cosine")
     warmup_epochs: float = _f(0.0, "linear warm-up from 0 over this many epochs")
-    momentum: float = _f(0.9, "momentum m in v = m*v - lr*(g + wd*W)")
-    nesterov: bool = _f(False, "Nesterov momentum")
-    weight_decay: float = _f(0.0005, "weight decay on weights (never on biases)")
-    bias_lr_mult: float = _f(2.0, "learning-rate multiplier of biases (the paper: 2)")
+    momentum: float = _f(0.9, "sgd: momentum m in v = m*v - lr*(g + wd*W)")
+    nesterov: bool = _f(False, "sgd: Nesterov momentum")
+    betas: list[float] = _f([0.9, 0.999], "adamw: the moments' decay rates [beta1, beta2], each in [0, 1)")
+    eps: float = _f(1e-8, "adamw: added to the second moment's root (> 0)")
+    weight_decay: float = _f(0.0005, "weight decay of the weights (biases and norms: optim.decay_biases, decay_norms)")
+    decay_biases: bool = _f(False, "weight decay on biases too (the paper: false; torchvision's classic: true)")
+    decay_norms: bool = _f(
+        False, "weight decay on norm scales (1-D weights) and ViT's class token and position embedding too"
+    )
+    bias_lr_mult: float = _f(2.0, "learning-rate multiplier of biases (the paper: 2; torchvision: 1)")
     scale_lr: Literal["none", "linear"] = _f(
         "none", "none (lr as given, whatever the world size) or linear (lr * global_batch / 256)"
     )
@@ -200,12 +212,28 @@ def _check_ranges(cfg: Config) -> None:
             raise InputError(f"config: {key} must be >= {low}, got {value}")
     if cfg.train.seed > MAX_SEED:  # the loader's keys hash the seed as a 64-bit word
         raise InputError(f"config: train.seed must be <= {MAX_SEED}, got {cfg.train.seed}")
-    for key, value in (("optim.momentum", cfg.optim.momentum), ("train.label_smoothing", cfg.train.label_smoothing)):
+    fractions = [("optim.momentum", cfg.optim.momentum), ("train.label_smoothing", cfg.train.label_smoothing)]
+    if cfg.model.dropout is not None:
+        fractions.append(("model.dropout", cfg.model.dropout))
+    for key, value in fractions:
         if not 0.0 <= value < 1.0:
             raise InputError(f"config: {key} must be in [0, 1), got {value}")
     _check_rrc(cfg.data)
     if any(step < 0 for step in cfg.optim.lr_steps):
         raise InputError(f"config: optim.lr_steps must be epochs >= 0, got {cfg.optim.lr_steps}")
+    _check_adamw(cfg.optim)
+
+
+def _check_adamw(optim: OptimConfig) -> None:
+    """AdamW's betas are decay rates of running means (1 never forgets, and divides by zero in its
+    bias correction); its eps keeps the division finite. Nesterov is SGD's alone."""
+    betas = optim.betas
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise InputError(f"config: optim.betas must be two numbers in [0, 1), got {betas}")
+    if not optim.eps > 0:
+        raise InputError(f"config: optim.eps must be > 0, got {optim.eps}")
+    if optim.name != "sgd" and optim.nesterov:
+        raise InputError(f"config: optim.nesterov=true is sgd's; optim.name={optim.name} has none")
 
 
 def _check_rrc(data: DataConfig) -> None:

@@ -12,7 +12,7 @@ from lsvr.config import Config, to_dict
 from lsvr.errors import InputError
 from lsvr.folders import write_atomic
 from lsvr.models.registry import build_model
-from lsvr.models.weights import read_state_dict
+from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.preprocess import Preprocess
 from lsvr.train.record import CheckpointRecord
 from lsvr.train.state import provenance
@@ -33,11 +33,8 @@ def convert(weights: Path, out: Path, *, model_name: str, classes: list[str] | N
     classes = classes or [str(i) for i in range(count)]
     if len(classes) != count:
         raise InputError(f"--classes: {len(classes)} names for a classifier of {count} classes")
-    model = build_model(model_name, num_classes=count, in_channels=3, crop=224, dropout=0.5)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise InputError(f"{weights}: does not fit {model_name} ({str(exc).splitlines()[0]})") from None
+    model = build_model(model_name, num_classes=count, in_channels=3, crop=224)
+    load_matching(model, state, source=str(weights))  # the class count is the file's: nothing left out
     cfg = Config()
     cfg.model.name = model_name
     pre = Preprocess(

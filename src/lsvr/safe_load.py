@@ -86,4 +86,6 @@ def safe_load(path: Path, *, what: str, map_location: str | torch.device = "cpu"
         first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
         known = isinstance(exc, (RuntimeError, EOFError, OSError, zipfile.BadZipFile))
         reason = first if first and known else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        if isinstance(exc, EOFError) or "unexpected EOF" in first:  # a legacy pickle cut short
+            raise InputError(f"{path}: a truncated {what} file ({reason[:200]})") from None
         raise InputError(f"{path}: not a readable {what} ({reason[:200]})") from None

@@ -48,7 +48,7 @@ def worker(out: Path, model_name: str, global_batch: int, steps: int) -> None:
         dist.init_process_group("gloo")
     torch.manual_seed(0)
     spec = model_spec(model_name)
-    model = build_model(model_name, num_classes=1000, in_channels=3, crop=spec.default_crop, dropout=0.5)
+    model = build_model(model_name, num_classes=1000, in_channels=3, crop=spec.default_crop)
     net = torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True) if world > 1 else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     per_rank = global_batch // world

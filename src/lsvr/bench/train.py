@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lsvr.bench.loader import PilCrops, photo_set, prepared
-from lsvr.bench.timing import environment, workdir
+from lsvr.bench.timing import cpu_seconds, environment, workdir
 from lsvr.config import OptimConfig
 from lsvr.data.augment import Augment
 from lsvr.data.loader import Loader
@@ -39,7 +39,7 @@ class Stepper:
     def __init__(self, name: str, crop: int, device: torch.device, precision: str, compile_: str) -> None:
         torch.manual_seed(0)
         self.device, self.precision = device, precision
-        self.model = build_model(name, num_classes=1000, in_channels=3, crop=crop, dropout=0.5)
+        self.model = build_model(name, num_classes=1000, in_channels=3, crop=crop)
         self.model.to(device, memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, OptimConfig(lr=0.001))
         self.net = self.model if compile_ == "none" else torch.compile(self.model, mode=compile_)
@@ -96,11 +96,11 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         "end_to_end": lambda: _end_to_end(stepper, loader, augment, steps) * batch,
         "baseline": lambda: _baseline(stepper, torch_loader, (mean, inv_std), steps) * batch,
     }
-    rounds_of = _interleaved(pipelines, device, rounds)
+    rounds_of, per_cpu = _interleaved(pipelines, device, rounds)
     per_sec = {name: median(values) for name, values in rounds_of.items()}
 
-    def ratio(a: str, b: str) -> float:  # the median of the rounds' ratios: each round's pair ran side by side
-        return round(median(x / y for x, y in zip(rounds_of[a], rounds_of[b], strict=True)), 3)
+    def ratio(a: str, b: str, of: dict = rounds_of) -> float:  # the median of the rounds' ratios: each
+        return round(median(x / y for x, y in zip(of[a], of[b], strict=True)), 3)  # pair ran side by side
 
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
@@ -115,6 +115,10 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         "seconds_per_5120_images": {name: round(5120 / v, 2) for name, v in per_sec.items()},
         "end_to_end_over_model_only": ratio("end_to_end", "model_only"),
         "end_to_end_over_baseline": ratio("end_to_end", "baseline"),
+        # On a CPU shared with other jobs, wall time swings with their load; this process's CPU
+        # time much less. The baseline's workers are other processes: not counted, not compared.
+        "images_per_cpu_second": {name: round(median(per_cpu[name]), 2) for name in ("model_only", "end_to_end")},
+        "end_to_end_over_model_only_per_cpu_second": ratio("end_to_end", "model_only", per_cpu),
         "rounds": {name: [round(v, 1) for v in values] for name, values in rounds_of.items()},
         "peak_memory_mb": round(peak, 1),
         "peak_memory_of": "device (max allocated)" if device.type == "cuda" else "process (max RSS)",
@@ -158,14 +162,18 @@ def _baseline(stepper: Stepper, torch_loader: torch.utils.data.DataLoader, norm:
     return steps
 
 
-def _interleaved(pipelines: dict, device: torch.device, rounds: int) -> dict[str, list[float]]:
-    """Images per second of each pipeline in each round."""
+def _interleaved(pipelines: dict, device: torch.device, rounds: int) -> tuple[dict, dict]:
+    """Images per second, and per CPU-second of this process (its threads, the loader's
+    included), of each pipeline in each round: {name: [per round]} each."""
     rounds_of: dict[str, list[float]] = {name: [] for name in pipelines}
+    per_cpu: dict[str, list[float]] = {name: [] for name in pipelines}
     for _ in range(rounds):  # interleaved, so a noisy minute on a shared machine hits every pipeline
         for name, run in pipelines.items():
+            cpu0 = cpu_seconds()
             images, seconds = _timed(device, run)
             rounds_of[name].append(images / seconds)
-    return rounds_of
+            per_cpu[name].append(images / max(cpu_seconds() - cpu0, 1e-9))
+    return rounds_of, per_cpu
 
 
 def _print(result: dict, per_sec: dict[str, float], peak: float, as_json: bool) -> None:
@@ -176,7 +184,8 @@ def _print(result: dict, per_sec: dict[str, float], peak: float, as_json: bool) 
     for name, value in per_sec.items():
         print(f"{name:<12}{value:>10.1f}{5120 / value:>17.2f}")
     print(
-        f"end_to_end / model_only: {result['end_to_end_over_model_only']:.3f}   end_to_end / baseline:"
+        f"end_to_end / model_only: {result['end_to_end_over_model_only']:.3f} (per CPU-second:"
+        f" {result['end_to_end_over_model_only_per_cpu_second']:.3f})   end_to_end / baseline:"
         f" {result['end_to_end_over_baseline']:.3f}   peak memory: {peak:.0f} MB ({result['peak_memory_of']})"
     )
 

@@ -35,6 +35,8 @@ class ModelSpec:
     mean: tuple[float, ...] | None = IMAGENET_MEAN  # channel mean, 0..1 units; None: the training set's own
     std: tuple[float, ...] | None = IMAGENET_STD  # channel std, 0..1 units; None: the training set's own
     scalable: bool = False  # takes a width multiplier (model.width)
+    dropout: float | None = None  # its classifier dropout (model.dropout=null takes it); None: it has none
+    residual: bool = False  # built of residual blocks: takes model.zero_init_residual
 
 
 def _alexnet_small_bn(**kw: Any) -> nn.Module:
@@ -43,28 +45,34 @@ def _alexnet_small_bn(**kw: Any) -> nn.Module:
 
 # One entry per model. The alexnet family keeps what lsvr did before models declared their
 # input: evaluation takes the centre of the stored image (eval_resize None).
-_PAPER = {"eval_resize": None, "normalize": "mean_image", "mean": None, "std": None}
-_SMALL = {"default_crop": 28, "eval_resize": None, "eval_crop": 28, "mean": None, "std": None, "scalable": True}
+# Dropout as each model's torchvision builder has it (googlenet's 0.2 before its fc).
+_PAPER = {"eval_resize": None, "normalize": "mean_image", "mean": None, "std": None, "dropout": 0.5}
+_SMALL = {"default_crop": 28, "eval_resize": None, "eval_crop": 28, "mean": None, "std": None, "scalable": True,
+          "dropout": 0.5}  # fmt: skip
+_VGG = {"dropout": 0.5}
+_RESNET = {"residual": True}
 MODELS: dict[str, ModelSpec] = {
     "alexnet": ModelSpec(AlexNet, "the paper's AlexNet: groups=2, pool->LRN(k=2), Gaussian init",
                          default_crop=227, eval_crop=227, **_PAPER),
-    "alexnet_tv": ModelSpec(AlexNetTV, "torchvision's AlexNet layout: its weights files load as they are"),
+    "alexnet_tv": ModelSpec(AlexNetTV, "torchvision's AlexNet layout: its weights files load as they are",
+                            dropout=0.5),
     "alexnet_small": ModelSpec(AlexNetSmall, "the paper's structure for 28-64 px inputs", **_SMALL),
     "alexnet_small_bn": ModelSpec(_alexnet_small_bn, "alexnet_small with BatchNorm in place of LRN", **_SMALL),
-    "resnet18": ModelSpec(resnet.resnet18, "ResNet-18 (v1.5), torchvision's layout"),
-    "resnet34": ModelSpec(resnet.resnet34, "ResNet-34 (v1.5), torchvision's layout"),
-    "resnet50": ModelSpec(resnet.resnet50, "ResNet-50 v1.5 (stride on the 3x3), torchvision's layout"),
-    "resnet101": ModelSpec(resnet.resnet101, "ResNet-101 v1.5, torchvision's layout"),
-    "resnet152": ModelSpec(resnet.resnet152, "ResNet-152 v1.5, torchvision's layout"),
-    "vgg11": ModelSpec(vgg.vgg11, "VGG-11 (configuration A), torchvision's layout"),
-    "vgg11_bn": ModelSpec(vgg.vgg11_bn, "VGG-11 with BatchNorm, torchvision's layout"),
-    "vgg13": ModelSpec(vgg.vgg13, "VGG-13 (configuration B), torchvision's layout"),
-    "vgg13_bn": ModelSpec(vgg.vgg13_bn, "VGG-13 with BatchNorm, torchvision's layout"),
-    "vgg16": ModelSpec(vgg.vgg16, "VGG-16 (configuration D), torchvision's layout"),
-    "vgg16_bn": ModelSpec(vgg.vgg16_bn, "VGG-16 with BatchNorm, torchvision's layout"),
-    "vgg19": ModelSpec(vgg.vgg19, "VGG-19 (configuration E), torchvision's layout"),
-    "vgg19_bn": ModelSpec(vgg.vgg19_bn, "VGG-19 with BatchNorm, torchvision's layout"),
-    "googlenet": ModelSpec(googlenet.googlenet, "Inception v1 (BN convs), torchvision's layout; aux heads optional"),
+    "resnet18": ModelSpec(resnet.resnet18, "ResNet-18 (v1.5), torchvision's layout", **_RESNET),
+    "resnet34": ModelSpec(resnet.resnet34, "ResNet-34 (v1.5), torchvision's layout", **_RESNET),
+    "resnet50": ModelSpec(resnet.resnet50, "ResNet-50 v1.5 (stride on the 3x3), torchvision's layout", **_RESNET),
+    "resnet101": ModelSpec(resnet.resnet101, "ResNet-101 v1.5, torchvision's layout", **_RESNET),
+    "resnet152": ModelSpec(resnet.resnet152, "ResNet-152 v1.5, torchvision's layout", **_RESNET),
+    "vgg11": ModelSpec(vgg.vgg11, "VGG-11 (configuration A), torchvision's layout", **_VGG),
+    "vgg11_bn": ModelSpec(vgg.vgg11_bn, "VGG-11 with BatchNorm, torchvision's layout", **_VGG),
+    "vgg13": ModelSpec(vgg.vgg13, "VGG-13 (configuration B), torchvision's layout", **_VGG),
+    "vgg13_bn": ModelSpec(vgg.vgg13_bn, "VGG-13 with BatchNorm, torchvision's layout", **_VGG),
+    "vgg16": ModelSpec(vgg.vgg16, "VGG-16 (configuration D), torchvision's layout", **_VGG),
+    "vgg16_bn": ModelSpec(vgg.vgg16_bn, "VGG-16 with BatchNorm, torchvision's layout", **_VGG),
+    "vgg19": ModelSpec(vgg.vgg19, "VGG-19 (configuration E), torchvision's layout", **_VGG),
+    "vgg19_bn": ModelSpec(vgg.vgg19_bn, "VGG-19 with BatchNorm, torchvision's layout", **_VGG),
+    "googlenet": ModelSpec(googlenet.googlenet, "Inception v1 (BN convs), torchvision's layout; aux heads optional",
+                           dropout=0.2),
     "vit_b_16": ModelSpec(vit.vit_b_16, "ViT-B/16, torchvision's layout; position embedding sized from the crop"),
     "vit_s_16": ModelSpec(vit.vit_s_16, "ViT-S/16 (384 wide, 6 heads), timm's shape in torchvision's layout"),
     "convnext_tiny": ModelSpec(convnext.convnext_tiny, "ConvNeXt-T, torchvision's layout; stochastic depth 0.1",
@@ -79,17 +87,33 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def build_model(
-    name: str, *, num_classes: int, in_channels: int, crop: int, dropout: float, width: float = 1.0
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int,
+    crop: int,
+    dropout: float | None = None,
+    width: float = 1.0,
+    zero_init_residual: bool = False,
 ) -> nn.Module:
-    """Build a model by name; a crop the model cannot take is an InputError."""
+    """Build a model by name; `dropout` None: the model's own. A crop the model cannot take, or
+    an option it has not, is an InputError."""
     spec = model_spec(name)
-    extra = {}
+    extra: dict[str, Any] = {}
     if width != 1.0:
         if not spec.scalable:
             raise InputError(f"model.width: {name} has the paper's fixed widths; only alexnet_small* scale")
         extra["width"] = width
+    if zero_init_residual:
+        if not spec.residual:
+            residual = ", ".join(n for n, s in MODELS.items() if s.residual)
+            raise InputError(f"model.zero_init_residual: {name} has no residual blocks; it applies to {residual}")
+        extra["zero_init_residual"] = True
+    dropout = spec.dropout if dropout is None else dropout
+    if dropout is not None:  # a model without classifier dropout takes the keyword and ignores it
+        extra["dropout"] = dropout
     try:
-        return spec.build(num_classes=num_classes, in_channels=in_channels, crop=crop, dropout=dropout, **extra)
+        return spec.build(num_classes=num_classes, in_channels=in_channels, crop=crop, **extra)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -121,7 +145,7 @@ def describe_models(num_classes: int = 1000, in_channels: int = 3) -> list[dict]
     for name, spec in MODELS.items():
         with torch.device("meta"):
             model = build_model(name, num_classes=num_classes, in_channels=in_channels,
-                                crop=spec.default_crop, dropout=0.5)  # fmt: skip
+                                crop=spec.default_crop)  # fmt: skip
         rows.append(
             {
                 "name": name,
@@ -136,6 +160,7 @@ def describe_models(num_classes: int = 1000, in_channels: int = 3) -> list[dict]
                 "normalize": spec.normalize,
                 "mean": spec.mean,
                 "std": spec.std,
+                "dropout": spec.dropout,
                 "about": spec.about,
             }
         )

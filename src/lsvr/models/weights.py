@@ -46,21 +46,50 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise InputError(f"{path}: a truncated or unreadable safetensors file ({exc})") from None
     tensors.pop(MEAN, None)
     return tensors
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> list[str]:
-    """Load every tensor whose name and shape match; the others keep their fresh init.
+    """Load a file's tensors into the model; returns the names left at their fresh init: the
+    classifier, where the file has another class count (the only difference allowed).
 
-    Returns the names left at their init (e.g. a classifier of another class count). A
-    file that matches none of the model's layers is an InputError: it is another model.
+    Anything else that differs means a file for another architecture: an InputError naming
+    the first key that differs, in the model's order and then the file's, with both shapes.
     """
     own = model.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    body = [k for k in own if k in matched]
-    if not body or len(body) < len(own) // 2:
-        raise InputError(f"{source}: its tensors do not fit this model (matched {len(body)} of {len(own)})")
-    model.load_state_dict(matched, strict=False)
-    return [k for k in own if k not in matched]
+    head = _head(own, state)
+    for key, tensor in own.items():
+        if key not in state:
+            if not key.endswith("num_batches_tracked"):  # a counter older torchvision files lack
+                raise _misfit(source, f"{key} is missing in the file (the model's is {_shape(tensor)})")
+        elif state[key].shape != tensor.shape and key not in head:
+            raise _misfit(source, f"{key} is {_shape(state[key])} in the file, {_shape(tensor)} in the model")
+    for key, tensor in state.items():
+        # a part this model was built without (googlenet's aux heads: torchvision's files hold them)
+        if key not in own and getattr(model, key.split(".")[0], True) is not None:
+            raise _misfit(source, f"{key} ({_shape(tensor)} in the file) is missing in the model")
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in head}, strict=False)
+    return head
+
+
+def _head(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """The model's keys sized by the class count, where the file has another: their first
+    dimension is the model's output count there and the file's here (the last tensor of each
+    state dict is the classifier's bias), the other dimensions equal."""
+    if not own or not state:
+        return []
+    classes, file_classes = next(reversed(own.values())).shape[:1], next(reversed(state.values())).shape[:1]
+    if classes == file_classes:
+        return []
+    return [k for k, v in own.items() if k in state and v.shape[:1] == classes and state[k].shape[:1] == file_classes
+            and v.shape[1:] == state[k].shape[1:]]  # fmt: skip
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return str(tuple(tensor.shape))  # (64, 3, 7, 7); (10,)
+
+
+def _misfit(source: str, what: str) -> InputError:
+    return InputError(f"{source}: its tensors do not fit this model (another architecture?): {what}")

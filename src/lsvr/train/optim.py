@@ -1,4 +1,4 @@
-"""The paper's SGD and the learning-rate schedules.
+"""The paper's SGD (or AdamW), the parameter groups, and the learning-rate schedules.
 
 The paper's rule (Ding et al. 2014, arXiv:1412.2302): v = m*v - lr*(g + wd*W); W += v, with
 biases at 2x the learning rate and no weight decay. torch's SGD keeps lr OUTSIDE its momentum buffer
@@ -54,35 +54,49 @@ class PaperSGD(torch.optim.Optimizer):
         return loss
 
 
+# ViT's learned class token and position embedding: no decay where norms have none (timm's rule,
+# its no_weight_decay() names them; torchvision's reference means the same by its custom keys).
+# ConvNeXt's layer_scale, a (C, 1, 1) weight, stays decayed, as torchvision's recipe has it.
+EMBEDDINGS = ("class_token", "pos_embedding")
+
+
 def parameter_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Weights: lr and decay. Biases: bias_lr_mult x lr, no decay. Other 1-D tensors (norm
-    scales): lr, no decay. Each group keeps its multiplier in "lr_mult"."""
-    weights, biases, scales = [], [], []
+    """Three groups, in this order, empty ones left out: weights (lr, decay); biases
+    (bias_lr_mult x lr, decay if optim.decay_biases); norms, i.e. other 1-D tensors (norm
+    scales) and ViT's embeddings (lr, decay if optim.decay_norms). The defaults are the paper's
+    rule; decay_biases, decay_norms and bias_lr_mult=1 torchvision's classic (decay on every
+    parameter, one lr). Each group keeps its multiplier in "lr_mult".
+
+    Which parameter goes where never depends on the flags, so a saved optimizer state fits;
+    torch's load_state_dict then restores the saved groups' decay, lr_mult and momentum or
+    betas (a resume keeps them; the schedule sets the lr anew each step)."""
+    weights, biases, norms = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         if name.endswith("bias"):
             biases.append(p)
-        elif p.ndim <= 1:
-            scales.append(p)
+        elif p.ndim <= 1 or name.rsplit(".", 1)[-1] in EMBEDDINGS:
+            norms.append(p)
         else:
             weights.append(p)
+    wd = cfg.weight_decay
     groups = [
-        {"params": weights, "weight_decay": cfg.weight_decay, "lr_mult": 1.0},
-        {"params": biases, "weight_decay": 0.0, "lr_mult": cfg.bias_lr_mult},
-        {"params": scales, "weight_decay": 0.0, "lr_mult": 1.0},
+        {"params": weights, "weight_decay": wd, "lr_mult": 1.0},
+        {"params": biases, "weight_decay": wd if cfg.decay_biases else 0.0, "lr_mult": cfg.bias_lr_mult},
+        {"params": norms, "weight_decay": wd if cfg.decay_norms else 0.0, "lr_mult": 1.0},
     ]
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> PaperSGD:
-    return PaperSGD(
-        parameter_groups(model, cfg),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=0.0,
-        nesterov=cfg.nesterov,
-    )
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """optim.name: the paper's SGD, or torch's AdamW (decay decoupled from the gradient's moments:
+    W -= lr * wd * W beside the Adam step, each group with its own wd and lr)."""
+    groups = parameter_groups(model, cfg)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps,
+                                 weight_decay=0.0, foreach=True)  # fmt: skip
+    return PaperSGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=0.0, nesterov=cfg.nesterov)
 
 
 class Schedule:

@@ -161,12 +161,35 @@ def all_sum(tensor: torch.Tensor, env: Distributed) -> torch.Tensor:
 
 @torch.no_grad()
 def average_replicas(model: nn.Module, optimizer: torch.optim.Optimizer, env: Distributed) -> None:
-    """The paper's exchange: set every parameter AND momentum buffer to the mean over ranks
-    (and floating-point buffers such as BatchNorm statistics, which the paper's net lacks)."""
+    """The paper's exchange: set every parameter AND every optimizer state tensor (PaperSGD's
+    velocity, AdamW's two moments) to the mean over ranks, and floating-point buffers such as
+    BatchNorm statistics, which the paper's net lacks. Step counts are checked, not averaged."""
     if env.world == 1:
         return
     tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
-    tensors += [s["velocity"] for s in optimizer.state.values() if "velocity" in s]
+    tensors += _optimizer_moments(optimizer, env)
     for t in tensors:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t.div_(env.world)
+
+
+def _optimizer_moments(optimizer: torch.optim.Optimizer, env: Distributed) -> list[torch.Tensor]:
+    """Every floating-point state tensor, in the groups' parameter order (the same on every rank:
+    the state dict's own order is the order of the first steps). AdamW's "step" counts the updates
+    its bias correction divides by: every rank has made the same ones, which one all-reduce checks
+    (a rank that counted otherwise would be averaged into moments of another age)."""
+    moments, steps = [], []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in sorted(optimizer.state.get(p, {}).items()):
+                if key == "step" and torch.is_tensor(value):
+                    steps.append(value.reshape(()).double())
+                elif torch.is_tensor(value) and value.is_floating_point():
+                    moments.append(value)
+    if steps:
+        counts = torch.stack(steps).to(env.device)  # (P,)
+        extremes = torch.cat([counts, -counts])  # max of -x is -min: both in one all-reduce
+        dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+        if not (torch.equal(extremes[: len(steps)], counts) and torch.equal(-extremes[len(steps) :], counts)):
+            raise RuntimeError(f"rank {env.rank}: optimizer step counts differ across ranks; cannot average")
+    return moments

@@ -121,15 +121,21 @@ def nothing_to_train(cfg: Config, state: CheckpointRecord, *, steps_per_epoch: i
 
 
 def resume_fits(cfg: Config, state: CheckpointRecord, *, train: PreparedDataset, crop: int, where: Path) -> list[str]:
-    """Refuse (naming the field and both values) a checkpoint whose model would see other images:
-    another model, classes (order included), stored size, crop or normalisation. Returns the
-    lines to say about what may change: precision and accumulation, and another seed."""
+    """Refuse (naming the field and both values) a checkpoint of another model or optimizer
+    (optim.name), or whose model would see other images: classes (order included), stored size,
+    crop or normalisation. Returns the lines to say about what may change: precision and
+    accumulation, and another seed."""
     name = state.setting("model", "name")
     if name != cfg.model.name:
         raise InputError(f"{where}: a checkpoint of another model ({name}) than {cfg.model.name}")
     if state.optimizer is None or state.rng is None or not state.loader:
         raise InputError(f"{where}: holds a model but no training state to resume (a converted checkpoint?);"
                          " start from its weights with model.init_from")  # fmt: skip
+    optimizer = state.setting("optim", "name", "sgd")  # an lsvr before optim.name had sgd alone
+    if optimizer != cfg.optim.name:
+        raise InputError(f"{where}: holds the optimizer state of optim.name={optimizer}; this config has"
+                         f" optim.name={cfg.optim.name} (resume with {optimizer}, or start from its weights"
+                         " with model.init_from)")  # fmt: skip
     pre = state.preprocess or Preprocess()
     now = Preprocess.from_dataset(train, crop=crop, normalize=cfg.data.normalize)
     problems = differences(pre, now, names=("checkpoint", "dataset"))

@@ -78,7 +78,8 @@ class Trainer:
         cfg, ds, device = self.cfg, self.inputs.train, self.env.device
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         model = build_model(cfg.model.name, num_classes=len(ds.classes), in_channels=ds.shape[2],
-                            crop=self.inputs.crop, dropout=cfg.model.dropout, width=cfg.model.width)  # fmt: skip
+                            crop=self.inputs.crop, dropout=cfg.model.dropout, width=cfg.model.width,
+                            zero_init_residual=cfg.model.zero_init_residual)  # fmt: skip
         if cfg.model.init_from and self.inputs.resume_from is None:
             fresh = load_matching(model, read_state_dict(Path(cfg.model.init_from)), source=cfg.model.init_from)
             note = f"; re-initialised: {', '.join(fresh)}" if fresh else ""
