@@ -198,22 +198,3 @@ def resize_window(window: torch.Tensor, crop: int) -> torch.Tensor:
         resized = F.interpolate(pixels.float(), size=(crop, crop), mode="bilinear", antialias=True, align_corners=False)
         resized = resized.round_().clamp_(0, 255).to(torch.uint8)
     return resized[0].permute(1, 2, 0)  # (crop, crop, C)
-
-    def _without_bad(self, rows: np.ndarray, draws: Draws | None) -> tuple[np.ndarray, Draws | None]:
-        """The batch without its known-bad rows: training puts good rows of the same batch in
-        their place (every rank keeps the same batch size, and each place its draws);
-        evaluation drops them, so no image is scored twice."""
-        if not self.bad_rows:
-            return rows, draws
-        bad = np.isin(rows, np.fromiter(self.bad_rows, np.int64))
-        if not bad.any():
-            return rows, draws
-        if not self.shuffle:
-            return rows[~bad], draws.select(~bad) if draws is not None else None
-        good = rows[~bad]
-        if not len(good):
-            raise InputError(f"{self.dataset.path}: no row of a batch decodes (rows {rows[:5].tolist()} ...);"
-                             " prepare the set again")  # fmt: skip
-        rows = rows.copy()
-        rows[bad] = np.resize(good, int(bad.sum()))
-        return rows, draws
