@@ -45,15 +45,12 @@ class Augment:
         channels_last: bool = False,
         device: torch.device | str = "cpu",
     ) -> None:
-        if normalize == "mean_image" and mean_image is None:
-            raise ValueError("normalize=mean_image needs the mean image (a set of varying shape has none)")
         self.size = mean_image.shape[0] if mean_image is not None else 0  # the stored side; 0: shapes vary
-        if (
-            mean_image is not None
-            and (crop > self.size or mean_image.shape[1] != self.size)
-            and normalize == "mean_image"
-        ):
-            raise ValueError(f"crop {crop} does not fit images of {mean_image.shape[:2]}")
+        if normalize == "mean_image":  # only the mean image's windows must fit it
+            if mean_image is None:
+                raise ValueError("normalize=mean_image needs the mean image (a set of varying shape has none)")
+            if crop > self.size or mean_image.shape[1] != self.size:
+                raise ValueError(f"crop {crop} does not fit images of {mean_image.shape[:2]}")
         self.crop, self.normalize = crop, normalize
         self.channels_last = channels_last
         device = torch.device(device)
