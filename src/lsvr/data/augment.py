@@ -98,11 +98,12 @@ class Augment:
         statistics tiled along rows); so NCHW transposes the bytes first, then converts (0.27 ms),
         and channels_last normalises the NHWC rows with the statistics tiled (0.34 ms)."""
         if not self.channels_last:
+            planes = images.permute(0, 3, 1, 2)  # (B, C, H, W); contiguous where the reader wrote planar memory
             if buffers is None:
-                pixels = images.permute(0, 3, 1, 2).contiguous().float()  # (B, C, H, W)
-            else:  # the same two steps, into buffers that are already mapped
+                pixels = planes.contiguous().float()
+            else:  # the same steps, into buffers that are already mapped
                 nchw, pixels = buffers
-                pixels.copy_(nchw.copy_(images.permute(0, 3, 1, 2)))
+                pixels.copy_(planes if planes.is_contiguous() else nchw.copy_(planes))
             return pixels.sub_(self.channel_mean[:, None, None]).mul_(self.channel_inv_std[:, None, None])
         pixels = images.float().contiguous() if buffers is None else buffers[1].copy_(images)  # (B, H, W, C)
         b, h, w, c = pixels.shape
