@@ -62,6 +62,7 @@ def test_a_skipped_broken_checkpoint_is_moved_aside_and_the_resume_point_kept(tm
     assert checkpoint.load(checkpoint.find(tmp_path))["step"] == 6
 
 
+@pytest.mark.slow
 def test_resume_auto_past_a_truncated_newest_keeps_what_it_resumed_from(tiny_data, copy, capsys):
     folder = copy / "checkpoints"
     (folder / "step-00000004.pt").write_bytes(b"")

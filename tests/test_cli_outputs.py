@@ -26,6 +26,7 @@ def run(tmp_path_factory, tiny_data) -> Path:
 # ---------------------------------------------------------------- a file the user named
 
 
+@pytest.mark.slow
 def test_plot_out_refuses_an_existing_file_unless_overwrite(run, tmp_path, capsys):
     photo = tmp_path / "rgb.jpg"
     photo.write_bytes(b"the user's photo")
@@ -67,6 +68,7 @@ def test_a_pointer_file_is_followed_by_eval_info_and_predict(run, tiny_data, tmp
     assert json.loads(capsys.readouterr().out)["path"] == str(run / "checkpoints" / named)
 
 
+@pytest.mark.slow
 def test_resume_from_a_pointer_continues_the_step_file_it_names(run, tiny_data, tmp_path, capsys):
     import shutil
 
@@ -167,6 +169,7 @@ def test_rerunning_the_same_prepare_says_already_prepared(tmp_path, capsys):
     assert capsys.readouterr().out == f"already prepared: 4 images of 2 classes in {tmp_path / 'out'}\n"
 
 
+@pytest.mark.slow
 def test_eval_of_a_folder_of_splits_names_the_splits(run, demo_prepared, capsys):
     assert cli("eval", run, demo_prepared) == 2
     one_line(capsys, f"{demo_prepared}: holds prepared splits", f"{demo_prepared / 'test'}, {demo_prepared / 'train'}")

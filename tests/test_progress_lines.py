@@ -15,6 +15,7 @@ def train_stderr(data, out, capsys) -> str:
     return capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_training_progress_is_one_line_per_window_when_stderr_is_a_file(tiny_data, tmp_path, capsys):
     err = train_stderr(tiny_data, tmp_path / "run", capsys)  # capsys: stderr is no terminal
     assert "\r" not in err and "=nan" not in err
