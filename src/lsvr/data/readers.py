@@ -106,7 +106,7 @@ class HostReader:
         # resized windows come out of torch's resize channels-first: a batch whose memory is
         # (B, C, crop, crop) takes them as a plain copy, and the float conversion reads it as it
         # is (measured, one thread, 224 px: 0.15 ms an image to write them into NHWC memory)
-        planar = draws is not None and (draws.resized or not self.dataset.shape[0])
+        planar = draws is not None and (draws.resized or not self.dataset.shape[0]) and shape[2] > 1  # grey: the same
         while True:
             images = self.pool.get((len(rows), *shape), planar=planar)
             try:
