@@ -4,6 +4,7 @@ result equals an uninterrupted run's, whatever the worker count."""
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,27 +43,32 @@ def test_killed_prepare_resumes_to_the_same_bytes(tmp_path):
     command = [sys.executable, "-m", "lsvr", *args[:2], str(out), *args[2:], "--workers", "1"]
     randomness = random.Random(0)
     kills = {"SIGKILL": 0, "SIGINT": 0}
-    ended = "every attempt signalled"
-    for attempt in range(40):
+
+    def enough() -> bool:
+        return kills["SIGKILL"] >= 3 and kills["SIGINT"] >= 1
+
+    for attempt in range(60):
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         start = committed(partial)
         wait_for(lambda p=process, s=start: p.poll() is not None or committed(partial) > s, 60)
         time.sleep(randomness.uniform(0, 0.15))  # mid-shard, mid-commit, or during the final steps
-        if process.poll() is not None:  # it ended before a signal: say how, should too few kills follow
-            ended = f"attempt {attempt} ended by itself: {process.returncode} {process.communicate()[1][-300:]!r}"
-            break
         sig = signal.SIGINT if attempt % 3 == 2 else signal.SIGKILL
-        process.send_signal(sig)
+        if process.poll() is None:
+            process.send_signal(sig)
         _, err = process.communicate(timeout=60)
         if process.returncode == 0 or (out / "meta.json").is_file():
-            ended = f"attempt {attempt} finished as {sig.name} landed: {process.returncode}"
-            break  # it finished before the signal landed, or while the interpreter was shutting down
+            # it finished before the signal landed, or the signal struck after OUT was in place
+            if enough():
+                break
+            shutil.rmtree(out)  # too few signals landed (a busy machine runs ahead): prepare it again
+            continue
+        assert process.returncode in (-signal.SIGKILL, 130), (process.returncode, err)
         kills[sig.name] += 1
         if sig == signal.SIGINT:
             assert process.returncode == 130 and "the same command continues" in err, err
     last = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)  # finishes, or says done
     assert last.returncode == 0, last.stderr
-    assert kills["SIGKILL"] >= 3 and kills["SIGINT"] >= 1, (kills, ended)
+    assert enough(), kills
     assert not partial.exists()
     for name in DATA_FILES:
         assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
