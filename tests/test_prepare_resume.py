@@ -28,6 +28,12 @@ def committed(partial) -> int:
         return -1
 
 
+def interruptible() -> None:
+    """In the child: SIGINT as at a terminal. A shell's background job (`make test &`) starts with
+    SIGINT ignored, which its children inherit: Python then installs no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_killed_prepare_resumes_to_the_same_bytes(tmp_path):
     rng = np.random.default_rng(0)
@@ -48,7 +54,8 @@ def test_killed_prepare_resumes_to_the_same_bytes(tmp_path):
         return kills["SIGKILL"] >= 3 and kills["SIGINT"] >= 1
 
     for attempt in range(60):
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=interruptible)  # fmt: skip
         start = committed(partial)
         wait_for(lambda p=process, s=start: p.poll() is not None or committed(partial) > s, 60)
         time.sleep(randomness.uniform(0, 0.15))  # mid-shard, mid-commit, or during the final steps
