@@ -6,7 +6,6 @@ group exists (lsvr.train.engine); its state between steps is a `RunState`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import sys
@@ -15,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from lsvr.config import Config, GuardConfig, TrainConfig, to_dict
+from lsvr.config import Config, to_dict
 from lsvr.data.augment import Augment
 from lsvr.data.loader import Batch, Loader
 from lsvr.errors import InputError
-from lsvr.evaluate import autocast, eval_loader, evaluate
+from lsvr.evaluate import eval_loader, evaluate
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
@@ -36,6 +34,7 @@ from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import RunInputs, run_preprocess
 from lsvr.train.signals import Preemption
 from lsvr.train.state import RunState, provenance, rng_state, set_rng_state
+from lsvr.train.step import apply_update, step_forward_backward
 from lsvr.train.throughput import Throughput
 
 
@@ -236,7 +235,7 @@ class Trainer:
         lr = self.schedule.apply(self.optimizer, s.step)
         images = self.augment.train(batch)
         batch.release()  # the float copy is made: the loader may refill the uint8 buffer
-        loss = _step(self.net, self.optimizer, self.scaler, images, batch.labels, cfg.train)
+        loss = step_forward_backward(self.net, self.optimizer, self.scaler, images, batch.labels, cfg.train)
         loss = self.faults.at_step(loss, rank=self.env.rank, step=s.step + 1)
         grad_norm = self.health.exchange(s.step + 1, loss, self.params, self.preemption.requested is not None)
         if cfg.guard.nonfinite == "skip":  # the update waits for this step's flags
@@ -253,7 +252,7 @@ class Trainer:
             self.say(f"step {s.step + 1}: non-finite loss, update skipped ({self.skips} in a row)")
         else:
             self.skips = 0
-            _apply(self.params, self.optimizer, self.scaler, cfg.guard, grad_norm)
+            apply_update(self.params, self.optimizer, self.scaler, cfg.guard, grad_norm)
             if cfg.parallel.mode == "average" and (s.step + 1) % cfg.parallel.average_every == 0:
                 parallel.average_replicas(self.model, self.optimizer, self.env)
             self.loss_sum += loss.detach()
@@ -328,33 +327,3 @@ class Trainer:
             config=to_dict(self.cfg), preprocess=self.preprocess, threads=torch.get_num_threads(),
             world=self.env.world, run_id=self.start.run_id, provenance=provenance(),
         )  # fmt: skip
-
-
-def _step(net, optimizer, scaler, images: torch.Tensor, labels: torch.Tensor, train: TrainConfig) -> torch.Tensor:
-    """Forward and backward over train.accumulate micro-batches; returns the mean loss."""
-    optimizer.zero_grad(set_to_none=True)
-    chunks = train.accumulate
-    total = torch.zeros((), device=images.device)
-    for i, (x, y) in enumerate(zip(images.chunk(chunks), labels.chunk(chunks), strict=True)):
-        sync = i == chunks - 1 or not hasattr(net, "no_sync")
-        with (
-            contextlib.nullcontext() if sync else net.no_sync(),
-            autocast(images.device, train.precision),
-        ):
-            loss = F.cross_entropy(net(x).float(), y, label_smoothing=train.label_smoothing)
-        scaler.scale(loss / chunks).backward()
-        total += loss.detach()
-    return total / chunks
-
-
-def _apply(params: list, optimizer, scaler, guard: GuardConfig, grad_norm: torch.Tensor | None) -> None:
-    """The update, clipped to guard.clip_norm with the norm the health check measured
-    (fp16: after unscaling, so measured again)."""
-    if guard.clip_norm:
-        if grad_norm is None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, guard.clip_norm)
-        else:
-            torch.nn.utils.clip_grads_with_norm_(params, guard.clip_norm, grad_norm)
-    scaler.step(optimizer)
-    scaler.update()
