@@ -55,6 +55,9 @@ class ModelConfig:
     zero_init_residual: bool = _f(False, "start each residual block's last BatchNorm scale at 0 (resnet* only)")
     init_from: str | None = _f(None, "weights to start from: torchvision state_dict, lsvr checkpoint, run or export")
     width: float = _f(1.0, "channel-width multiplier (alexnet_small models only)")
+    blurpool: bool = _f(
+        False, "blur (3x3 binomial) before each strided conv of >= 16 input channels, as FFCV (resnet*, convnext_tiny)"
+    )
 
 
 @dataclass
@@ -80,6 +83,14 @@ class DataConfig:
         "a prepared JPEG record that does not decode: stop (one line naming the set and row, exit 2) or skip"
         " it (a warning per bad row; counted as bad_records in metrics.jsonl)",
     )
+    # Mixup and CutMix (lsvr.data.mix): soft targets, drawn per global batch from the sample keys
+    mixup: float = _f(
+        0.0, "Mixup's alpha: batch x becomes lam*x + (1-lam)*x rolled by one, lam ~ Beta(alpha, alpha); 0: off"
+    )
+    cutmix: float = _f(
+        0.0, "CutMix's alpha: a box of the batch rolled by one pasted in, area ~ Beta(alpha, alpha); 0: off"
+    )
+    mix_switch: float = _f(0.5, "with data.mixup and data.cutmix both on: the chance a batch takes CutMix, else Mixup")
 
 
 @dataclass
@@ -219,6 +230,7 @@ def _check_ranges(cfg: Config) -> None:
         if not 0.0 <= value < 1.0:
             raise InputError(f"config: {key} must be in [0, 1), got {value}")
     _check_rrc(cfg.data)
+    _check_mix(cfg.data)
     if any(step < 0 for step in cfg.optim.lr_steps):
         raise InputError(f"config: optim.lr_steps must be epochs >= 0, got {cfg.optim.lr_steps}")
     _check_adamw(cfg.optim)
@@ -234,6 +246,15 @@ def _check_adamw(optim: OptimConfig) -> None:
         raise InputError(f"config: optim.eps must be > 0, got {optim.eps}")
     if optim.name != "sgd" and optim.nesterov:
         raise InputError(f"config: optim.nesterov=true is sgd's; optim.name={optim.name} has none")
+
+
+def _check_mix(data: DataConfig) -> None:
+    """Beta(alpha, alpha) needs alpha > 0 (0 is off); the switch is a probability."""
+    for key, alpha in (("data.mixup", data.mixup), ("data.cutmix", data.cutmix)):
+        if not alpha >= 0:
+            raise InputError(f"config: {key} must be >= 0 (0: off), got {alpha}")
+    if not 0.0 <= data.mix_switch <= 1.0:
+        raise InputError(f"config: data.mix_switch must be in [0, 1], got {data.mix_switch}")
 
 
 def _check_rrc(data: DataConfig) -> None:

@@ -63,6 +63,7 @@ def load_model(
         crop=crop or pre.eval_crop,
         dropout=0.0,
         width=state.setting("model", "width", 1.0),
+        blurpool=state.setting("model", "blurpool", False),  # the same keys either way: the config says which
     )
     try:
         model.load_state_dict(state.model)

@@ -13,6 +13,7 @@ from torch import nn
 from lsvr.errors import InputError
 from lsvr.models import convnext, googlenet, resnet, vgg, vit
 from lsvr.models.alexnet import AlexNet, AlexNetSmall, AlexNetTV
+from lsvr.models.blurpool import MIN_CHANNELS, apply_blurpool
 
 # torchvision's and timm's ImageNet statistics, in 0..1 units (x255 for lsvr's 0..255 pixels).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -95,9 +96,11 @@ def build_model(
     dropout: float | None = None,
     width: float = 1.0,
     zero_init_residual: bool = False,
+    blurpool: bool = False,
 ) -> nn.Module:
-    """Build a model by name; `dropout` None: the model's own. A crop the model cannot take, or
-    an option it has not, is an InputError."""
+    """Build a model by name; `dropout` None: the model's own; `blurpool`: FFCV's blur before its
+    strided convs (models/blurpool.py). A crop the model cannot take, or an option it has not,
+    is an InputError."""
     spec = model_spec(name)
     extra: dict[str, Any] = {}
     if width != 1.0:
@@ -113,9 +116,13 @@ def build_model(
     if dropout is not None:  # a model without classifier dropout takes the keyword and ignores it
         extra["dropout"] = dropout
     try:
-        return spec.build(num_classes=num_classes, in_channels=in_channels, crop=crop, **extra)
+        model = spec.build(num_classes=num_classes, in_channels=in_channels, crop=crop, **extra)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if blurpool and not apply_blurpool(model):
+        raise InputError(f"model.blurpool: {name} has no strided conv on >= {MIN_CHANNELS} channels to blur"
+                         " (FFCV's rule); it applies to resnet* and convnext_tiny")  # fmt: skip
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -14,7 +14,12 @@ from lsvr.evaluate import autocast
 def step_forward_backward(
     net, optimizer, scaler, images: torch.Tensor, labels: torch.Tensor, train: TrainConfig
 ) -> torch.Tensor:
-    """Forward and backward over train.accumulate micro-batches; returns the mean loss."""
+    """Forward and backward over train.accumulate micro-batches; returns the mean loss.
+    labels: (B,) class indices, or (B, K) class probabilities (Mixup and CutMix's soft targets,
+    data/mix.py), cut into the same chunks as the images: the mix is made over the whole batch
+    first, so accumulation does not change it. train.label_smoothing applies to either: on
+    probabilities F.cross_entropy takes (1 - eps) * p + eps / K, which, being linear, equals
+    mixing the smoothed one-hot targets as torchvision's reference does."""
     optimizer.zero_grad(set_to_none=True)
     chunks = train.accumulate
     total = torch.zeros((), device=images.device)

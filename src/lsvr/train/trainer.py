@@ -20,6 +20,7 @@ from tqdm import tqdm
 from lsvr.config import Config, to_dict
 from lsvr.data.augment import Augment
 from lsvr.data.loader import Batch, Loader
+from lsvr.data.mix import Mix
 from lsvr.errors import InputError
 from lsvr.evaluate import eval_loader, evaluate
 from lsvr.models.registry import build_model
@@ -78,7 +79,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         model = build_model(cfg.model.name, num_classes=len(ds.classes), in_channels=ds.shape[2],
                             crop=self.inputs.crop, dropout=cfg.model.dropout, width=cfg.model.width,
-                            zero_init_residual=cfg.model.zero_init_residual)  # fmt: skip
+                            zero_init_residual=cfg.model.zero_init_residual, blurpool=cfg.model.blurpool)  # fmt: skip
         if cfg.model.init_from and self.inputs.resume_from is None:
             fresh = load_matching(model, read_state_dict(Path(cfg.model.init_from)), source=cfg.model.init_from)
             note = f"; re-initialised: {', '.join(fresh)}" if fresh else ""
@@ -89,6 +90,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
         self.preprocess = run_preprocess(cfg, ds, crop=self.inputs.crop)
         self.loader, self.val_loader = self._loaders()
+        self.mix = Mix.from_config(cfg, num_classes=len(ds.classes))
         self.augment = Augment(
             mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=self.inputs.crop,
             normalize=cfg.data.normalize, channels_last=cfg.train.channels_last, device=device,
@@ -235,7 +237,8 @@ class Trainer:
         lr = self.schedule.apply(self.optimizer, s.step)
         images = self.augment.train(batch)
         batch.release()  # the float copy is made: the loader may refill the uint8 buffer
-        loss = step_forward_backward(self.net, self.optimizer, self.scaler, images, batch.labels, cfg.train)
+        images, targets = self.mix(images, batch.labels, epoch=s.epoch, step=batch.step)  # as they are when off
+        loss = step_forward_backward(self.net, self.optimizer, self.scaler, images, targets, cfg.train)
         loss = self.faults.at_step(loss, rank=self.env.rank, step=s.step + 1)
         grad_norm = self.health.exchange(s.step + 1, loss, self.params, self.preemption.requested is not None)
         if cfg.guard.nonfinite == "skip":  # the update waits for this step's flags
