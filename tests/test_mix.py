@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from tests.support import CONFIG, cli, final_weights, one_line, train
 
-from lsvr.config import Config, TrainConfig
+from lsvr.config import TrainConfig
 from lsvr.data.mix import Mix, MixDraw, apply
 from lsvr.inference import load_model
 from lsvr.models.blurpool import BlurConv2d
@@ -113,13 +113,6 @@ def test_accumulated_micro_batches_give_the_whole_batchs_loss_and_gradient_on_so
     torch.testing.assert_close(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1], strict=True):
         torch.testing.assert_close(a, b)
-
-
-def test_config_takes_the_mix_keys_from_the_data_section():
-    cfg = Config()
-    cfg.data.mixup, cfg.data.cutmix, cfg.data.mix_switch, cfg.train.global_batch = 0.2, 1.0, 0.3, 64
-    built = Mix.from_config(cfg, num_classes=5)
-    assert (built.mixup, built.cutmix, built.switch, built.num_classes, built.global_batch) == (0.2, 1.0, 0.3, 5, 64)
 
 
 @pytest.mark.parametrize(

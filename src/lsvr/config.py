@@ -88,7 +88,7 @@ class DataConfig:
         0.0, "Mixup's alpha: batch x becomes lam*x + (1-lam)*x rolled by one, lam ~ Beta(alpha, alpha); 0: off"
     )
     cutmix: float = _f(
-        0.0, "CutMix's alpha: a box of the batch rolled by one pasted in, area ~ Beta(alpha, alpha); 0: off"
+        0.0, "CutMix's alpha: a box of the batch rolled by one pasted in, area kept ~ Beta(alpha, alpha); 0: off"
     )
     mix_switch: float = _f(0.5, "with data.mixup and data.cutmix both on: the chance a batch takes CutMix, else Mixup")
 

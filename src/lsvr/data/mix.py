@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lsvr.config import Config
 from lsvr.data.draws import sample_keys
 
 # Mixed into the seed with the batch key, so the mix's draws are not the crop's (which reads
@@ -45,19 +44,15 @@ class MixDraw:
 
 
 class Mix:
-    """mixup, cutmix: the alphas of Beta(alpha, alpha), 0 for off; switch: the chance of CutMix
-    in a batch where both are on. Off (both 0), a call returns its inputs as they are."""
+    """mixup, cutmix: the alphas of Beta(alpha, alpha), 0 for off (data.mixup, data.cutmix);
+    switch: the chance of CutMix in a batch where both are on (data.mix_switch); seed and
+    global_batch: the run's, which with (epoch, step) name the batch's key. Off (both 0), a
+    call returns its inputs as they are."""
 
     def __init__(self, *, mixup: float, cutmix: float, switch: float, num_classes: int, seed: int,
                  global_batch: int) -> None:  # fmt: skip
         self.mixup, self.cutmix, self.switch = mixup, cutmix, switch
         self.num_classes, self.seed, self.global_batch = num_classes, seed, global_batch
-
-    @classmethod
-    def from_config(cls, cfg: Config, *, num_classes: int) -> Mix:
-        """data.mixup, data.cutmix, data.mix_switch with the run's seed and global batch."""
-        return cls(mixup=cfg.data.mixup, cutmix=cfg.data.cutmix, switch=cfg.data.mix_switch, num_classes=num_classes,
-                   seed=cfg.train.seed, global_batch=cfg.train.global_batch)  # fmt: skip
 
     @property
     def on(self) -> bool:

@@ -90,7 +90,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
         self.preprocess = run_preprocess(cfg, ds, crop=self.inputs.crop)
         self.loader, self.val_loader = self._loaders()
-        self.mix = Mix.from_config(cfg, num_classes=len(ds.classes))
+        self.mix = Mix(mixup=cfg.data.mixup, cutmix=cfg.data.cutmix, switch=cfg.data.mix_switch, seed=cfg.train.seed,
+                       num_classes=len(ds.classes), global_batch=cfg.train.global_batch)  # fmt: skip
         self.augment = Augment(
             mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=self.inputs.crop,
             normalize=cfg.data.normalize, channels_last=cfg.train.channels_last, device=device,
