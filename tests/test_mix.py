@@ -39,6 +39,15 @@ def test_mixup_blends_each_image_with_the_one_before_it_and_its_targets_alike():
     torch.testing.assert_close(targets.sum(1), torch.ones(8))
 
 
+def test_mixup_keeps_a_channels_last_batch_channels_last_with_the_same_values():
+    torch.manual_seed(0)
+    images, labels = torch.randn(5, 3, 6, 6), torch.arange(5)
+    draw = MixDraw("mixup", 0.3)
+    nhwc, _ = apply(draw, images.clone().to(memory_format=torch.channels_last), labels, num_classes=CLASSES)
+    assert nhwc.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(nhwc, apply(draw, images.clone(), labels, num_classes=CLASSES)[0])
+
+
 def test_cutmix_pastes_one_box_and_weighs_targets_by_the_area_kept():
     clipped = 0
     for step in range(40):
