@@ -13,8 +13,10 @@ Determinism: a batch's draws (which of the two, lambda, the box's centre) come f
 generator seeded with the key of the global batch's first sample (data/draws.py: a hash of
 (seed, epoch, position)) and a constant of its own, so a resumed run draws them again without
 saved generator state, and every rank, at any world size, draws the same ones for the same
-global batch. The pairing is within a rank's batch: at another world size the images at the
-ranks' borders get other partners.
+global batch (numpy's Generator: the same numpy draws the same; its Beta sampler may change
+between numpy releases, so a resume on another numpy is close, not bitwise). The pairing is
+within a rank's batch: at another world size the images at the ranks' borders get other
+partners.
 """
 
 from __future__ import annotations
