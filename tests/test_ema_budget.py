@@ -3,7 +3,6 @@ total step count fixed from the first steps' rate): their arithmetic against han
 references, their config errors, and two short runs (an EMA exact across a resume; a budget that
 ends near its time with a validated, saved checkpoint)."""
 
-import json
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from tests.support import CONFIG, ENV, cli, one_line, train_process
 from torch import nn
 
 from lsvr.config import TrainConfig
+from lsvr.inference import load_model
+from lsvr.models.weights import read_state_dict
 from lsvr.train.budget import plan_steps
 from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.metrics import read_metrics, time_to_accuracy
@@ -128,7 +129,7 @@ def test_process_start_is_before_the_import():
 
 
 def _ema_sets(data, **extra) -> list[str]:
-    base = {"data.train": data / "train", "data.val": data / "test", "model.name": "alexnet_small_bn",
+    base = {"data.train": data / "train", "data.val": "null", "data.holdout": 256, "model.name": "alexnet_small_bn",
             "train.ema": 0.8, "train.deterministic": "true", "train.max_steps": 6,
             "checkpoint.every_steps": 3}  # fmt: skip
     base.update(extra)
@@ -140,7 +141,7 @@ def _last(run, kind="val") -> dict:
 
 
 @pytest.mark.slow
-def test_ema_run_resumed_is_exact_and_its_readers_take_the_ema(demo_prepared, tmp_path, capsys):
+def test_ema_run_resumed_is_exact_and_its_readers_take_the_ema(demo_prepared, tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert cli("train", CONFIG, "--out", whole, *_ema_sets(demo_prepared)) == 0
     assert cli("train", CONFIG, "--out", split, *_ema_sets(demo_prepared, **{"train.max_steps": 3})) == 0
@@ -153,16 +154,17 @@ def test_ema_run_resumed_is_exact_and_its_readers_take_the_ema(demo_prepared, tm
     assert not torch.equal(a["ema"]["features.conv1.weight"], a["model"]["features.conv1.weight"])
     val = {k: v for k, v in _last(whole).items() if k != "time"}
     assert val == {k: v for k, v in _last(split).items() if k != "time"}
-    # eval of the run scores the EMA's weights: the figure its validation logged
-    capsys.readouterr()
-    assert cli("eval", whole, demo_prepared / "test", "--json") == 0
-    assert json.loads(capsys.readouterr().out)["top1"] == val["top1"]
+    # eval, predict, export (load_model) and model.init_from (read_state_dict) take the EMA's weights
+    model, _, _ = load_model(whole, torch.device("cpu"))
+    for weights in (model.state_dict(), read_state_dict(whole)):
+        assert all(torch.equal(weights[key], a["ema"][key]) for key in a["ema"])
 
 
 @pytest.mark.slow
 def test_a_time_budget_ends_near_it_validated_and_saved(demo_prepared, tmp_path):
-    budget, run = 12.0, tmp_path / "run"
-    extra = {"data.train": demo_prepared / "train", "data.val": demo_prepared / "test", "train.epochs": 50,
+    # the process's start (imports, data loading) takes 5 to 10 s of it on the 2-core machine
+    budget, run = 25.0, tmp_path / "run"
+    extra = {"data.train": demo_prepared / "train", "data.holdout": 256, "train.epochs": 50,
              "train.max_steps": 0, "train.time_budget_s": budget, "checkpoint.every_steps": 0,
              "optim.schedule": "cosine", "train.log_every": 5}  # fmt: skip
     result = train_process(run, demo_prepared, **extra)
@@ -170,15 +172,15 @@ def test_a_time_budget_ends_near_it_validated_and_saved(demo_prepared, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_metrics(run / "metrics.jsonl")
     start, fixed, val = records[0], _last(run, "budget"), _last(run)
-    assert "lsvr train: train.time_budget_s=12" in result.stderr
+    assert "lsvr train: train.time_budget_s=25" in result.stderr
     total = fixed["total_steps"]
     assert 10 <= total < 50 * 312  # fewer steps than the epochs allow
     latest = (run / "checkpoints" / "latest").read_text().strip()
     saved = torch.load(run / "checkpoints" / latest, weights_only=True)
     assert saved["step"] == total == val["step"] and saved["budget_steps"] == total
     took = val["time"] - start["process_start"]
-    assert budget * 0.5 <= took <= budget * 1.4, (took, fixed)
-    assert ended - start["process_start"] < budget * 1.6
+    assert budget * 0.7 <= took <= budget * 1.2, (took, fixed)
+    assert ended - start["process_start"] < budget * 1.3
     # a resume keeps the count, measuring nothing again: nothing is left to train
     again = train_process(run, demo_prepared, "--resume", "auto", **extra)
     assert again.returncode == 0 and "nothing to train" in again.stderr, again.stderr[-2000:]
