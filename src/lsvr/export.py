@@ -29,7 +29,8 @@ def export(state: CheckpointRecord, out: Path) -> Path:
         raise InputError(f"{out}: the export is a .safetensors file")
     pre = state.preprocess
     info = {"model": state.config.get("model", {}), "classes": state.classes,
-            "preprocess": pre.to_dict(mean_image=False), "step": state.step, "metrics": state.metrics}  # fmt: skip
+            "preprocess": pre.to_dict(mean_image=False), "step": state.step, "metrics": state.metrics,
+            "weights": "ema" if state.weights is state.ema else "model"}  # fmt: skip
     tensors = {name: t.detach().contiguous() for name, t in state.weights.items()}  # the EMA's where validated
     if pre.mean_image is not None:
         tensors[MEAN] = pre.mean_image.float().contiguous()

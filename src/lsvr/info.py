@@ -58,7 +58,8 @@ def describe_checkpoint(path: Path, *, verify: bool = False) -> dict[str, Any]:
         "commit": state.provenance.get("commit"),
     }
     if info["kind"] == "export":  # an export carries weights and preprocessing, not the run's history
-        info = {k: v for k, v in info.items() if k not in ("epoch", "lsvr_version", "commit")}
+        # (its metadata's `weights` says whether they are the EMA's: the file holds only those)
+        info = {k: v for k, v in info.items() if k not in ("epoch", "lsvr_version", "commit", "weights")}
     if verify:
         info["problems"] = weight_problems(path, state)
         info["verified"] = not info["problems"]
