@@ -13,11 +13,14 @@ from tests.support import CONFIG, ENV, cli, one_line, train_process
 from torch import nn
 
 from lsvr.config import TrainConfig
+from lsvr.errors import InputError
 from lsvr.inference import load_model
 from lsvr.models.weights import read_state_dict
+from lsvr.train import budget
 from lsvr.train.budget import plan_steps
 from lsvr.train.ema import WeightEMA, ema_decay
-from lsvr.train.metrics import read_metrics, time_to_accuracy
+from lsvr.train.metrics import MetricsLog, read_metrics, time_to_accuracy
+from lsvr.train.parallel import Distributed
 
 
 def _bn_net() -> nn.Module:
@@ -106,6 +109,35 @@ def test_plan_steps_fills_the_time_left_validations_included():
     assert plan_steps(remaining_s=10, step=10, step_s=0.1, val_s=1, steps_per_epoch=50, cap=10**6) == 90
     assert plan_steps(remaining_s=10, step=10, step_s=0.1, val_s=1, steps_per_epoch=50, cap=60) == 60  # epochs cap
     assert plan_steps(remaining_s=-5, step=10, step_s=0.1, val_s=1, steps_per_epoch=50, cap=100) == 10  # spent
+
+
+def _budget_run(monkeypatch, tmp_path, *, seconds: float, step_s: float, steps: int):
+    """TimeBudget.after_step over `steps` steps of step_s seconds each on a fake clock, 20 s
+    after the process's start; what it returned at each step, the log and the lines said."""
+    clock = iter(range(1000))
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock) * step_s)
+    monkeypatch.setattr(budget.time, "time", lambda: 1020.0)
+    env = Distributed(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
+    timer = budget.TimeBudget(seconds, started=1000.0, env=env, val_images=300, global_batch=10,
+                              steps_per_epoch=50, cap=10**6)  # fmt: skip
+    log, said = MetricsLog(tmp_path / "metrics.jsonl", enabled=True), []
+    returned = [timer.after_step(step, log=log, say=said.append) for step in range(1, steps + 1)]
+    return returned, read_metrics(tmp_path / "metrics.jsonl"), said
+
+
+def test_the_budget_fixes_the_total_once_after_the_timed_steps(monkeypatch, tmp_path):
+    returned, records, said = _budget_run(monkeypatch, tmp_path, seconds=100.0, step_s=1.0, steps=15)
+    fixed_at = budget.WARMUP_STEPS + budget.TIMED_STEPS + 1
+    # 80 s left at step 10, 1 s a step, a validation of 300 images = 30 steps' images / 3 = 10 s:
+    # 60 more steps and 2 validations (at step 50 and at the end: 60 + 20 = 80 s)
+    assert returned == [None] * (fixed_at - 1) + [70] + [None] * (15 - fixed_at)
+    assert records[-1]["kind"] == "budget" and records[-1]["total_steps"] == 70 and records[-1]["val_s"] == 10.0
+    assert len(said) == 1 and "70 steps in all" in said[0]
+
+
+def test_a_budget_shorter_than_one_step_is_refused(monkeypatch, tmp_path):
+    with pytest.raises(InputError, match=r"train.time_budget_s=1.5 is shorter than one step \(2.00 s measured\)"):
+        _budget_run(monkeypatch, tmp_path, seconds=1.5, step_s=2.0, steps=10)
 
 
 def test_time_to_accuracy_counts_from_the_process_start():
