@@ -135,9 +135,18 @@ def test_the_budget_fixes_the_total_once_after_the_timed_steps(monkeypatch, tmp_
     assert len(said) == 1 and "70 steps in all" in said[0]
 
 
-def test_a_budget_shorter_than_one_step_is_refused(monkeypatch, tmp_path):
-    with pytest.raises(InputError, match=r"train.time_budget_s=1.5 is shorter than one step \(2.00 s measured\)"):
-        _budget_run(monkeypatch, tmp_path, seconds=1.5, step_s=2.0, steps=10)
+def test_a_budget_spent_during_the_timed_steps_ends_the_run_there(monkeypatch, tmp_path):
+    returned, records, _ = _budget_run(monkeypatch, tmp_path, seconds=15.0, step_s=1.0, steps=10)
+    assert returned[-1] == 10 and records[-1]["spent_s"] == 20.0
+
+
+def test_a_budget_spent_before_the_first_step_is_refused(monkeypatch):
+    monkeypatch.setattr(budget.time, "time", lambda: 1005.0)
+    env = Distributed(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
+    timer = budget.TimeBudget(3.0, started=1000.0, env=env, val_images=0, global_batch=10, steps_per_epoch=5, cap=9)
+    with pytest.raises(InputError, match=r"train.time_budget_s=3 is spent before the first step \(the process"
+                                         r" started 5.0 s ago\)"):  # fmt: skip
+        timer.check_start()
 
 
 def test_time_to_accuracy_counts_from_the_process_start():
