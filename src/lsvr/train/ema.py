@@ -20,6 +20,7 @@ from torch import nn
 
 from lsvr.config import TrainConfig
 from lsvr.errors import InputError
+from lsvr.train.parallel import Distributed, all_sum
 
 
 def ema_decay(train: TrainConfig) -> float | None:
@@ -54,6 +55,16 @@ class WeightEMA:
         torch._foreach_lerp_(self._averages, sources, 1.0 - self.decay)
         for source, average in self._counters:
             average.copy_(source)
+
+    @torch.no_grad()
+    def average_over(self, env: Distributed) -> None:
+        """parallel.mode=average with average_every > 1: the ranks' averages drift apart with their
+        weights between exchanges; their mean (the EMA is linear: the mean of the ranks' averages is
+        the average of their mean weights) is every rank's, as the weights' mean is."""
+        if env.world == 1:
+            return
+        for average in self._averages:
+            all_sum(average, env).div_(env.world)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The average as a state_dict of the model (what a checkpoint's `ema` holds)."""

@@ -285,6 +285,8 @@ class Trainer:
             apply_update(self.params, self.optimizer, self.scaler, cfg.guard, grad_norm)
             if cfg.parallel.mode == "average" and (s.step + 1) % cfg.parallel.average_every == 0:
                 parallel.average_replicas(self.model, self.optimizer, self.env)
+                if self.ema is not None and cfg.parallel.average_every > 1:  # averages apart since the last
+                    self.ema.average_over(self.env)
             if self.ema is not None:  # after the average: every replica averages the same weights
                 self.ema.update()
             self.loss_sum += loss.detach()
