@@ -70,9 +70,10 @@ class TimeBudget:
         self.marks: list[float] = []  # perf_counter after each step of this process
 
     def check_start(self) -> None:
-        """Refuse a budget already spent before the first step (loading the data, say)."""
+        """Refuse a budget already spent before the first step (loading the data, say): rank 0's
+        clock decides, so that every rank refuses or none does."""
         spent = time.time() - self.started
-        if spent >= self.seconds:
+        if self._from_rank0(int(spent >= self.seconds)):
             raise InputError(f"config: train.time_budget_s={self.seconds:g} is spent before the first step (the"
                              f" process started {spent:.1f} s ago)")  # fmt: skip
 
