@@ -96,7 +96,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_writable(Path(args.out), what="export file")
     _, state, _ = load_model(Path(args.checkpoint), torch.device("cpu"))
     out = export(state, Path(args.out))
-    print(f"exported {len(state.model)} tensors of {state.setting('model', 'name')} to {out}")
+    print(f"exported {len(state.weights)} tensors of {state.setting('model', 'name')} to {out}")
     return 0
 
 

@@ -113,6 +113,20 @@ class TrainConfig:
     )
     log_every: int = _f(50, "steps between metrics.jsonl lines")
     progress: bool = _f(True, "show a progress bar on stderr")
+    # the EMA of the weights and the time budget (lsvr.train.ema, lsvr.train.budget)
+    ema: float = _f(0.0, "EMA of the weights (BatchNorm statistics too): the decay per step, in (0, 1); 0: off")
+    ema_halflife: float = _f(
+        0.0, "EMA by a half-life in images instead (decay = 0.5 ** (global_batch / half-life)); 0: off"
+    )
+    ema_eval: bool = _f(
+        True,
+        "with an EMA: validation, the best checkpoint and eval/predict/export/init_from use the EMA's weights",
+    )
+    time_budget_s: float = _f(
+        0.0,
+        "end near this many seconds from the process's start: the total steps are fixed from the first"
+        " steps' rate (at most what train.epochs and train.max_steps allow); 0: off",
+    )
 
 
 @dataclass
@@ -234,6 +248,21 @@ def _check_ranges(cfg: Config) -> None:
     if any(step < 0 for step in cfg.optim.lr_steps):
         raise InputError(f"config: optim.lr_steps must be epochs >= 0, got {cfg.optim.lr_steps}")
     _check_adamw(cfg.optim)
+    _check_ema_budget(cfg.train)
+
+
+def _check_ema_budget(train: TrainConfig) -> None:
+    """An EMA decay of 1 never moves, one of 0 is no average; a budget under a second holds no step
+    and its validation (one spent before the first step is refused by lsvr.train.budget)."""
+    if train.ema and not 0.0 < train.ema < 1.0:
+        raise InputError(f"config: train.ema must be in (0, 1), or 0 for no EMA; got {train.ema}")
+    if not train.ema_halflife >= 0:
+        raise InputError(f"config: train.ema_halflife must be >= 0, got {train.ema_halflife}")
+    if train.ema and train.ema_halflife:
+        raise InputError("config: train.ema and train.ema_halflife both set; give the EMA's decay one way")
+    budget = train.time_budget_s
+    if not (budget == 0 or 1.0 <= budget < float("inf")):
+        raise InputError(f"config: train.time_budget_s must be >= 1 s (or 0: no budget), got {budget}")
 
 
 def _check_adamw(optim: OptimConfig) -> None:

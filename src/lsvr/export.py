@@ -1,5 +1,8 @@
 """`lsvr export`: a checkpoint's weights as safetensors, for sharing (no pickle at all).
 
+The weights are the ones the run evaluated (CheckpointRecord.weights): the EMA's under train.ema
+with train.ema_eval, else the model's.
+
 The file holds the model's tensors, the mean image as `lsvr.mean_image` (none for a record
 of channel statistics alone: a set prepared with --resize short), and in its
 metadata (`lsvr`, JSON) what inference needs: the model section of the config, the class
@@ -26,8 +29,9 @@ def export(state: CheckpointRecord, out: Path) -> Path:
         raise InputError(f"{out}: the export is a .safetensors file")
     pre = state.preprocess
     info = {"model": state.config.get("model", {}), "classes": state.classes,
-            "preprocess": pre.to_dict(mean_image=False), "step": state.step, "metrics": state.metrics}  # fmt: skip
-    tensors = {name: t.detach().contiguous() for name, t in state.model.items()}
+            "preprocess": pre.to_dict(mean_image=False), "step": state.step, "metrics": state.metrics,
+            "weights": "ema" if state.weights is state.ema else "model"}  # fmt: skip
+    tensors = {name: t.detach().contiguous() for name, t in state.weights.items()}  # the EMA's where validated
     if pre.mean_image is not None:
         tensors[MEAN] = pre.mean_image.float().contiguous()
     out.parent.mkdir(parents=True, exist_ok=True)

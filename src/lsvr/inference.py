@@ -52,7 +52,7 @@ def load_model(
     usable = (
         pre is not None and pre.eval_crop is not None and (pre.mean_image is not None or pre.normalize == "channel")
     )
-    needed = {"model": state.model, "config": name, "classes": state.classes, "preprocess": usable}
+    needed = {"model": state.weights, "config": name, "classes": state.classes, "preprocess": usable}
     missing = [what for what, there in needed.items() if not there]
     if missing:
         raise InputError(f"{path}: not an lsvr checkpoint (no {', '.join(missing)}); see `lsvr convert`")
@@ -66,7 +66,7 @@ def load_model(
         blurpool=state.setting("model", "blurpool", False),  # the same keys either way: the config says which
     )
     try:
-        model.load_state_dict(state.model)
+        model.load_state_dict(state.weights)  # the EMA's where the run validated with them
     except RuntimeError as exc:
         if crop not in (None, pre.eval_crop):  # alexnet's fc6, a ViT's position embedding: sized by the crop
             raise InputError(f"--crop {crop}: model {name}'s weights fit {pre.eval_crop} px crops only") from None

@@ -24,12 +24,12 @@ def _read(path: Path) -> CheckpointRecord:
 
 
 def weight_problems(path: Path, state: CheckpointRecord) -> list[str]:
-    """One line per model tensor that holds NaN or infinity (or none when all are finite)."""
-    weights = state.model
-    if not weights:
+    """One line per model (or EMA) tensor that holds NaN or infinity (or none when all are finite)."""
+    if not state.model:
         return [f"{path}: holds no model weights"]
     problems = []
-    for name, tensor in weights.items():
+    named = [*state.model.items(), *((f"ema.{name}", t) for name, t in (state.ema or {}).items())]
+    for name, tensor in named:
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
@@ -53,11 +53,13 @@ def describe_checkpoint(path: Path, *, verify: bool = False) -> dict[str, Any]:
         "input_size": pre.size if pre else None,
         "normalize": pre.normalize if pre else None,
         "metrics": state.metrics if trained else None,
+        "weights": "ema" if state.weights is state.ema else "model",  # those eval, predict and export use
         "lsvr_version": state.provenance.get("lsvr_version"),
         "commit": state.provenance.get("commit"),
     }
     if info["kind"] == "export":  # an export carries weights and preprocessing, not the run's history
-        info = {k: v for k, v in info.items() if k not in ("epoch", "lsvr_version", "commit")}
+        # (its metadata's `weights` says whether they are the EMA's: the file holds only those)
+        info = {k: v for k, v in info.items() if k not in ("epoch", "lsvr_version", "commit", "weights")}
     if verify:
         info["problems"] = weight_problems(path, state)
         info["verified"] = not info["problems"]

@@ -14,7 +14,8 @@ from lsvr.train.record import CheckpointRecord, is_checkpoint
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file (safe load); an lsvr checkpoint gives its "model", a run
+    """The tensors of a weights file (safe load); an lsvr checkpoint gives its weights to
+    evaluate (CheckpointRecord.weights: the EMA's where the run validated with them), a run
     folder its latest checkpoint's (as `lsvr eval RUN` reads it), a `latest`/`best` pointer the
     step file's it names, a .safetensors file (an `lsvr export`) its tensors."""
     if not path.exists():
@@ -29,7 +30,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         return _read_safetensors(path)
     state = safe_load(path, what="weights")  # on the CPU
     if is_checkpoint(state):
-        state = CheckpointRecord.from_dict(state, where=path).model
+        state = CheckpointRecord.from_dict(state, where=path).weights  # the EMA's where the run validated with them
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a state_dict of tensors")
     return state

@@ -72,9 +72,12 @@ def _number(value: Any) -> bool:
 
 
 def time_to_accuracy(records: list[dict[str, Any]], target: float) -> dict[str, Any]:
-    """Seconds from a run's first `start` record to its first validation at >= target top-1,
-    with the epoch and the final and best top-1. None where the target was never reached."""
-    starts = [r["time"] for r in complete(records, "start", ("time",))]
+    """Seconds from a run's first start to its first validation at >= target top-1, with the epoch
+    and the final and best top-1. None where the target was never reached. The start is the
+    process's (the first `start` record's process_start, data loading included), or that
+    record's own time where an older lsvr wrote no process_start."""
+    starts = [r.get("process_start") if _number(r.get("process_start")) else r["time"]
+              for r in complete(records, "start", ("time",))]  # fmt: skip
     val = complete(records, "val", ("time", "epoch", "top1"))
     hit = next((r for r in val if r["top1"] >= target), None)
     return {

@@ -27,6 +27,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "model": (dict,), "optimizer": (dict,), "scheduler": (dict,), "scaler": (dict,), "step": (int,),
     "epoch": (int,), "loader": (dict,), "rng": (dict,), "config": (dict,), "metrics": (dict,),
     "best_top1": (int, float), "threads": (int,), "world": (int,), "run_id": (str,), "format": (int,),
+    "ema": (dict,), "budget_steps": (int,),
 }  # fmt: skip
 
 
@@ -58,10 +59,22 @@ class CheckpointRecord:
     run_id: str | None = None
     provenance: dict[str, str] = field(default_factory=dict)  # PROVENANCE keys
     format: int = FORMAT
+    # train.ema: the average's state_dict; train.time_budget_s: the total steps the budget fixed.
+    # Left out of the file where None, so a run without them writes what it wrote before.
+    ema: dict[str, torch.Tensor] | None = None
+    budget_steps: int | None = None
 
     @property
     def classes(self) -> list[str]:
         return list(self.preprocess.classes) if self.preprocess is not None else []
+
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The weights to evaluate: the EMA's where the run validated with them (train.ema_eval),
+        else the model's. Every reader for inference (eval, predict, export, info, init_from) takes these."""
+        if self.ema is not None and self.setting("train", "ema_eval", True):
+            return self.ema
+        return self.model
 
     def setting(self, section: str, key: str, default: Any = None) -> Any:
         """A key of the config the checkpoint was written with (`setting("model", "name")`),
@@ -75,6 +88,9 @@ class CheckpointRecord:
         out["classes"] = self.classes  # beside the record too, where format 1 kept them
         del out["provenance"]
         out.update(self.provenance)  # flat, as format 1 wrote them
+        for key in ("ema", "budget_steps"):
+            if out[key] is None:
+                del out[key]
         return out
 
     @classmethod

@@ -115,6 +115,8 @@ def nothing_to_train(cfg: Config, state: CheckpointRecord, *, steps_per_epoch: i
         why = f"train.max_steps={cfg.train.max_steps}"
     elif epoch >= cfg.train.epochs:
         why = f"all {cfg.train.epochs} epochs done"
+    elif cfg.train.time_budget_s and state.budget_steps and step >= state.budget_steps:
+        why = f"the {state.budget_steps} steps train.time_budget_s fixed"
     else:
         return None
     return why

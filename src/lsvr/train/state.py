@@ -74,8 +74,9 @@ class RunState:
     batch: int = 0  # global batches of that epoch done: where its loader continues
     best_top1: float | None = None  # the best validation top-1 so far
     last_val: dict | None = None  # the latest validation's metrics
+    budget_steps: int | None = None  # the total steps train.time_budget_s fixed (lsvr.train.budget)
 
-    KEYS: ClassVar[tuple[str, ...]] = ("step", "epoch", "loader", "metrics", "best_top1")  # state_dict's
+    KEYS: ClassVar[tuple[str, ...]] = ("step", "epoch", "loader", "metrics", "best_top1", "budget_steps")
 
     def position(self) -> dict[str, int]:
         """Where the loader stands, in global batches and in samples of the epoch's global
@@ -86,9 +87,10 @@ class RunState:
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint's entries for the run's position and scores."""
         return {"step": self.step, "epoch": self.epoch, "loader": self.position(), "metrics": self.last_val or {},
-                "best_top1": self.best_top1}  # fmt: skip
+                "best_top1": self.best_top1, "budget_steps": self.budget_steps}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """From a checkpoint (state_dict's entries); its loader's global_batch is the caller's to check."""
         self.step, self.epoch, self.batch = state["step"], state["loader"]["epoch"], state["loader"]["step"]
         self.best_top1, self.last_val = state.get("best_top1"), state.get("metrics") or None
+        self.budget_steps = state.get("budget_steps")

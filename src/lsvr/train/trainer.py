@@ -27,6 +27,8 @@ from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
 from lsvr.train import checkpoint, parallel
+from lsvr.train.budget import TimeBudget, process_start
+from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
 from lsvr.train.optim import Schedule, build_optimizer
@@ -60,6 +62,7 @@ class Trainer:
         self.stop = False  # a preemption asked, here or on another rank
         self.skips = 0  # non-finite steps skipped in a row (guard.nonfinite=skip)
         self.shown: dict[str, str] = {}  # the last logging window's figures, carried onto the next epoch's bar
+        self.started = process_start()  # train.time_budget_s and time to accuracy count from it
 
     def say(self, text: str) -> None:
         if self.env.is_main:
@@ -69,6 +72,7 @@ class Trainer:
         """Build, resume, record the start, then train to the end (or a stop); the summary."""
         self.build()
         self.resume()
+        self.arm_budget()
         self.record_start()
         self.parallelize()
         return self.fit()
@@ -104,6 +108,8 @@ class Trainer:
         self.health = Health(self.env, check_grads=cfg.train.precision != "fp16")  # fp16: its scaler skips inf steps
         self.params = list(model.parameters())
         self.loss_sum, self.loss_count = torch.zeros((), device=device), 0  # the logging window's losses
+        decay = ema_decay(cfg.train)  # built on the device: the average holds the model's tensors
+        self.ema = WeightEMA(self.model, decay=decay) if decay else None
 
     def _loaders(self) -> tuple[Loader, Loader | None]:
         cfg, env, inputs = self.cfg, self.env, self.inputs
@@ -135,6 +141,8 @@ class Trainer:
             raise InputError(f"{where}: does not fit this config's model ({message})") from None
         if saved.scaler:
             self.scaler.load_state_dict(saved.scaler)
+        if self.ema is not None:  # a checkpoint without an average starts one at its weights
+            self.ema.load_state_dict(saved.ema if saved.ema is not None else saved.model, where=where)
         saved_batch = saved.loader.get("global_batch", cfg.train.global_batch)
         if saved_batch != cfg.train.global_batch:  # the position counts global batches: they must agree
             raise InputError(f"{where}: written with train.global_batch={saved_batch}; resume with it")
@@ -148,6 +156,27 @@ class Trainer:
             self.say(f"lsvr train: warning: {saved.threads} threads wrote the checkpoint, {torch.get_num_threads()}"
                      " run now: the result will not be bitwise the same (set train.threads)")  # fmt: skip
         self.say(f"lsvr train: resumed from {where} at step {self.state.step} (epoch {self.state.epoch + 1})")
+
+    def arm_budget(self) -> None:
+        """train.time_budget_s: the total steps a checkpoint fixed are kept; else this process's
+        first steps fix them (refused here where the budget is spent before the first step)."""
+        self.budget, seconds = None, self.cfg.train.time_budget_s
+        if not seconds:
+            self.state.budget_steps = None
+        elif self.state.budget_steps:
+            self.set_total(self.state.budget_steps)
+        else:
+            val_images = len(self.val_loader.indices) if self.val_loader is not None else 0
+            self.budget = TimeBudget(seconds, started=self.started, env=self.env, val_images=val_images,
+                                     global_batch=self.cfg.train.global_batch, steps_per_epoch=len(self.loader),
+                                     cap=self.total_steps)  # fmt: skip
+            self.budget.check_start()
+
+    def set_total(self, total: int) -> None:
+        """The run's total steps, at most what epochs and max_steps allow: the schedule ends there."""
+        self.total_steps = self.state.budget_steps = min(total, self.total_steps)
+        self.schedule = Schedule(self.cfg.optim, steps_per_epoch=len(self.loader), total_steps=self.total_steps,
+                                 global_batch=self.cfg.train.global_batch)  # fmt: skip
 
     def record_start(self) -> None:
         """Rank 0, once every check that can refuse the start has passed (the model's fit included):
@@ -164,7 +193,8 @@ class Trainer:
         self.folder.record_start(yaml.safe_dump(to_dict(cfg), sort_keys=False), lambda: self.log.write(
             "start", command=self.command, run_id=start.run_id, config=to_dict(cfg), world=env.world,
             device=str(env.device), threads=torch.get_num_threads(), host=platform.node(), cpus=os.cpu_count(),
-            resume_from=str(resume_from) if resume_from else None, **provenance(),
+            resume_from=str(resume_from) if resume_from else None, process_start=round(self.started, 3),
+            **provenance(),
         ))  # fmt: skip
         self.say(f"lsvr train: run {out} ({start.run_id}), world {env.world}, device {env.device}, crop {crop}")
         self.say(yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
@@ -259,9 +289,15 @@ class Trainer:
             apply_update(self.params, self.optimizer, self.scaler, cfg.guard, grad_norm)
             if cfg.parallel.mode == "average" and (s.step + 1) % cfg.parallel.average_every == 0:
                 parallel.average_replicas(self.model, self.optimizer, self.env)
+                if self.ema is not None and cfg.parallel.average_every > 1:  # averages apart since the last
+                    self.ema.average_over(self.env)
+            if self.ema is not None:  # after the average: every replica averages the same weights
+                self.ema.update()
             self.loss_sum += loss.detach()
             self.loss_count += 1
         s.step, s.batch = s.step + 1, batch.step + 1
+        if self.budget is not None and (total := self.budget.after_step(s.step, log=self.log, say=self.say)):
+            self.set_total(total)
         if self.on_step is not None:
             self.on_step(s.step, self.model, self.env)
         return lr
@@ -302,7 +338,8 @@ class Trainer:
             return None
         # The bare model: replicas hold the same weights, and DDP's forward must not run
         # where ranks score different numbers of batches.
-        result = evaluate(self.model, self.val_loader, self.augment, precision=self.cfg.train.precision,
+        scored = self.ema.module if self.ema is not None and self.cfg.train.ema_eval else self.model
+        result = evaluate(scored, self.val_loader, self.augment, precision=self.cfg.train.precision,
                           reduce=lambda t: parallel.all_sum(t, self.env))  # fmt: skip
         epoch = self.state.epoch + 1
         self.log.write("val", step=self.state.step, epoch=epoch, **result)
@@ -330,4 +367,5 @@ class Trainer:
             scaler=scaler.state_dict() if scaler.is_enabled() else {}, **self.state.state_dict(), rng=rng_state(),
             config=to_dict(self.cfg), preprocess=self.preprocess, threads=torch.get_num_threads(),
             world=self.env.world, run_id=self.start.run_id, provenance=provenance(),
+            ema=self.ema.state_dict() if self.ema is not None else None,
         )  # fmt: skip

@@ -1,0 +1,111 @@
+"""train.time_budget_s: the step count that ends a run near a wall-clock budget.
+
+Rank 0 times the first steps of the process (after a few warm-up steps), adds an estimate of
+each validation's cost and the time spent since the process started, and fixes the total step
+count from them; every rank receives it at the same step, and the checkpoint keeps it
+(RunState.budget_steps), so the schedule stays a function of the step, a resume keeps the count
+without timing anything again, and its result is the same as a run that was never stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from lsvr.errors import InputError
+from lsvr.train.metrics import MetricsLog
+from lsvr.train.parallel import Distributed
+
+IMPORTED_AT = time.time()  # where /proc is not there, the process's start is taken as lsvr's import
+WARMUP_STEPS = 3  # the first steps pay for allocation, the loader filling up, a compile: not timed
+TIMED_STEPS = 6
+# A validation image costs about one forward pass, a third of a training image's forward and
+# backward (the backward pass costs about twice the forward).
+FORWARD_SHARE = 1 / 3
+
+
+def process_start() -> float:
+    """The wall-clock time (time.time()) this process started: Linux's /proc/self/stat starttime
+    (clock ticks since boot) placed on the wall clock through CLOCK_BOOTTIME, the clock it counts
+    in; elsewhere, or where that reads as later than lsvr's import, the time lsvr was imported."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()  # the name may hold spaces
+        since_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of proc(5); fields[0] is field 3
+        started = time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return IMPORTED_AT
+    return started if started <= IMPORTED_AT else IMPORTED_AT
+
+
+def plan_steps(*, remaining_s: float, step: int, step_s: float, val_s: float, steps_per_epoch: int, cap: int) -> int:
+    """The most steps in all (at least `step`, at most `cap`) whose training from `step` on, plus a
+    validation at each epoch's end and one at the last step, fit in remaining_s."""
+
+    def cost(total: int) -> float:
+        validations = -(-total // steps_per_epoch) - step // steps_per_epoch
+        return (total - step) * step_s + validations * val_s
+
+    low, high = step, cap
+    while low < high:  # cost grows with the total: the largest that fits
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if cost(mid) <= remaining_s else (low, mid - 1)
+    return low
+
+
+class TimeBudget:
+    """Times this process's first steps and fixes the run's total steps (`after_step`, every rank)."""
+
+    def __init__(self, seconds: float, *, started: float, env: Distributed, val_images: int, global_batch: int,
+                 steps_per_epoch: int, cap: int) -> None:  # fmt: skip
+        self.seconds, self.started, self.env = seconds, started, env
+        self.val_images, self.global_batch = val_images, global_batch
+        self.steps_per_epoch, self.cap = steps_per_epoch, cap
+        self.marks: list[float] = []  # perf_counter after each step of this process
+
+    def check_start(self) -> None:
+        """Refuse a budget already spent before the first step (loading the data, say): rank 0's
+        clock decides, so that every rank refuses or none does."""
+        spent = time.time() - self.started
+        if self._from_rank0(int(spent >= self.seconds)):
+            raise InputError(f"config: train.time_budget_s={self.seconds:g} is spent before the first step (the"
+                             f" process started {spent:.1f} s ago)")  # fmt: skip
+
+    def after_step(self, step: int, *, log: MetricsLog, say: Callable[[str], None]) -> int | None:
+        """Called after every step; the total steps at the step they are fixed, None before and after."""
+        if len(self.marks) > WARMUP_STEPS + TIMED_STEPS:
+            return None
+        if self.env.device.type == "cuda":
+            torch.cuda.synchronize(self.env.device)  # the step's kernels done, not just queued
+        self.marks.append(time.perf_counter())
+        if len(self.marks) <= WARMUP_STEPS + TIMED_STEPS:
+            return None
+        # The median interval: an epoch's validation or a save between two steps is not a step's cost.
+        timed = self.marks[WARMUP_STEPS:]
+        step_s = statistics.median(b - a for a, b in itertools.pairwise(timed))
+        val_s = self.val_images * step_s / self.global_batch * FORWARD_SHARE
+        spent = time.time() - self.started
+        total = plan_steps(remaining_s=self.seconds - spent, step=step, step_s=step_s, val_s=val_s,
+                           steps_per_epoch=self.steps_per_epoch, cap=self.cap)  # fmt: skip
+        # No budget shorter than a step gets here: check_start refused one spent before the first
+        # step, and the time spent includes the timed steps. One spent during them ends the run now.
+        total = self._from_rank0(total)
+        log.write("budget", step=step, total_steps=total, budget_s=self.seconds, spent_s=round(spent, 2),
+                  step_s=round(step_s, 4), val_s=round(val_s, 3))  # fmt: skip
+        say(f"lsvr train: train.time_budget_s={self.seconds:g}: {total} steps in all ({step_s * 1000:.0f} ms a"
+            f" step, {val_s:.1f} s a validation, {spent:.1f} s spent at step {step})")  # fmt: skip
+        return total
+
+    def _from_rank0(self, value: int) -> int:
+        """Rank 0's value on every rank (each rank timed its own steps; rank 0's count is the run's)."""
+        if self.env.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.env.device)
+        dist.broadcast(tensor, src=0)
+        return int(tensor.item())
