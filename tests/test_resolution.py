@@ -59,6 +59,25 @@ def test_batches_read_ahead_or_resumed_take_their_own_steps_side(tiny_data):
         assert all(torch.equal(x, y) for x, y in zip(a.draws.tensors(), b.draws.tensors(), strict=True))
 
 
+def test_batch_memory_follows_the_side_and_keeps_only_the_last(tiny_data):
+    from lsvr.data.augment import Augment
+
+    ds = PreparedDataset(tiny_data)
+    loader = ramp_loader(ds, ResolutionRamp(16, 28, 0.0, 1.0, 4), workers=2, prefetch=2)
+    augment = Augment(mean_image=None, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=28,
+                      normalize="channel")  # fmt: skip
+    for epoch in (0, 1):
+        for batch in loader.batches(epoch):
+            side = batch.images.shape[1]
+            images = augment.train(batch)  # normalised into buffers of the batch's own shape
+            # (the uint8 images are mirrored in place by then)
+            expected = (batch.images.permute(0, 3, 1, 2).float() - ds.channel_mean[0]) / ds.channel_std[0]
+            assert images.shape == (32, 1, side, side) and torch.allclose(images, expected, atol=1e-5)
+            batch.release()
+    pool = loader._pool  # the old sides' buffers were dropped as the new side asked for memory
+    assert {tuple(buffer.shape) for buffer, _ in pool.free} == {(32, 28, 28, 1)} and len(pool.free) <= pool.size
+
+
 @pytest.fixture(scope="module")
 def rgb_set(tmp_path_factory) -> PreparedDataset:
     """32 RGB images stored raw at 40 x 40."""
