@@ -1,5 +1,5 @@
 """Progressive resizing (data.res_*): the ramp as a function of the fractional epoch, the
-loader's batches at their own step's side (read ahead, resumed), the windows' content at a
+loader's batches at their own step's side (read ahead, resumed, at world 2), the windows' content at a
 lower side (the paper's crop and rrc), the refusals before the first step, and a run."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def ramp_loader(ds: PreparedDataset, ramp: ResolutionRamp | None, **options) -> 
     return Loader(ds, batch_size=32, shuffle=True, seed=4, crop=28, resolution=ramp, **options)
 
 
-def test_batches_read_ahead_or_resumed_take_their_own_steps_side(tiny_data):
+def test_batches_read_ahead_resumed_or_on_two_ranks_take_their_own_steps_side(tiny_data):
     ds = PreparedDataset(tiny_data)  # 160 images: 5 steps of 32 an epoch
     ramp = ResolutionRamp(16, 28, 0.0, 1.0, 4)
     # prefetch 5: every batch of the epoch is read before the first is trained on
@@ -49,6 +49,10 @@ def test_batches_read_ahead_or_resumed_take_their_own_steps_side(tiny_data):
     assert sides == [ramp.at(step / 5) for step in range(5)] == [16, 20, 20, 24, 24]
     batches = list(ramp_loader(ds, ramp, workers=1, prefetch=1).batches(0))
     assert [b.images.shape for b in batches] == [(32, s, s, 1) for s in sides]
+    halves = [Loader(ds, batch_size=16, shuffle=True, seed=4, crop=28, resolution=ramp, rank=rank, world=2)
+              for rank in (0, 1)]  # fmt: skip
+    for whole, *parts in zip(batches, *(h.batches(0) for h in halves), strict=True):  # the same at world 2
+        assert torch.equal(whole.images, torch.cat([p.images for p in parts]))
     resumed = list(ramp_loader(ds, ramp, workers=2, prefetch=3).batches(0, start_step=3))
     assert [b.step for b in resumed] == [3, 4] and [b.images.shape[1] for b in resumed] == [24, 24]
     assert all(torch.equal(a.images, b.images) for a, b in zip(resumed, batches[3:], strict=True))
