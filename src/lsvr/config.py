@@ -91,6 +91,13 @@ class DataConfig:
         0.0, "CutMix's alpha: a box of the batch rolled by one pasted in, area kept ~ Beta(alpha, alpha); 0: off"
     )
     mix_switch: float = _f(0.5, "with data.mixup and data.cutmix both on: the chance a batch takes CutMix, else Mixup")
+    # progressive resizing (FFCV): lsvr.data.resolution; the keys are read together in _check_resolution
+    res_start: int = _f(0, "progressive resizing: the training side (px) the ramp starts at; 0: off (data.crop)")
+    res_end: int = _f(0, "progressive resizing: the side the ramp ends at, at most data.crop; 0: data.crop")
+    res_epochs: list[float] = _f(
+        [0.0, 0.0], "progressive resizing: the ramp's first and last epoch [a, b], 0 <= a <= b, from 0, fractions count"
+    )
+    res_multiple: int = _f(32, "progressive resizing: every side a multiple of this (few shapes; 4 suits 28 px)")
 
 
 @dataclass
@@ -245,6 +252,7 @@ def _check_ranges(cfg: Config) -> None:
             raise InputError(f"config: {key} must be in [0, 1), got {value}")
     _check_rrc(cfg.data)
     _check_mix(cfg.data)
+    _check_resolution(cfg.data)
     if any(step < 0 for step in cfg.optim.lr_steps):
         raise InputError(f"config: optim.lr_steps must be epochs >= 0, got {cfg.optim.lr_steps}")
     _check_adamw(cfg.optim)
@@ -292,6 +300,27 @@ def _check_rrc(data: DataConfig) -> None:
         if len(pair) != 2 or not 0 < pair[0] <= pair[1] or (top is not None and pair[1] > top):
             within = f"0 < low <= high <= {top}" if top is not None else "0 < low <= high"
             raise InputError(f"config: {key} must be [low, high] with {within}, got {pair}")
+
+
+def _check_resolution(data: DataConfig) -> None:
+    """Progressive resizing's keys on their own (train/resizing.py checks them against the
+    crop, the set and the model): a ramp that grows, on the grid of res_multiple."""
+    start, end, epochs, multiple = data.res_start, data.res_end, data.res_epochs, data.res_multiple
+    if multiple < 1:
+        raise InputError(f"config: data.res_multiple must be >= 1, got {multiple}")
+    if not start:
+        if end:
+            raise InputError(f"config: data.res_end={end} needs data.res_start (0: progressive resizing is off)")
+        return
+    if start < 8:  # a network's strides leave nothing of a smaller image
+        raise InputError(f"config: data.res_start must be 0 (off) or >= 8, got {start}")
+    for key, side in (("data.res_start", start), ("data.res_end", end)):
+        if side % multiple:
+            raise InputError(f"config: {key}={side} is not a multiple of data.res_multiple={multiple}")
+    if end and start > end:
+        raise InputError(f"config: data.res_start={start} > data.res_end={end}: the resolution must not decrease")
+    if len(epochs) != 2 or not 0 <= epochs[0] <= epochs[1] or not epochs[1] > 0:
+        raise InputError(f"config: data.res_epochs must be [a, b] with 0 <= a <= b and b > 0, got {epochs}")
 
 
 def _choice_fields(cfg: Config) -> list[tuple[str, Any, tuple[str, ...]]]:

@@ -11,6 +11,7 @@ parallel loading, without processes or sockets.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from lsvr.data.dataset import PreparedDataset
 from lsvr.data.device_decode import Decoder, DeviceReader
 from lsvr.data.draws import Draws, sample_keys
 from lsvr.data.readers import Batch, BufferPool, HostReader, Reader
+from lsvr.data.resolution import ResolutionRamp
 
 Window = Literal["crop", "rrc", "centred"]  # the paper's random crop, RandomResizedCrop, evaluation's
 
@@ -44,6 +46,9 @@ class Loader:
     threads gather compressed bytes, the device decodes and cuts them; see device_decode).
     bad_records: "stop" or "skip" a record that does not decode (data/readers.py's
     HostReader; host decoding only): skipped rows are listed in `bad_rows`.
+    resolution: progressive resizing (training): each batch's windows, drawn as above, are
+    brought to the ramp's side at that batch's own fractional epoch in place of crop (a batch
+    read ahead gets its own step's side, not the trainer's current one).
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class Loader:
         decoder: Decoder | None = None,
         bad_records: str = "stop",
         warn: Callable[[str], None] | None = None,
+        resolution: ResolutionRamp | None = None,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size  # per rank
@@ -81,6 +87,7 @@ class Loader:
         self.global_batch = batch_size * world
         self.crop, self.flip = crop, flip
         self.window, self.scale, self.ratio, self.resize = window, tuple(scale), tuple(ratio), resize
+        self.resolution = resolution
         if window == "centred" and resize is None:
             raise ValueError("Loader(window='centred') needs resize (the shorter side before the centre crop)")
         self._pool = BufferPool(prefetch + workers + 2, pinned=self.device.type == "cuda")
@@ -123,6 +130,8 @@ class Loader:
         draws = (
             None if self.crop is None else self.draws(rows, epoch=epoch, positions=np.arange(where.start, where.stop))
         )
+        if draws is not None and self.resolution is not None:  # the same windows, brought to this batch's side
+            draws = dataclasses.replace(draws, crop=self.resolution.at(epoch + step / len(self)))
         batch = self.reader.read(rows, draws)
         batch.step = step
         return batch

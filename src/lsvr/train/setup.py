@@ -15,6 +15,7 @@ from lsvr.errors import InputError
 from lsvr.models.registry import model_spec
 from lsvr.preprocess import Preprocess
 from lsvr.train.record import CheckpointRecord
+from lsvr.train.resizing import check_resolution
 from lsvr.train.run_folder import Start
 
 
@@ -26,7 +27,7 @@ class RunInputs:
     val_rows: np.ndarray | None  # dataset rows validated on (of `val`, or the holdout of `train`)
     crop: int
     resume_from: Path | None
-    notes: list[str]  # what a resume changes, for stderr (rank 0)
+    notes: list[str | None]  # for stderr (rank 0): what a resume changes, the resolution ramp; None: nothing
     done: str | None = None  # why the checkpoint has nothing left to train ("train.max_steps=4")
 
 
@@ -38,6 +39,7 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
     spec = model_spec(cfg.model.name)
     train = PreparedDataset(cfg.data.train)
     crop = check_windows(cfg, train, default_crop=spec.default_crop)
+    ramp = check_resolution(cfg, train, crop=crop)  # progressive resizing: its start line, or None
     if cfg.train.global_batch % (world * cfg.train.accumulate):
         raise InputError(
             f"train.global_batch={cfg.train.global_batch} does not divide by world size {world}"
@@ -58,10 +60,10 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
                       names=("training set", "validation set"))  # fmt: skip
     if len(rows) < cfg.train.global_batch:
         raise InputError(f"{train.path}: {len(rows)} training images, fewer than one global batch")
-    notes, done = [], None
+    notes, done = [ramp], None
     if start.state is not None:
         # Read (memory-mapped) before any process group exists, so a wrong file fails fast everywhere.
-        notes = resume_fits(cfg, start.state, train=train, crop=crop, where=start.resume_from)
+        notes += resume_fits(cfg, start.state, train=train, crop=crop, where=start.resume_from)
         done = nothing_to_train(cfg, start.state, steps_per_epoch=len(rows) // cfg.train.global_batch)
     return RunInputs(train, val, rows, val_rows, crop, start.resume_from, notes, done)
 

@@ -33,6 +33,7 @@ from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
 from lsvr.train.optim import Schedule, build_optimizer
 from lsvr.train.record import CheckpointRecord
+from lsvr.train.resizing import resolution_ramp
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import RunInputs, run_preprocess
 from lsvr.train.signals import Preemption
@@ -63,6 +64,7 @@ class Trainer:
         self.skips = 0  # non-finite steps skipped in a row (guard.nonfinite=skip)
         self.shown: dict[str, str] = {}  # the last logging window's figures, carried onto the next epoch's bar
         self.started = process_start()  # train.time_budget_s and time to accuracy count from it
+        self.res = 0  # the side of the last batch trained on (progressive resizing: data.res_*)
 
     def say(self, text: str) -> None:
         if self.env.is_main:
@@ -120,7 +122,8 @@ class Trainer:
         loader = Loader(
             inputs.train, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
             prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, window=cfg.data.augment,
-            scale=tuple(cfg.data.rrc_scale), ratio=tuple(cfg.data.rrc_ratio), **common,
+            scale=tuple(cfg.data.rrc_scale), ratio=tuple(cfg.data.rrc_ratio),
+            resolution=resolution_ramp(cfg.data, crop=inputs.crop), **common,
         )  # fmt: skip
         if inputs.val is None:
             return loader, None
@@ -269,6 +272,9 @@ class Trainer:
         images = self.augment.train(batch)
         batch.release()  # the float copy is made: the loader may refill the uint8 buffer
         images, targets = self.mix(images, batch.labels, epoch=s.epoch, step=batch.step)  # as they are when off
+        if self.res and batch.draws.crop != self.res:  # progressive resizing: each change said once
+            self.say(f"lsvr train: step {s.step + 1}: training resolution {self.res} -> {batch.draws.crop} px")
+        self.res = batch.draws.crop
         loss = step_forward_backward(self.net, self.optimizer, self.scaler, images, targets, cfg.train)
         loss = self.faults.at_step(loss, rank=self.env.rank, step=s.step + 1)
         grad_norm = self.health.exchange(s.step + 1, loss, self.params, self.preemption.requested is not None)
@@ -321,14 +327,16 @@ class Trainer:
         ips = self.meter.since_epoch_start(s.batch)[1]
         eta = self.meter.eta_s(self.total_steps - s.step, ips)  # the whole run, not just this epoch
         sec_20 = self.meter.sec_per_20
+        res = {"res": self.res} if self.loader.resolution else {}  # progressive resizing: the side trained at
         # s_20it needs 20 steps behind it: left out before, rather than shown as nan
-        self.shown = {"loss": f"{mean:.4f}", "lr": f"{lr:.4g}", "img_s": f"{ips:.0f}",
+        self.shown = {"loss": f"{mean:.4f}", "lr": f"{lr:.4g}", **{k: str(v) for k, v in res.items()},
+                      "img_s": f"{ips:.0f}",
                       **({} if sec_20 is None else {"s_20it": f"{sec_20:.2f}"}),
                       "run_eta": f"{eta / 60:.1f}min"}  # fmt: skip
         bar.set_postfix(**self.shown)
         bad = {"bad_records": len(self.loader.bad_rows)} if self.loader.bad_rows else {}
         self.log.write("train", step=s.step, epoch=s.epoch + 1, loss=mean, lr=lr, images_per_sec=round(ips, 1),
-                       sec_per_20_iter=None if sec_20 is None else round(sec_20, 3), **bad)  # fmt: skip
+                       sec_per_20_iter=None if sec_20 is None else round(sec_20, 3), **res, **bad)  # fmt: skip
         self.loss_sum.zero_()
         self.loss_count = 0
 
