@@ -163,4 +163,6 @@ def test_a_compiled_model_trains_to_the_same_weights(demo_prepared, tmp_path):
                    "--set", "train.max_steps=4", "--set", f"train.compile={mode}") == 0  # fmt: skip
         runs[mode] = checkpoint.load(checkpoint.find(out))["model"]
     for name, eager in runs["none"].items():
-        torch.testing.assert_close(runs["default"][name], eager, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(
+            runs["default"][name], eager, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}"
+        )

@@ -54,7 +54,7 @@ class ModelConfig:
     )
     zero_init_residual: bool = _f(False, "start each residual block's last BatchNorm scale at 0 (resnet* only)")
     init_from: str | None = _f(None, "weights to start from: torchvision state_dict, lsvr checkpoint, run or export")
-    width: float = _f(1.0, "channel-width multiplier (alexnet_small models only)")
+    width: float = _f(1.0, "channel-width multiplier (alexnet_small* and quicknet only)")
     blurpool: bool = _f(
         False, "blur (3x3 binomial) before each strided conv of >= 16 input channels, as FFCV (resnet*, convnext_tiny)"
     )

@@ -14,6 +14,7 @@ from lsvr.errors import InputError
 from lsvr.models import convnext, googlenet, resnet, vgg, vit
 from lsvr.models.alexnet import AlexNet, AlexNetSmall, AlexNetTV
 from lsvr.models.blurpool import MIN_CHANNELS, apply_blurpool
+from lsvr.models.quicknet import QuickNet
 
 # torchvision's and timm's ImageNet statistics, in 0..1 units (x255 for lsvr's 0..255 pixels).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,6 +60,8 @@ MODELS: dict[str, ModelSpec] = {
                             dropout=0.5),
     "alexnet_small": ModelSpec(AlexNetSmall, "the paper's structure for 28-64 px inputs", **_SMALL),
     "alexnet_small_bn": ModelSpec(_alexnet_small_bn, "alexnet_small with BatchNorm in place of LRN", **_SMALL),
+    "quicknet": ModelSpec(QuickNet, "7 convs in airbench's layout for 28-64 px inputs; any side from 8 px",
+                          **{**_SMALL, "dropout": 0.0}),
     "resnet18": ModelSpec(resnet.resnet18, "ResNet-18 (v1.5), torchvision's layout", **_RESNET),
     "resnet34": ModelSpec(resnet.resnet34, "ResNet-34 (v1.5), torchvision's layout", **_RESNET),
     "resnet50": ModelSpec(resnet.resnet50, "ResNet-50 v1.5 (stride on the 3x3), torchvision's layout", **_RESNET),
@@ -105,7 +108,8 @@ def build_model(
     extra: dict[str, Any] = {}
     if width != 1.0:
         if not spec.scalable:
-            raise InputError(f"model.width: {name} has the paper's fixed widths; only alexnet_small* scale")
+            scalable = ", ".join(n for n, s in MODELS.items() if s.scalable)
+            raise InputError(f"model.width: {name} has fixed widths; only {scalable} scale")
         extra["width"] = width
     if zero_init_residual:
         if not spec.residual:
