@@ -299,7 +299,7 @@ class Trainer:
         # The bare model: replicas hold the same weights, and DDP's forward must not run
         # where ranks score different numbers of batches.
         result = evaluate(self.model, self.val_loader, self.augment, precision=self.cfg.train.precision,
-                          reduce=lambda t: parallel.all_sum(t, self.env))  # fmt: skip
+                          flip=self.preprocess.eval_flip, reduce=lambda t: parallel.all_sum(t, self.env))  # fmt: skip
         epoch = self.state.epoch + 1
         self.log.write("val", step=self.state.step, epoch=epoch, **result)
         self.say(f"epoch {epoch}: val top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"
