@@ -127,10 +127,10 @@ class Schedule:
         if kind == "triangular":  # FFCV's np.interp(epoch, [0, peak, epochs], [start, 1, 0]), counted in steps
             if step < self.peak:
                 return self.cfg.start_factor + (1.0 - self.cfg.start_factor) * step / self.peak
-            return 1.0 - (1.0 - end) * min(1.0, (step - self.peak) / max(1, self.total_steps - self.peak))
+            return end + (1.0 - end) * (1.0 - min(1.0, (step - self.peak) / max(1, self.total_steps - self.peak)))
         progress = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
         if kind == "linear":
-            return 1.0 - (1.0 - end) * progress
+            return end + (1.0 - end) * (1.0 - progress)  # exactly end_factor at the end
         return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * progress))  # end 0: 0.5 * (1 + cos), exactly
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
