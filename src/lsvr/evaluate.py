@@ -45,9 +45,7 @@ def evaluate(
 ) -> dict[str, float]:
     """{"top1", "top5" (accuracy, percent), "loss" (mean NLL), "images"} over every image of a
     loader from `eval_loader`: its windows where it cuts them, else `crops` views of whole images;
-    flip: each one-view image and its mirror (ten crops hold their mirrors already)."""
-    if flip and crops != 1:
-        raise ValueError("flip averaging is for one view: ten crops hold their mirrors already")
+    flip: each one-view image and its mirror (ten crops hold their mirrors already: flip adds none)."""
     was_training = model.training
     model.eval()
     device = loader.device
