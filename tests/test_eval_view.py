@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.support import one_line, train
+from tests.support import cli, one_line, train
 
 from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset
@@ -55,8 +55,6 @@ def test_flip_averages_the_softmax_of_the_view_and_its_mirror(tiny_data, normali
 
 
 def test_ten_crops_with_flip_are_refused(capsys, tmp_path):
-    from tests.support import cli
-
     assert cli("eval", tmp_path / "none", tmp_path / "none", "--flip", "--crops", "10") == 2
     one_line(capsys, "--flip with --crops 10", "hold their mirrors already")
 
@@ -92,8 +90,6 @@ def test_a_run_validated_higher_and_mirrored_is_scored_again_by_lsvr_eval(demo_p
     assert (pre.crop, pre.eval_size, pre.eval_crop, pre.eval_flip) == (28, 34, 30, True)
     (val,) = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "val"]
     capsys.readouterr()
-    from tests.support import cli
-
     assert cli("eval", run, demo_prepared / "test", "--json", "--batch", "64") == 0
     again = json.loads(capsys.readouterr().out)
     assert (again["flip"], again["resize"], again["crop"], again["images"]) == (True, 34, 30, 2000)
