@@ -130,3 +130,17 @@ def test_a_peak_past_the_run_exits_2_before_training(tiny_data, tmp_path, capsys
     assert code == 2
     one_line(capsys, "optim.peak=3 is step 15, outside the run")
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_a_run_steps_its_lr_along_the_triangle(tiny_data, tmp_path):
+    """The loop's lr per step is the schedule's: 5 steps, peak at step 2, each step logged."""
+    from lsvr.train.metrics import read_metrics
+
+    extra = {"train.epochs": 1, "optim.lr": 0.01, "optim.schedule": "triangular", "optim.unit": "step",
+             "optim.peak": 2, "checkpoint.every_steps": 0}  # fmt: skip
+    assert train(tmp_path / "run", tiny_data, **extra) == 0
+    logged = [(r["step"], r["lr"]) for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    expected = [1e-4, 1e-4 + (1 - 1e-4) / 2, 1.0, 2 / 3, 1 / 3]  # up over steps 0-2, down to 0 at step 5
+    assert [step for step, _ in logged] == [1, 2, 3, 4, 5]
+    assert [lr for _, lr in logged] == pytest.approx([0.01 * f for f in expected], rel=1e-12)
