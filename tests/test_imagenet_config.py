@@ -37,6 +37,7 @@ def test_paper_preset_trains_a_few_steps(imagenet_like, tmp_path):
         "lr": 0.01, "lr_steps": [20, 40], "schedule": "step", "warmup_epochs": 0.0, "momentum": 0.9,
         "nesterov": False, "weight_decay": 0.0005, "bias_lr_mult": 2.0, "scale_lr": "none",
         "name": "sgd", "betas": [0.9, 0.999], "eps": 1e-8, "decay_biases": False, "decay_norms": False,
+        "unit": "epoch", "warmup": 0.0, "peak": 0.0, "start_factor": 1e-4, "end_factor": 0.0,
     }  # fmt: skip
     assert (cfg["train"]["epochs"], cfg["data"]["crop"], cfg["data"]["normalize"]) == (60, 227, "mean_image")
     assert state["preprocess"]["crop"] == 227 and state["preprocess"]["size"] == 256

@@ -304,6 +304,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--resize", type=int, metavar="N", help="shorter side before the crop (default: the checkpoint's)")
     p.add_argument("--crop", type=int, metavar="N", help="centre crop side (default: the checkpoint's)")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1)
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, help="and the mirror (default: the run's)")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", choices=choices(Device), default="auto")

@@ -1,6 +1,6 @@
 """The commands that use a trained model: `lsvr eval`, `lsvr predict`, `lsvr export`.
 
-lsvr eval CHECKPOINT DATASET [--resize N] [--crop N] [--crops 1|10] [--allow-mismatch] [--json]
+lsvr eval CHECKPOINT DATASET [--resize N] [--crop N] [--crops 1|10] [--[no-]flip] [--allow-mismatch] [--json]
 lsvr predict CHECKPOINT IMAGE|FOLDER... [--top 5] [--json]
 lsvr export CHECKPOINT OUT.safetensors [--overwrite]
 """
@@ -26,25 +26,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lsvr.inference import augment_for, check_dataset, check_eval_flags, eval_view, load_model
     from lsvr.train.parallel import pick_device
 
-    check_eval_flags(args.resize, args.crop)  # before any file is read
+    check_eval_flags(args.resize, args.crop, flip=args.flip, crops=args.crops)  # before any file is read
     device = pick_device(args.device, setting="--device")
     refuse_split_parent(Path(args.dataset))
     dataset = PreparedDataset(args.dataset)
     model, state, found = load_model(Path(args.checkpoint), device, crop=args.crop)
     # the record's evaluation (torchvision's Resize + CenterCrop), or the flags' in its place
-    pre = eval_view(state.preprocess, eval_size=args.resize, eval_crop=args.crop)
+    pre = eval_view(state.preprocess, eval_size=args.resize, eval_crop=args.crop, flip=args.flip, crops=args.crops)
     for problem in check_dataset(pre, dataset, allow_mismatch=args.allow_mismatch):
         print(f"lsvr eval: warning: {dataset.path}: {problem}; scored anyway (--allow-mismatch)", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     loader = eval_loader(dataset, pre, crops=args.crops, batch_size=args.batch, workers=2, prefetch=2, device=device)
-    result = evaluate(model, loader, augment_for(pre, device), crops=args.crops)
-    result.update(crops=args.crops, resize=pre.eval_size, crop=pre.eval_crop, checkpoint=str(found),
+    result = evaluate(model, loader, augment_for(pre, device), crops=args.crops, flip=pre.eval_flip)
+    result.update(crops=args.crops, flip=pre.eval_flip, resize=pre.eval_size, crop=pre.eval_crop, checkpoint=str(found),
                   dataset=str(dataset.path))  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
         views = "10 crops (corners, centre, mirrored) each" if args.crops == 10 else "the centre crop"
+        views += " and its mirror" if pre.eval_flip else ""
         views += f" ({pre.eval_crop} px of {pre.eval_size})"
         print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['images']} images, {views}")
     return 0
@@ -68,7 +69,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         failed += len(bad)
         if images is None:
             continue
-        probs = predict(model, augment, images, device)
+        probs = predict(model, augment, images, device, flip=state.preprocess.eval_flip)
         values, indices = probs.topk(min(args.top, probs.shape[1]), dim=1)
         for path, row_values, row_indices in zip(good, values, indices, strict=True):
             top = [{"class": state.classes[i], "index": int(i), "probability": float(v)}

@@ -7,6 +7,7 @@ the wrong type raises InputError naming the valid keys, before anything else sta
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +25,8 @@ Encoding = Literal["raw", "jpeg"]
 ResizePolicy = Literal["squash", "center", "pad", "short"]
 StopOrSkip = Literal["stop", "skip"]
 Optimizer = Literal["sgd", "adamw"]  # optim.name (lsvr.train.optim.build_optimizer)
+ScheduleKind = Literal["step", "cosine", "triangular", "linear"]  # optim.schedule (lsvr.train.optim.Schedule)
+ScheduleUnit = Literal["epoch", "step"]  # optim.unit
 CUDA_GRAPH_MODES = ("max-autotune", "reduce-overhead")  # torch.compile's modes that add CUDA graphs
 MAX_SEED = 2**63 - 1
 Fault = Literal["none", "nan", "die", "hang", "kill_save"]  # debug.fault (lsvr.train.faults)
@@ -98,6 +101,10 @@ class DataConfig:
         [0.0, 0.0], "progressive resizing: the ramp's first and last epoch [a, b], 0 <= a <= b, from 0, fractions count"
     )
     res_multiple: int = _f(32, "progressive resizing: every side a multiple of this (few shapes; 4 suits 28 px)")
+    # What validation sees (lsvr.train.validation): FFCV's train-test resolution gap, flip averaging.
+    eval_size: int = _f(0, "validation: the shorter side before the centre crop; 0: the model's ratio (or stored side)")
+    eval_crop: int = _f(0, "validation: the centre crop's side; 0: the training crop (data.crop)")
+    val_flip: bool = _f(False, "validation: average the softmax of each image and its mirror (lsvr eval --flip)")
 
 
 @dataclass
@@ -140,9 +147,12 @@ class TrainConfig:
 class OptimConfig:
     name: Optimizer = _f("sgd", "sgd (the paper's: lr inside the velocity) or adamw (torch's, decoupled decay)")
     lr: float = _f(0.01, "base learning rate (weights); biases get optim.bias_lr_mult times it")
-    lr_steps: list[int] = _f([20, 40], "epochs at which the step schedule divides lr by 10")
-    schedule: Literal["step", "cosine"] = _f("step", "step (the paper) or cosine")
-    warmup_epochs: float = _f(0.0, "linear warm-up from 0 over this many epochs")
+    lr_steps: list[float] = _f([20, 40], "where the step schedule divides lr by 10, increasing, in optim.unit")
+    schedule: ScheduleKind = _f(
+        "step",
+        "step (the paper), cosine, triangular (FFCV: up to optim.peak, then down) or linear (to optim.end_factor)",
+    )
+    warmup_epochs: float = _f(0.0, "linear warm-up from 0 over this many epochs, whatever optim.unit")
     momentum: float = _f(0.9, "sgd: momentum m in v = m*v - lr*(g + wd*W)")
     nesterov: bool = _f(False, "sgd: Nesterov momentum")
     betas: list[float] = _f([0.9, 0.999], "adamw: the moments' decay rates [beta1, beta2], each in [0, 1)")
@@ -156,6 +166,14 @@ class OptimConfig:
     scale_lr: Literal["none", "linear"] = _f(
         "none", "none (lr as given, whatever the world size) or linear (lr * global_batch / 256)"
     )
+    # The schedule's unit and shape beyond step and cosine (lsvr.train.optim.Schedule).
+    unit: ScheduleUnit = _f(
+        "epoch", "how optim.lr_steps, optim.warmup and optim.peak count: epoch (fractions allowed) or step (whole)"
+    )
+    warmup: float = _f(0.0, "linear warm-up from 0 over this many optim.unit; not with optim.warmup_epochs")
+    peak: float = _f(0.0, "triangular: where the lr peaks, in optim.unit (FFCV's lr_peak_epoch: 2 of 16-88 epochs)")
+    start_factor: float = _f(1e-4, "triangular: the lr at the first step, a fraction of the base lr (FFCV: 1e-4)")
+    end_factor: float = _f(0.0, "cosine, linear, triangular: the lr at the run's end, a fraction of the base lr")
 
 
 @dataclass
@@ -228,6 +246,8 @@ def _check_ranges(cfg: Config) -> None:
         ("data.workers", cfg.data.workers, 1),
         ("data.holdout", cfg.data.holdout, 0),
         ("data.crop", cfg.data.crop, 0),
+        ("data.eval_size", cfg.data.eval_size, 0),
+        ("data.eval_crop", cfg.data.eval_crop, 0),
         ("checkpoint.keep", cfg.checkpoint.keep, 2),
         ("checkpoint.every_steps", cfg.checkpoint.every_steps, 0),
         ("parallel.average_every", cfg.parallel.average_every, 1),
@@ -253,8 +273,7 @@ def _check_ranges(cfg: Config) -> None:
     _check_rrc(cfg.data)
     _check_mix(cfg.data)
     _check_resolution(cfg.data)
-    if any(step < 0 for step in cfg.optim.lr_steps):
-        raise InputError(f"config: optim.lr_steps must be epochs >= 0, got {cfg.optim.lr_steps}")
+    _check_schedule(cfg.optim)
     _check_adamw(cfg.optim)
     _check_ema_budget(cfg.train)
 
@@ -271,6 +290,33 @@ def _check_ema_budget(train: TrainConfig) -> None:
     budget = train.time_budget_s
     if not (budget == 0 or 1.0 <= budget < float("inf")):
         raise InputError(f"config: train.time_budget_s must be >= 1 s (or 0: no budget), got {budget}")
+
+
+def _check_schedule(optim: OptimConfig) -> None:
+    """What the schedule's keys can mean without the run's length (lsvr.train.optim.check_schedule
+    has the rest): boundaries in order, whole steps, one warm-up, a peak for the triangle."""
+    steps = optim.lr_steps
+    if any(s < 0 for s in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
+        raise InputError(f"config: optim.lr_steps must be increasing and >= 0 (in optim.unit), got {steps}")
+    for key, value in (("warmup", optim.warmup), ("peak", optim.peak)):
+        if value < 0:
+            raise InputError(f"config: optim.{key} must be >= 0, got {value}")
+    if optim.unit == "step":
+        for key, values in (("lr_steps", steps), ("warmup", [optim.warmup]), ("peak", [optim.peak])):
+            if not all(float(v).is_integer() for v in values):
+                raise InputError(f"config: optim.{key} counts whole steps with optim.unit=step, got {values}")
+    if optim.warmup and optim.warmup_epochs:
+        raise InputError("config: optim.warmup and optim.warmup_epochs are two names of one warm-up: give one")
+    for key, value in (("start_factor", optim.start_factor), ("end_factor", optim.end_factor)):
+        if not 0.0 <= value <= 1.0:
+            raise InputError(f"config: optim.{key} must be in [0, 1], got {value}")
+    if optim.schedule == "triangular":
+        if not optim.peak > 0:
+            raise InputError(
+                "config: optim.schedule=triangular needs optim.peak > 0 (at 0 it is optim.schedule=linear)"
+            )
+        if optim.warmup or optim.warmup_epochs:
+            raise InputError("config: optim.schedule=triangular ramps up to optim.peak itself: no warm-up with it")
 
 
 def _check_adamw(optim: OptimConfig) -> None:

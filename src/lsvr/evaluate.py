@@ -1,8 +1,10 @@
 """Top-1 / top-5 over a loader: one centre view (the paper's crop, or torchvision's Resize +
-CenterCrop) or ten crops.
+CenterCrop), that view and its mirror (flip), or ten crops.
 
 Knows no checkpoints: the engine and the CLI both hand it a model. Ten-crop averages the
-softmax of the four corners, the centre and their mirrors. Counts are summed over ranks
+softmax of the four corners, the centre and their mirrors; flip the softmax of the centre
+view and its mirror, the same rule (FFCV's lr_tta sums logits instead: the averaged
+probabilities keep the reported loss the NLL of what is scored). Counts are summed over ranks
 through `reduce`, so every image is scored exactly once whatever the world size.
 """
 
@@ -17,7 +19,9 @@ from torch import nn
 
 from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset
+from lsvr.data.draws import Draws
 from lsvr.data.loader import Loader
+from lsvr.data.readers import Batch
 from lsvr.errors import InputError
 from lsvr.preprocess import Preprocess
 
@@ -35,11 +39,13 @@ def evaluate(
     augment: Augment,
     *,
     crops: int = 1,
+    flip: bool = False,
     precision: str = "fp32",
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
 ) -> dict[str, float]:
     """{"top1", "top5" (accuracy, percent), "loss" (mean NLL), "images"} over every image of a
-    loader from `eval_loader`: its windows where it cuts them, else `crops` views of whole images."""
+    loader from `eval_loader`: its windows where it cuts them, else `crops` views of whole images;
+    flip: each one-view image and its mirror (ten crops hold their mirrors already: flip adds none)."""
     was_training = model.training
     model.eval()
     device = loader.device
@@ -47,10 +53,7 @@ def evaluate(
     for batch in loader.batches(epoch=0):
         if not len(batch.labels):
             continue
-        if batch.draws is not None:  # each image's evaluation window, cut (and resized) by the reader
-            views = [augment.apply(batch.images, batch.draws)]
-        else:
-            views = [augment.center(batch.images)] if crops == 1 else augment.ten_crops(batch.images)
+        views = eval_views(augment, batch, crops=crops, flip=flip)
         batch.release()  # the views are copies
         probs = 0
         for view in views:
@@ -74,6 +77,23 @@ def evaluate(
         "loss": float(totals[2]) / n,
         "images": int(totals[3]),
     }
+
+
+def eval_views(augment: Augment, batch: Batch, *, crops: int = 1, flip: bool = False) -> list[torch.Tensor]:
+    """The (B, C, crop, crop) views a batch is scored on: each image's evaluation window where the
+    reader cut one, else the centre or ten crops of whole images; with flip, each mirrored too."""
+    if batch.draws is not None:  # each image's evaluation window, cut (and resized) by the reader
+        views = [augment.apply(batch.images, batch.draws)]  # a copy: the mirror below may work in place
+        if flip:
+            draws = batch.draws
+            mirrored = Draws(
+                draws.top, draws.left, torch.ones_like(draws.mirror), draws.crop, draws.height, draws.width
+            )
+            views.append(augment.apply(batch.images, mirrored))
+        return views
+    if crops != 1:
+        return augment.ten_crops(batch.images)
+    return [augment.center(batch.images)] + ([augment.center(batch.images, mirror=True)] if flip else [])
 
 
 def eval_loader(dataset: PreparedDataset, pre: Preprocess, *, crops: int = 1, batch_size: int,

@@ -74,24 +74,32 @@ def load_model(
     return model.to(device).eval(), state, found
 
 
-def check_eval_flags(eval_size: int | None, eval_crop: int | None) -> None:
-    """`lsvr eval --resize R --crop C` on their own: positive, and the crop no larger than R."""
+def check_eval_flags(eval_size: int | None, eval_crop: int | None, *, flip: bool | None = None,
+                     crops: int = 1) -> None:  # fmt: skip
+    """`lsvr eval --resize R --crop C --flip --crops N` on their own: positive, the crop no larger
+    than R, and no --flip with ten crops (they hold their mirrors already)."""
     for flag, value in (("--resize", eval_size), ("--crop", eval_crop)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be a positive whole number, got {value}")
     if eval_size and eval_crop and eval_crop > eval_size:
         raise InputError(f"--crop {eval_crop} is larger than --resize {eval_size}: the centre crop must fit")
+    if flip and crops != 1:
+        raise InputError(f"--flip with --crops {crops}: the ten crops hold their mirrors already; give one of them")
 
 
-def eval_view(pre: Preprocess, *, eval_size: int | None = None, eval_crop: int | None = None) -> Preprocess:
-    """The record with `lsvr eval --resize R --crop C` in place of its eval_size and eval_crop:
-    torchvision's Resize(R) on the shorter side, then CenterCrop(C). The crop must fit."""
-    check_eval_flags(eval_size, eval_crop)
+def eval_view(pre: Preprocess, *, eval_size: int | None = None, eval_crop: int | None = None,
+              flip: bool | None = None, crops: int = 1) -> Preprocess:  # fmt: skip
+    """The record with `lsvr eval --resize R --crop C --flip` in place of its eval_size, eval_crop
+    and eval_flip: torchvision's Resize(R) on the shorter side, then CenterCrop(C), and the
+    mirror (flip None: the record's; ten crops: none, their mirrors are among them). The crop
+    must fit."""
+    check_eval_flags(eval_size, eval_crop, flip=flip, crops=crops)
     size, side = eval_size or pre.eval_size, eval_crop or pre.eval_crop
     if side > size:
         said = "--resize" if eval_size else "the checkpoint's eval size"
         raise InputError(f"--crop {side} is larger than {said} {size}: the centre crop must fit the resized image")
-    return dataclasses.replace(pre, eval_size=size, eval_crop=side)
+    mirror = (pre.eval_flip if flip is None else flip) and crops == 1
+    return dataclasses.replace(pre, eval_size=size, eval_crop=side, eval_flip=mirror)
 
 
 def augment_for(pre: Preprocess, device: torch.device) -> Augment:
@@ -202,7 +210,10 @@ def load_images(paths: list[Path], pre: Preprocess) -> tuple[np.ndarray | None, 
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, augment: Augment, images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Class probabilities (N, classes) from the centre crop of each image."""
+def predict(model: nn.Module, augment: Augment, images: np.ndarray, device: torch.device, *,
+            flip: bool = False) -> torch.Tensor:  # fmt: skip
+    """Class probabilities (N, classes) from the centre crop of each image (flip: the mean of the
+    crop's and its mirror's, as the record's evaluation scores them)."""
     batch = torch.from_numpy(images).to(device)
-    return torch.softmax(model(augment.center(batch)).float(), dim=1).cpu()
+    views = [augment.center(batch)] + ([augment.center(batch, mirror=True)] if flip else [])
+    return (sum(torch.softmax(model(view).float(), dim=1) for view in views) / len(views)).cpu()

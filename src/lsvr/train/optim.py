@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lsvr.config import OptimConfig
+from lsvr.errors import InputError
 
 
 class PaperSGD(torch.optim.Optimizer):
@@ -100,7 +101,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 
 
 class Schedule:
-    """The learning rate as a function of the step: warm-up, then step or cosine decay."""
+    """The learning rate as a function of the step alone: a linear warm-up, then step, cosine,
+    linear or triangular (FFCV's ramp up to optim.peak and down). A pure function of (step,
+    total_steps, steps_per_epoch, cfg): a run whose length is fixed late builds it anew."""
 
     def __init__(self, cfg: OptimConfig, *, steps_per_epoch: int, total_steps: int, global_batch: int = 256) -> None:
         self.cfg = cfg
@@ -109,17 +112,26 @@ class Schedule:
         self.base_lr = cfg.lr * (global_batch / 256 if cfg.scale_lr == "linear" else 1.0)
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.total_steps = max(1, total_steps)
-        self.warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        self.warmup = warmup_steps(cfg, self.steps_per_epoch)
+        # an epoch boundary e is step e * steps_per_epoch: "epoch >= e" as step // steps_per_epoch >= e was
+        self.boundaries = [in_steps(cfg, s, self.steps_per_epoch) for s in cfg.lr_steps]
+        self.peak = in_steps(cfg, cfg.peak, self.steps_per_epoch)
 
     def factor(self, step: int) -> float:
         """Multiplier of the base lr at `step` (0-based)."""
         if step < self.warmup:
             return (step + 1) / self.warmup
-        if self.cfg.schedule == "step":
-            epoch = step // self.steps_per_epoch
-            return 0.1 ** sum(epoch >= s for s in self.cfg.lr_steps)
-        progress = (step - self.warmup) / max(1, self.total_steps - self.warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        kind, end = self.cfg.schedule, self.cfg.end_factor
+        if kind == "step":
+            return 0.1 ** sum(step >= b for b in self.boundaries)
+        if kind == "triangular":  # FFCV's np.interp(epoch, [0, peak, epochs], [start, 1, 0]), counted in steps
+            if step < self.peak:
+                return self.cfg.start_factor + (1.0 - self.cfg.start_factor) * step / self.peak
+            return end + (1.0 - end) * (1.0 - min(1.0, (step - self.peak) / max(1, self.total_steps - self.peak)))
+        progress = min(1.0, (step - self.warmup) / max(1, self.total_steps - self.warmup))
+        if kind == "linear":
+            return end + (1.0 - end) * (1.0 - progress)  # exactly end_factor at the end
+        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * progress))  # end 0: 0.5 * (1 + cos), exactly
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
         """Set every group's lr for `step`; returns the base lr."""
@@ -127,3 +139,32 @@ class Schedule:
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
+
+
+def in_steps(cfg: OptimConfig, value: float, steps_per_epoch: int) -> int:
+    """A point of the schedule counted in optim.unit, as a step: epochs (fractions too) rounded
+    to the nearest step, steps as they are."""
+    return int(value) if cfg.unit == "step" else round(value * steps_per_epoch)
+
+
+def warmup_steps(cfg: OptimConfig, steps_per_epoch: int) -> int:
+    """The warm-up's length in steps: optim.warmup_epochs (epochs whatever the unit), else optim.warmup."""
+    if cfg.warmup_epochs:
+        return round(cfg.warmup_epochs * steps_per_epoch)
+    return in_steps(cfg, cfg.warmup, steps_per_epoch)
+
+
+def check_schedule(cfg: OptimConfig, *, steps_per_epoch: int, run_steps: int) -> None:
+    """Refuse (InputError) a warm-up longer than the run or a peak outside it. run_steps: the run
+    as planned (train.epochs of steps_per_epoch); train.max_steps may cut it shorter, as a smoke
+    test does, without making the schedule wrong."""
+    spe = max(1, steps_per_epoch)
+    warmup = warmup_steps(cfg, spe)
+    if warmup > run_steps:
+        key = "optim.warmup_epochs" if cfg.warmup_epochs else "optim.warmup"
+        value = cfg.warmup_epochs or cfg.warmup
+        raise InputError(f"config: {key}={value:g} is {warmup} steps, longer than the run ({run_steps} steps)")
+    peak = in_steps(cfg, cfg.peak, spe)
+    if cfg.schedule == "triangular" and not 0 < peak < run_steps:
+        raise InputError(f"config: optim.peak={cfg.peak:g} is step {peak}, outside the run (steps 1 to"
+                         f" {run_steps - 1}; optim.unit={cfg.unit})")  # fmt: skip

@@ -14,9 +14,11 @@ from lsvr.data.match import differences, require_match
 from lsvr.errors import InputError
 from lsvr.models.registry import model_spec
 from lsvr.preprocess import Preprocess
+from lsvr.train.optim import check_schedule
 from lsvr.train.record import CheckpointRecord
 from lsvr.train.resizing import check_resolution
 from lsvr.train.run_folder import Start
+from lsvr.train.validation import check_eval_view
 
 
 @dataclass
@@ -60,6 +62,10 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
                       names=("training set", "validation set"))  # fmt: skip
     if len(rows) < cfg.train.global_batch:
         raise InputError(f"{train.path}: {len(rows)} training images, fewer than one global batch")
+    steps_per_epoch = len(rows) // cfg.train.global_batch
+    check_schedule(cfg.optim, steps_per_epoch=steps_per_epoch, run_steps=steps_per_epoch * cfg.train.epochs)
+    if val is not None:
+        check_eval_view(cfg, run_preprocess(cfg, train, crop=crop), train=train, crop=crop)
     notes, done = [ramp], None
     if start.state is not None:
         # Read (memory-mapped) before any process group exists, so a wrong file fails fast everywhere.
@@ -91,16 +97,19 @@ def run_preprocess(cfg: Config, train: PreparedDataset, *, crop: int) -> Preproc
     and the evaluation view. The paper's crop on a fixed-shape set evaluates the stored image's
     centre crop (as lsvr always did); rrc or a set of varying shape evaluates as torchvision
     does, Resize(eval_size) + CenterCrop(crop), eval_size keeping the model's declared ratio
-    (256 / 224 for a 224 crop: 256) or, for a model that declares none, the set's stored side."""
+    (256 / 224 for a 224 crop: 256) or, for a model that declares none, the set's stored side.
+    data.eval_crop and data.eval_size take the place of the crop and eval_size where set, and
+    data.val_flip adds the mirror (lsvr.train.validation checks the view)."""
     spec = model_spec(cfg.model.name)
     pre = Preprocess.from_dataset(train, crop=crop, normalize=cfg.data.normalize)
     variable = not train.shape[0]
+    view = {"eval_crop": cfg.data.eval_crop or crop, "eval_flip": cfg.data.val_flip}
     if cfg.data.augment == "crop" and not variable:
-        return dataclasses.replace(pre, augment="crop")
+        return dataclasses.replace(pre, augment="crop", eval_size=cfg.data.eval_size or pre.eval_size, **view)
     stored = int(train.meta["size"]) if variable else int(train.shape[0])
-    eval_size = round(crop * spec.eval_resize / spec.eval_crop) if spec.eval_resize else stored
-    return dataclasses.replace(pre, eval_size=eval_size, eval_crop=crop, interpolation=spec.interpolation,
-                               augment=cfg.data.augment)  # fmt: skip
+    ratio = round(view["eval_crop"] * spec.eval_resize / spec.eval_crop) if spec.eval_resize else stored
+    return dataclasses.replace(pre, eval_size=cfg.data.eval_size or ratio, interpolation=spec.interpolation,
+                               augment=cfg.data.augment, **view)  # fmt: skip
 
 
 def nothing_to_train(cfg: Config, state: CheckpointRecord, *, steps_per_epoch: int) -> str | None:

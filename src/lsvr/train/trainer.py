@@ -348,7 +348,7 @@ class Trainer:
         # where ranks score different numbers of batches.
         scored = self.ema.module if self.ema is not None and self.cfg.train.ema_eval else self.model
         result = evaluate(scored, self.val_loader, self.augment, precision=self.cfg.train.precision,
-                          reduce=lambda t: parallel.all_sum(t, self.env))  # fmt: skip
+                          flip=self.preprocess.eval_flip, reduce=lambda t: parallel.all_sum(t, self.env))  # fmt: skip
         epoch = self.state.epoch + 1
         self.log.write("val", step=self.state.step, epoch=epoch, **result)
         self.say(f"epoch {epoch}: val top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"
