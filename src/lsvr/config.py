@@ -98,6 +98,10 @@ class DataConfig:
         [0.0, 0.0], "progressive resizing: the ramp's first and last epoch [a, b], 0 <= a <= b, from 0, fractions count"
     )
     res_multiple: int = _f(32, "progressive resizing: every side a multiple of this (few shapes; 4 suits 28 px)")
+    # RandAugment (lsvr.data.randaugment): per-sample ops drawn from the sample keys
+    randaugment: list[int] = _f(
+        [], "RandAugment [num_ops, magnitude]: num_ops >= 1 ops per image at bin 0..30 of 31 (ViT: [2, 9]); []: off"
+    )
 
 
 @dataclass
@@ -253,6 +257,7 @@ def _check_ranges(cfg: Config) -> None:
     _check_rrc(cfg.data)
     _check_mix(cfg.data)
     _check_resolution(cfg.data)
+    _check_randaugment(cfg.data)
     if any(step < 0 for step in cfg.optim.lr_steps):
         raise InputError(f"config: optim.lr_steps must be epochs >= 0, got {cfg.optim.lr_steps}")
     _check_adamw(cfg.optim)
@@ -292,6 +297,13 @@ def _check_mix(data: DataConfig) -> None:
             raise InputError(f"config: {key} must be >= 0 (0: off), got {alpha}")
     if not 0.0 <= data.mix_switch <= 1.0:
         raise InputError(f"config: data.mix_switch must be in [0, 1], got {data.mix_switch}")
+
+
+def _check_randaugment(data: DataConfig) -> None:
+    """[num_ops, magnitude] or []: at least one op; a magnitude is one of torchvision's 31 bins."""
+    ra = data.randaugment
+    if ra and (len(ra) != 2 or ra[0] < 1 or not 0 <= ra[1] <= 30):
+        raise InputError(f"config: data.randaugment must be [num_ops >= 1, magnitude 0..30] or [] (off), got {ra}")
 
 
 def _check_rrc(data: DataConfig) -> None:
