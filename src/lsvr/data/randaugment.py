@@ -138,17 +138,21 @@ def geometric_matrix(op: str, values: torch.Tensor, *, height: int, width: int) 
 
 
 def affine(planes: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """(n, C, H, W) uint8 images through (n, 2, 3) inverse maps in centred pixels: nearest
-    neighbour, 0 outside the image (torchvision's affine with fill None)."""
+    """(n, C, H, W) uint8 images through (n, 2, 3) inverse maps in centred pixels: each output
+    pixel takes the input pixel nearest to where its map points (ties to even), 0 outside the
+    image: torchvision's affine with nearest interpolation and fill None. The source indices are
+    computed separably in float32 and the bytes gathered: measured at 224 px, one thread, 2.4 ms
+    an image through F.affine_grid + grid_sample on floats (1.3 ms of it building the grid)."""
     n, c, h, w = planes.shape
-    theta = matrices.clone()  # to affine_grid's units: x by W/2, y by H/2 (align_corners=False)
-    theta[:, 0, 1] *= h / w
-    theta[:, 1, 0] *= w / h
-    theta[:, 0, 2] *= 2 / w
-    theta[:, 1, 2] *= 2 / h
-    grid = F.affine_grid(theta.float(), [n, c, h, w], align_corners=False)  # (n, H, W, 2)
-    moved = F.grid_sample(planes.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return moved.round_().to(torch.uint8)
+    m = matrices.float()[:, :, :, None, None]  # (n, 2, 3, 1, 1)
+    x = torch.arange(w, device=planes.device, dtype=torch.float32) + (0.5 - w / 2)  # pixel centres, centred
+    y = torch.arange(h, device=planes.device, dtype=torch.float32)[:, None] + (0.5 - h / 2)
+    cols = (m[:, 0, 0] * x + m[:, 0, 1] * y + m[:, 0, 2]).add_(w / 2 - 0.5).round_()  # (n, H, W) source columns
+    rows = (m[:, 1, 0] * x + m[:, 1, 1] * y + m[:, 1, 2]).add_(h / 2 - 0.5).round_()
+    inside = (cols >= 0) & (cols <= w - 1) & (rows >= 0) & (rows <= h - 1)  # (n, H, W)
+    index = (rows.clamp_(0, h - 1) * w + cols.clamp_(0, w - 1)).long().flatten(1)  # (n, H*W)
+    moved = planes.reshape(n, c, h * w).gather(2, index[:, None, :].expand(n, c, h * w))
+    return moved.mul_(inside.flatten(1)[:, None, :]).reshape(n, c, h, w)
 
 
 def apply_colour(op: str, planes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -164,7 +168,7 @@ def apply_colour(op: str, planes: torch.Tensor, values: torch.Tensor) -> torch.T
         return equalize(planes)
     factor = (1.0 + values).float()[:, None, None, None]  # (n, 1, 1, 1)
     if op == "brightness":  # towards black
-        return blend(planes, torch.zeros_like(planes), factor)
+        return blend(planes, None, factor)
     if op == "color":  # towards the image's grey; a grey image has no colour to change
         return planes if planes.shape[1] == 1 else blend(planes, grey(planes), factor)
     if op == "contrast":  # towards the mean grey level
@@ -175,9 +179,14 @@ def apply_colour(op: str, planes: torch.Tensor, values: torch.Tensor) -> torch.T
     raise ValueError(f"not a pixel op: {op}")
 
 
-def blend(planes: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """factor * planes + (1 - factor) * other, clamped to 0..255 and truncated to uint8 (torchvision's _blend)."""
-    return (factor * planes + (1.0 - factor) * other).clamp_(0, 255).to(torch.uint8)
+def blend(planes: torch.Tensor, other: torch.Tensor | None, factor: torch.Tensor) -> torch.Tensor:
+    """factor * planes + (1 - factor) * other, clamped to 0..255 and truncated to uint8 (torchvision's
+    _blend; other None: black, whose term is 0). In place on one float copy: 2.9 ms an image at
+    224 px (one thread) as one expression with its temporaries, 1.0 ms so."""
+    out = planes.float().mul_(factor)
+    if other is not None:
+        out.add_(other.float().mul_(1.0 - factor))
+    return out.clamp_(0, 255).to(torch.uint8)
 
 
 def grey(planes: torch.Tensor) -> torch.Tensor:
@@ -188,13 +197,15 @@ def grey(planes: torch.Tensor) -> torch.Tensor:
 
 def smoothed(planes: torch.Tensor) -> torch.Tensor:
     """The images with each inner pixel replaced by a 3x3 blur (centre weight 5 of 13, rounded);
-    the border kept (images of side >= 3)."""
-    c = planes.shape[1]
-    kernel = torch.ones(3, 3, device=planes.device)
-    kernel[1, 1] = 5.0
-    kernel = (kernel / kernel.sum()).expand(c, 1, 3, 3)
+    the border kept (images of side >= 3). Summed exactly in int16 (at most 13 * 255): the
+    quotient by 13 is never a half, so rounding it gives what torchvision's float convolution
+    gives, at a third of a grouped conv2d's time (6.0 against 2.0 ms an image, 224 px, one thread)."""
+    wide = planes.to(torch.int16)
+    across = wide[:, :, :, :-2] + wide[:, :, :, 1:-1] + wide[:, :, :, 2:]  # (n, C, H, W-2)
+    box = across[:, :, :-2] + across[:, :, 1:-1] + across[:, :, 2:]  # (n, C, H-2, W-2): 3x3 sums
+    total = box.add_(wide[:, :, 1:-1, 1:-1], alpha=4)  # the centre's weight 1 + 4
     out = planes.clone()
-    out[:, :, 1:-1, 1:-1] = F.conv2d(planes.float(), kernel, groups=c).round_().to(torch.uint8)
+    out[:, :, 1:-1, 1:-1] = total.mul_(2).add_(13).div_(26, rounding_mode="floor")  # round(total / 13)
     return out
 
 
@@ -214,15 +225,15 @@ def equalize(planes: torch.Tensor) -> torch.Tensor:
     one level up, where step is the pixels not at the channel's top level, // 255; a channel
     whose step is 0 (nearly one level) is left as it is."""
     n, c, h, w = planes.shape
-    flat = planes.reshape(n * c, h * w).long()  # (N, P), one row per channel
-    offsets = torch.arange(n * c, device=planes.device)[:, None] * 256
-    hist = torch.bincount((flat + offsets).flatten(), minlength=n * c * 256).reshape(n * c, 256)
-    top = flat.amax(dim=1, keepdim=True)  # (N, 1): the last level with a pixel
+    levels = planes.reshape(n * c, h * w).long()  # (N, P), one row per channel
+    where = levels + torch.arange(n * c, device=planes.device)[:, None] * 256  # (N, P): row * 256 + level
+    hist = torch.bincount(where.flatten(), minlength=n * c * 256).reshape(n * c, 256)
+    top = levels.amax(dim=1, keepdim=True)  # (N, 1): the last level with a pixel
     step = (h * w - hist.gather(1, top)) // 255  # (N, 1)
     lut = (hist.cumsum(1) + step // 2) // step.clamp_min(1)
     lut = F.pad(lut, (1, 0))[:, :-1].clamp_(0, 255)  # (N, 256): level v maps to lut[v]
-    mapped = lut.gather(1, flat)
-    return torch.where(step > 0, mapped, flat).to(torch.uint8).reshape(n, c, h, w)
+    lut = torch.where(step > 0, lut, torch.arange(256, device=planes.device)).to(torch.uint8)
+    return lut.flatten()[where].reshape(n, c, h, w)
 
 
 def randaugment_for(setting: list[int]) -> RandAugment | None:
