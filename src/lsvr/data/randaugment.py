@@ -77,10 +77,12 @@ class RandAugment:
         return torch.from_numpy(ops.astype(np.int64)), torch.from_numpy(negate)
 
     def __call__(self, images: torch.Tensor, keys: np.ndarray) -> None:
-        """Augment (B, H, W, C) uint8 images in place (any memory layout: the loader's planar
-        batches are changed through their (B, C, H, W) view), sample i by keys[i]."""
+        """Augment (B, H, W, C) uint8 images in place, sample i by keys[i]. The ops work on the
+        (B, C, H, W) view: planar memory (the loader's resized windows) as it is, any other
+        through one contiguous copy, written back at the end."""
         ops, negate = self.draw(keys)
-        planes = images.permute(0, 3, 1, 2)  # (B, C, H, W)
+        view = images.permute(0, 3, 1, 2)  # (B, C, H, W)
+        planes = view if view.is_contiguous() else view.contiguous()
         height, width = planes.shape[2:]
         for r in range(self.num_ops):
             geometric = torch.zeros(len(keys), dtype=torch.bool)
@@ -94,12 +96,15 @@ class RandAugment:
                 value = strength(op, self.magnitude, height=height, width=width)
                 signs = 1.0 - 2.0 * negate[chosen, r].float() if op in SIGNED else torch.ones(int(chosen.sum()))
                 where = chosen.nonzero().flatten().to(planes.device)
-                planes[where] = apply_colour(op, planes[where], signs.to(planes.device) * value)
+                out = apply_colour(op, planes.index_select(0, where), signs.to(planes.device) * value)
+                _put(planes, where, out)
             if geometric.any():
                 where = geometric.nonzero().flatten()
                 matrices = self._matrices(ops[where, r], negate[where, r], height=height, width=width)
                 where = where.to(planes.device)
-                planes[where] = affine(planes[where], matrices.to(planes.device))
+                _put(planes, where, affine(planes.index_select(0, where), matrices.to(planes.device)))
+        if planes is not view:
+            view.copy_(planes)
 
     def _matrices(self, ops: torch.Tensor, negate: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
         """(n,) geometric op indices and negations -> (n, 2, 3) float64 inverse maps in pixels."""
@@ -112,6 +117,13 @@ class RandAugment:
             signed = torch.where(negate[chosen], -value, value).double()  # (n_op,)
             out[chosen] = geometric_matrix(op, signed, height=height, width=width)
         return out
+
+
+def _put(planes: torch.Tensor, where: torch.Tensor, images: torch.Tensor) -> None:
+    """planes[where] = images, image by image: on CPU (224 px, 128 images, one thread) the
+    copies took 10 ms where index_copy_ took 86 and advanced indexing 56."""
+    for j, i in enumerate(where.tolist()):
+        planes[i].copy_(images[j])
 
 
 def geometric_matrix(op: str, values: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
