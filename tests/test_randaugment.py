@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from tests.support import CONFIG, cli, final_weights, one_line, train
 
 from lsvr.data.dataset import PreparedDataset
@@ -19,6 +20,7 @@ from lsvr.data.randaugment import (
     equalize,
     geometric_matrix,
     randaugment_for,
+    smoothed,
     strength,
 )
 
@@ -109,6 +111,16 @@ def test_sharpness_blends_with_a_3x3_blur_and_keeps_the_border():
     assert out[0, 0, 1, 1] == 151 and torch.equal(out.flatten()[:4], planes.flatten()[:4])
     small = image(side=2)
     assert torch.equal(apply_colour("sharpness", small, torch.tensor([0.5, 0.5])), small)
+
+
+def test_the_blur_summed_in_integers_equals_torchvisions_float_convolution():
+    planes = image(side=20, count=4, seed=3)
+    kernel = torch.ones(3, 3)
+    kernel[1, 1] = 5.0
+    kernel = (kernel / kernel.sum()).expand(3, 1, 3, 3)
+    expect = planes.clone()
+    expect[:, :, 1:-1, 1:-1] = F.conv2d(planes.float(), kernel, groups=3).round().to(torch.uint8)
+    assert torch.equal(smoothed(planes), expect)
 
 
 def test_autocontrast_stretches_each_channel_and_leaves_a_flat_one():

@@ -218,7 +218,7 @@ def smoothed(planes: torch.Tensor) -> torch.Tensor:
     """The images with each inner pixel replaced by a 3x3 blur (centre weight 5 of 13, rounded);
     the border kept (images of side >= 3). Summed exactly in int16 (at most 13 * 255): the
     quotient by 13 is never a half, so rounding it gives what torchvision's float convolution
-    gives, at a third of a grouped conv2d's time (6.0 against 2.0 ms an image, 224 px, one thread)."""
+    gives, in less than half a grouped conv2d's time (0.65 against 1.45 ms an image, 224 px, one thread)."""
     wide = planes.to(torch.int16)
     across = wide[:, :, :, :-2] + wide[:, :, :, 1:-1] + wide[:, :, :, 2:]  # (n, C, H, W-2)
     box = across[:, :, :-2] + across[:, :, 1:-1] + across[:, :, 2:]  # (n, C, H-2, W-2): 3x3 sums
