@@ -71,6 +71,29 @@ def test_rotate_by_90_degrees_is_rot90_and_by_0_the_identity():
     assert torch.equal(moved("rotate", planes, 0.0), planes)
 
 
+def grid_sampled(planes: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """The reference: F.affine_grid + grid_sample (nearest, zeros) on floats, the centred-pixel
+    maps brought to affine_grid's units, as torchvision's tensor affine does."""
+    n, c, h, w = planes.shape
+    theta = matrices.clone()
+    theta[:, 0, 1] *= h / w
+    theta[:, 1, 0] *= w / h
+    theta[:, 0, 2] *= 2 / w
+    theta[:, 1, 2] *= 2 / h
+    grid = F.affine_grid(theta.float(), [n, c, h, w], align_corners=False)
+    out = F.grid_sample(planes.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return out.round().to(torch.uint8)
+
+
+@pytest.mark.parametrize(("op", "value"), [("rotate", 9.0), ("rotate", -27.0), ("shear_x", 0.09),
+                                           ("shear_y", -0.21), ("translate_x", -30.9)])  # fmt: skip
+def test_the_gathered_geometric_ops_equal_grid_sample(op, value):
+    planes = image(side=24, count=3, seed=4)[:, :, :, :20]  # 24 x 20: not square
+    values = torch.full((3,), value, dtype=torch.float64)
+    matrices = geometric_matrix(op, values, height=24, width=20)
+    assert torch.equal(affine(planes.contiguous(), matrices), grid_sampled(planes, matrices))
+
+
 def test_shears_pivot_on_the_top_left_corner():
     planes = image(side=8)
     sheared = moved("shear_x", planes, 0.3)
