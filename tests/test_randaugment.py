@@ -20,6 +20,7 @@ from lsvr.data.randaugment import (
     equalize,
     geometric_matrix,
     randaugment_for,
+    shifted,
     smoothed,
     strength,
 )
@@ -58,10 +59,20 @@ def test_posterize_keeps_the_high_bits_and_solarize_inverts_from_its_threshold()
 
 def test_translate_moves_by_whole_pixels_and_fills_zero():
     planes = image()
-    right = moved("translate_x", planes, 3.7)  # int(3.7) = 3 pixels right
+    right = shifted(planes, torch.tensor([3.7, 3.2]), "translate_x")  # int(3.7) = 3 pixels right
     assert torch.equal(right[..., 3:], planes[..., :5]) and not right[..., :3].any()
-    up = moved("translate_y", planes, -2.2)  # int(-2.2) = 2 pixels up
+    up = shifted(planes, torch.tensor([-2.2, -2.9]), "translate_y")  # int(-2.2) = 2 pixels up
     assert torch.equal(up[:, :, :6], planes[:, :, 2:]) and not up[:, :, 6:].any()
+    assert not shifted(planes, torch.tensor([8.0, -9.5]), "translate_x").any()  # moved out of the image
+
+
+@pytest.mark.parametrize(("op", "values"), [("translate_x", [-30.9, 5.5, 0.7]), ("translate_y", [12.0, -3.3, -0.2])])
+def test_translations_as_slices_equal_grid_sample(op, values):
+    planes = image(side=24, count=3, seed=5)[:, :, :, :20].contiguous()  # 24 x 20
+    matrices = torch.zeros(3, 2, 3, dtype=torch.float64)
+    matrices[:, 0, 0] = matrices[:, 1, 1] = 1.0
+    matrices[:, 0 if op == "translate_x" else 1, 2] = -torch.tensor(values, dtype=torch.float64).trunc()
+    assert torch.equal(shifted(planes, torch.tensor(values), op), grid_sampled(planes, matrices))
 
 
 def test_rotate_by_90_degrees_is_rot90_and_by_0_the_identity():
@@ -86,7 +97,7 @@ def grid_sampled(planes: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("op", "value"), [("rotate", 9.0), ("rotate", -27.0), ("shear_x", 0.09),
-                                           ("shear_y", -0.21), ("translate_x", -30.9)])  # fmt: skip
+                                           ("shear_y", -0.21)])  # fmt: skip
 def test_the_gathered_geometric_ops_equal_grid_sample(op, value):
     planes = image(side=24, count=3, seed=4)[:, :, :, :20]  # 24 x 20: not square
     values = torch.full((3,), value, dtype=torch.float64)
