@@ -11,9 +11,10 @@ Brightness/Color/Contrast/Sharpness factor 1 + 0..0.9, Posterize 8..4 bits, Sola
 Determinism: the ops and signs of a sample come from its key (data/draws.py: a hash of (seed,
 epoch, position in the epoch's order)) mixed with a constant of this module's own, so a resumed
 run and any world size augment each sample alike, without generator state. The work is batched
-per op: the samples that drew one op are gathered, changed together and written back; the five
-geometric ops share one pass per round (each pixel's nearest source pixel under torchvision's
-inverse affine map, gathered as bytes: what F.affine_grid + grid_sample give, in 60% of the time).
+per op: the samples that drew one op are gathered, changed together and written back. The
+shears and the rotation share one pass per round (each pixel's nearest source pixel under
+torchvision's inverse affine map, gathered as bytes: what F.affine_grid + grid_sample give, in
+60% of the time); a translation moves whole pixels, so it is a shift of slices.
 
 The loader runs it in its reading threads (data/loader.py), on each batch's uint8 windows before
 Augment mirrors and normalises them (torchvision mirrors first; the ops' distribution is
