@@ -13,7 +13,16 @@ def test_bench_loader_and_prepare_report_every_figure(tmp_path, capsys):
               "--dir", tmp_path, "--json"]  # fmt: skip
     assert cli("bench", "loader", *common) == 0
     loader = json.loads(capsys.readouterr().out)
-    pipelines = {"lsvr_jpeg", "lsvr_raw", "baseline_pil", "decode_limit", "gather_limit", "lsvr_rrc", "baseline_rrc"}
+    pipelines = {
+        "lsvr_jpeg",
+        "lsvr_raw",
+        "baseline_pil",
+        "decode_limit",
+        "gather_limit",
+        "lsvr_rrc",
+        "baseline_rrc",
+        "lsvr_rrc_ra",
+    }
     assert set(loader["images_per_sec_per_core"]) == pipelines
     assert all(v > 0 for v in loader["images_per_sec_per_core"].values())
     for key in ("ratio_vs_baseline", "fraction_of_decode_limit", "fraction_of_gather_limit",

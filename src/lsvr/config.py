@@ -105,6 +105,10 @@ class DataConfig:
     eval_size: int = _f(0, "validation: the shorter side before the centre crop; 0: the model's ratio (or stored side)")
     eval_crop: int = _f(0, "validation: the centre crop's side; 0: the training crop (data.crop)")
     val_flip: bool = _f(False, "validation: average the softmax of each image and its mirror (lsvr eval --flip)")
+    # RandAugment (lsvr.data.randaugment): per-sample ops drawn from the sample keys
+    randaugment: list[int] = _f(
+        [], "RandAugment [num_ops, magnitude]: num_ops >= 1 ops per image at bin 0..30 of 31 (ViT: [2, 9]); []: off"
+    )
 
 
 @dataclass
@@ -273,6 +277,7 @@ def _check_ranges(cfg: Config) -> None:
     _check_rrc(cfg.data)
     _check_mix(cfg.data)
     _check_resolution(cfg.data)
+    _check_randaugment(cfg.data)
     _check_schedule(cfg.optim)
     _check_adamw(cfg.optim)
     _check_ema_budget(cfg.train)
@@ -338,6 +343,13 @@ def _check_mix(data: DataConfig) -> None:
             raise InputError(f"config: {key} must be >= 0 (0: off), got {alpha}")
     if not 0.0 <= data.mix_switch <= 1.0:
         raise InputError(f"config: data.mix_switch must be in [0, 1], got {data.mix_switch}")
+
+
+def _check_randaugment(data: DataConfig) -> None:
+    """[num_ops, magnitude] or []: at least one op; a magnitude is one of torchvision's 31 bins."""
+    ra = data.randaugment
+    if ra and (len(ra) != 2 or ra[0] < 1 or not 0 <= ra[1] <= 30):
+        raise InputError(f"config: data.randaugment must be [num_ops >= 1, magnitude 0..30] or [] (off), got {ra}")
 
 
 def _check_rrc(data: DataConfig) -> None:

@@ -10,6 +10,7 @@ The rrc pair ends where the model starts, in normalised float batches: lsvr_rrc 
 Loader's RandomResizedCrop windows on a `--resize short` set of shorter side 256, then
 Augment's mirror and per-channel normalisation) and baseline_rrc (baseline_pil ending in
 ToTensor + Normalize); lsvr's side is also reported with its prepare cost spread over 1 and 10 epochs.
+lsvr_rrc_ra is lsvr_rrc with the ViT recipe's RandAugment (2 ops at magnitude 9) in the reading threads.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from lsvr.data.augment import Augment, mirror_images
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.loader import Loader
 from lsvr.data.prepare import prepare
+from lsvr.data.randaugment import RandAugment
 from lsvr.data.sources import FolderSource
 from lsvr.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
@@ -96,13 +98,14 @@ class PilCrops(torch.utils.data.Dataset):
         return pixels, int(self.labels[i])
 
 
-def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int, *, rrc: bool = False) -> Measure:
+def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int, *, rrc: bool = False,
+          randaugment: RandAugment | None = None) -> Measure:  # fmt: skip
     """The loader cuts the crops in its threads; the mirror follows on the consuming thread,
     as Augment.train does it. rrc: RandomResizedCrop windows (decoded at reduced scale where
     they allow, resized in the threads), then Augment's mirror and per-channel normalisation
-    to the float batches the model receives."""
+    to the float batches the model receives. randaugment: its ops in the reading threads too."""
     loader = Loader(ds, batch_size=batch, shuffle=True, seed=0, workers=workers, prefetch=2 * workers, crop=CROP,
-                    window="rrc" if rrc else "crop")  # fmt: skip
+                    window="rrc" if rrc else "crop", randaugment=randaugment)  # fmt: skip
     augment = Augment(mean_image=None, channel_mean=(MEAN * 255).tolist(), channel_std=(STD * 255).tolist(),
                       crop=CROP, normalize="channel")  # fmt: skip
     for i, b in enumerate(loader.batches(99)):  # steady state: the buffers exist, as in any long run
@@ -195,6 +198,9 @@ def bench_loader(*, images: int, batch: int, workers: int | None, epochs: int, r
         "lsvr_raw": lambda: _lsvr(raw, batch, workers, 4 * epochs),
         "baseline_pil": lambda: _baseline(source, batch, workers),
         "lsvr_rrc": lambda: _lsvr(short, batch, workers, epochs, rrc=True),
+        "lsvr_rrc_ra": lambda: _lsvr(
+            short, batch, workers, epochs, rrc=True, randaugment=RandAugment(num_ops=2, magnitude=9)
+        ),
         "baseline_rrc": lambda: _baseline(source, batch, workers, normalize=True),
     }
     rounds_of = {name: [] for name in runs}

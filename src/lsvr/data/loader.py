@@ -23,6 +23,7 @@ import torch
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.device_decode import Decoder, DeviceReader
 from lsvr.data.draws import Draws, sample_keys
+from lsvr.data.randaugment import RandAugment
 from lsvr.data.readers import Batch, BufferPool, HostReader, Reader
 from lsvr.data.resolution import ResolutionRamp
 
@@ -49,6 +50,8 @@ class Loader:
     resolution: progressive resizing (training): each batch's windows, drawn as above, are
     brought to the ramp's side at that batch's own fractional epoch in place of crop (a batch
     read ahead gets its own step's side, not the trainer's current one).
+    randaugment: ops applied to each training batch's uint8 windows in the reading threads,
+    per sample from its key (data/randaugment.py); None: off.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Loader:
         bad_records: str = "stop",
         warn: Callable[[str], None] | None = None,
         resolution: ResolutionRamp | None = None,
+        randaugment: RandAugment | None = None,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size  # per rank
@@ -88,6 +92,7 @@ class Loader:
         self.crop, self.flip = crop, flip
         self.window, self.scale, self.ratio, self.resize = window, tuple(scale), tuple(ratio), resize
         self.resolution = resolution
+        self.randaugment = randaugment
         if window == "centred" and resize is None:
             raise ValueError("Loader(window='centred') needs resize (the shorter side before the centre crop)")
         self._pool = BufferPool(prefetch + workers + 2, pinned=self.device.type == "cuda")
@@ -133,8 +138,21 @@ class Loader:
         if draws is not None and self.resolution is not None:  # the same windows, brought to this batch's side
             draws = dataclasses.replace(draws, crop=self.resolution.at(epoch + step / len(self)))
         batch = self.reader.read(rows, draws)
+        if self.randaugment is not None and draws is not None:
+            self._randaugment(batch, sample_keys(self.seed, epoch, np.arange(where.start, where.stop)))
         batch.step = step
         return batch
+
+    def _randaugment(self, batch: Batch, keys: np.ndarray) -> None:
+        """RandAugment on the batch's uint8 windows, in place, here in the reading thread: on CPU
+        it runs beside the training step instead of inside it. A batch decoded on a CUDA side
+        stream is waited for, augmented on this thread's stream and marked ready anew."""
+        if batch.ready is not None:
+            batch.ready.synchronize()
+        self.randaugment(batch.images, keys)
+        if batch.ready is not None:
+            batch.ready = torch.cuda.Event()
+            batch.ready.record()
 
     def draws(self, rows: np.ndarray, *, epoch: int, positions: np.ndarray) -> Draws:
         """The windows (and mirrors) of the images at rows, the samples at `positions` of the

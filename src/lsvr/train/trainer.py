@@ -21,6 +21,7 @@ from lsvr.config import Config, to_dict
 from lsvr.data.augment import Augment
 from lsvr.data.loader import Batch, Loader
 from lsvr.data.mix import Mix
+from lsvr.data.randaugment import randaugment_for
 from lsvr.errors import InputError
 from lsvr.evaluate import eval_loader, evaluate
 from lsvr.models.registry import build_model
@@ -123,7 +124,8 @@ class Trainer:
             inputs.train, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
             prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, window=cfg.data.augment,
             scale=tuple(cfg.data.rrc_scale), ratio=tuple(cfg.data.rrc_ratio),
-            resolution=resolution_ramp(cfg.data, crop=inputs.crop), **common,
+            resolution=resolution_ramp(cfg.data, crop=inputs.crop), randaugment=randaugment_for(cfg.data.randaugment),
+            **common,
         )  # fmt: skip
         if inputs.val is None:
             return loader, None
