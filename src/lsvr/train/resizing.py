@@ -69,6 +69,7 @@ def _model_takes(cfg: Config, train: PreparedDataset, *, crop: int, sides: list[
                 model(torch.zeros(1, train.shape[2], side, side))
             except (RuntimeError, ValueError) as exc:
                 why = str(exc).splitlines()[0]
+                pooled = "quicknet, resnet*, vgg*, googlenet, convnext_tiny, alexnet_tv"
                 raise InputError(f"config: model.name={m.name} built for data.crop={crop} does not take {side} px"
                                  f" images ({why}); progressive resizing needs a model that pools to a fixed size"
-                                 " (resnet*, vgg*, googlenet, convnext_tiny, alexnet_tv)") from None  # fmt: skip
+                                 f" ({pooled})") from None  # fmt: skip
