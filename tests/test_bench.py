@@ -1,4 +1,4 @@
-"""`lsvr bench loader|prepare` run end to end on a tiny set (what they print, not how fast)."""
+"""`lsvr bench loader|prepare|dist|train|layout` run end to end on tiny settings (what they print, not how fast)."""
 
 import json
 
@@ -58,3 +58,16 @@ def test_bench_train_reports_the_three_pipelines(tmp_path, capsys):
     assert set(result["images_per_cpu_second"]) == {"model_only", "end_to_end"}
     assert all(v > 0 for v in result["images_per_cpu_second"].values())
     assert result["end_to_end_over_model_only_per_cpu_second"] > 0
+
+
+def test_bench_layout_reports_the_four_settings_against_fp32_contiguous(capsys):
+    assert cli("bench", "layout", "--batch", "4", "--crop", "8", "--steps", "1", "--rounds", "2", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["settings"]["model"] == "quicknet" and result["settings"]["channels"] == 1
+    assert result["settings"]["crop"] == 8
+    settings = {"fp32_contiguous", "fp32_channels_last", "bf16_contiguous", "bf16_channels_last"}
+    assert set(result["images_per_sec"]) == set(result["ratio_to_baseline"]) == settings
+    assert all(v > 0 for v in result["images_per_sec"].values())
+    assert result["ratio_to_baseline"]["fp32_contiguous"] == 1.0
+    assert all(len(values) == 2 for values in result["rounds"].values())
+    assert result["fastest"] in settings

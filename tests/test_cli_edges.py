@@ -18,6 +18,8 @@ from lsvr.errors import InputError
         (["loader", "--images", "-5"], "--images must be a positive whole number, got -5"),
         (["prepare", "--rounds", "0"], "--rounds must be a positive whole number, got 0"),
         (["train", "--steps", "0"], "--steps must be a positive whole number, got 0"),
+        (["layout", "--crop", "0"], "--crop must be a positive whole number, got 0"),
+        (["layout", "--crop", "4"], "crop 4 is too small for quicknet (at least 8)"),
     ],
 )
 def test_bench_arguments_are_refused_inone_line(tmp_path, capsys, args, message):

@@ -216,14 +216,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "train":
         from lsvr.bench.train import bench_train
 
-        bench_train(model=args.model, batch=args.batch or 32, steps=args.steps, workers=args.workers,
+        bench_train(model=args.model or "alexnet", batch=args.batch or 32, steps=args.steps, workers=args.workers,
                     device_name=args.device, precision=args.precision, compile_=args.compile, folder=args.dir,
                     as_json=args.json, images=args.images, encoding=args.bench_encoding,
                     decode=args.decode, rounds=args.rounds or 3)  # fmt: skip
     elif args.what == "dist":
         from lsvr.bench.dist import bench_dist
 
-        bench_dist(model=args.model, batch=args.batch or 16, steps=args.steps, as_json=args.json)
+        bench_dist(model=args.model or "alexnet", batch=args.batch or 16, steps=args.steps, as_json=args.json)
+    elif args.what == "layout":
+        from lsvr.bench.layout import bench_layout
+
+        bench_layout(model=args.model or "quicknet", batch=args.batch or 256, steps=args.steps, rounds=args.rounds or 3,
+                     device_name=args.device, crop=args.crop, as_json=args.json)  # fmt: skip
     else:
         from lsvr.bench.prepare import bench_prepare
 
@@ -264,21 +269,21 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     """`lsvr bench`'s arguments."""
     p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")
-    p.add_argument("what", choices=("loader", "prepare", "dist", "train"))
+    p.add_argument("what", choices=("loader", "prepare", "dist", "train", "layout"))
     p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")
-    p.add_argument("--batch", type=int, help="batch (loader: 128) or global batch (dist: 16)")
-    p.add_argument("--model", default="alexnet", help="dist, train: the model stepped (default alexnet)")
-    p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size; train: steps per pipeline")
-    p.add_argument("--device", choices=choices(Device), default="auto", help="train: where the model steps")
+    p.add_argument("--batch", type=int, help="batch (loader: 128, train: 32, layout: 256) or global batch (dist: 16)")
+    p.add_argument("--model", help="dist, train, layout: the model stepped (default alexnet; layout: quicknet)")
+    p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size; train, layout: per pipeline")
+    p.add_argument("--device", choices=choices(Device), default="auto", help="train, layout: where the model steps")
+    p.add_argument("--crop", type=int, help="layout: the input side (default: the model's)")
     p.add_argument("--precision", choices=choices(Precision), default="fp32", help="train: autocast precision")
     p.add_argument("--compile", choices=choices(CompileMode), default="none",
                    help="train: torch.compile mode (reduce-overhead adds CUDA graphs)")  # fmt: skip
     p.add_argument("--encoding", dest="bench_encoding", choices=choices(Encoding), default="raw",
                    help="train: the prepared set's encoding (jpeg: decoded by the loader's threads)")  # fmt: skip
-    p.add_argument("--decode", choices=choices(Decode), default="host",
-                   help="train, jpeg: decode in the loader threads or on the GPU (torchvision)")  # fmt: skip
+    p.add_argument("--decode", choices=choices(Decode), default="host", help="train, jpeg: in loader threads or on GPU")
     p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
-    p.add_argument("--rounds", type=int, help="interleaved rounds, the median reported (train: 3, others: 5)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds, the median reported (train, layout: 3; others: 5)")
     p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")
     p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")
     p.add_argument("--json", action="store_true")

@@ -15,7 +15,7 @@ def check_bench_args(args: argparse.Namespace) -> None:
     """One line naming the flag for a count that is not positive, a loader set smaller than one
     batch (it would time no batch at all), or a --dir that is a file or cannot be written."""
     counts = {"--images": args.images, "--steps": args.steps, "--epochs": args.epochs, "--rounds": args.rounds,
-              "--batch": args.batch, "--workers": args.workers}  # fmt: skip
+              "--batch": args.batch, "--workers": args.workers, "--crop": args.crop}  # fmt: skip
     for flag, value in counts.items():
         if value is not None and value < 1:
             raise InputError(f"{flag} must be a positive whole number, got {value}")
@@ -23,7 +23,7 @@ def check_bench_args(args: argparse.Namespace) -> None:
         batch = args.batch or LOADER_BATCH
         if args.images < batch:
             raise InputError(f"--images {args.images} is fewer than one batch (--batch {batch}): no batch to time")
-    if args.what != "dist":  # dist keeps its files in a temporary folder
+    if args.what not in ("dist", "layout"):  # dist keeps its files in a temporary folder; layout writes none
         folder = workdir(args.dir)
         if folder.exists() and not folder.is_dir():  # check_writable passes a writable file
             raise InputError(f"--dir {folder}: not a folder (a file is there)")
