@@ -111,6 +111,14 @@ def test_plan_steps_fills_the_time_left_validations_included():
     assert plan_steps(remaining_s=-5, step=10, step_s=0.1, val_s=1, steps_per_epoch=50, cap=100) == 10  # spent
 
 
+def test_plan_steps_prices_each_step_by_its_side():
+    # progressive resizing: steps from 50 on train at sqrt(2) x the timed side, twice the pixels.
+    # 10 s left at step 10: steps 10-49 cost 4 s, the other 6 s buy 30 steps at 0.2 s
+    weights = [1.0] * 50 + [2.0] * 1000
+    assert plan_steps(remaining_s=10, step=10, step_s=0.1, val_s=0, steps_per_epoch=10**4, cap=1000,
+                      weights=weights) == 80  # fmt: skip
+
+
 def _budget_run(monkeypatch, tmp_path, *, seconds: float, step_s: float, steps: int):
     """TimeBudget.after_step over `steps` steps of step_s seconds each on a fake clock, 20 s
     after the process's start; what it returned at each step, the log and the lines said."""

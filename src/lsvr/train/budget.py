@@ -13,7 +13,7 @@ import itertools
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -44,13 +44,18 @@ def process_start() -> float:
     return started if started <= IMPORTED_AT else IMPORTED_AT
 
 
-def plan_steps(*, remaining_s: float, step: int, step_s: float, val_s: float, steps_per_epoch: int, cap: int) -> int:
+def plan_steps(*, remaining_s: float, step: int, step_s: float, val_s: float, steps_per_epoch: int, cap: int,
+               weights: Sequence[float] | None = None) -> int:  # fmt: skip
     """The most steps in all (at least `step`, at most `cap`) whose training from `step` on, plus a
-    validation at each epoch's end and one at the last step, fit in remaining_s."""
+    validation at each epoch's end and one at the last step, fit in remaining_s. weights[s]: step
+    s's cost as a multiple of step_s (progressive resizing: the pixels of its side against those
+    of the timed steps); None: every step costs step_s."""
+    done = list(itertools.accumulate(weights[step:cap], initial=0.0)) if weights is not None else None
 
     def cost(total: int) -> float:
         validations = -(-total // steps_per_epoch) - step // steps_per_epoch
-        return (total - step) * step_s + validations * val_s
+        steps = done[total - step] if done is not None else total - step
+        return steps * step_s + validations * val_s
 
     low, high = step, cap
     while low < high:  # cost grows with the total: the largest that fits
@@ -63,10 +68,14 @@ class TimeBudget:
     """Times this process's first steps and fixes the run's total steps (`after_step`, every rank)."""
 
     def __init__(self, seconds: float, *, started: float, env: Distributed, val_images: int, global_batch: int,
-                 steps_per_epoch: int, cap: int) -> None:  # fmt: skip
+                 steps_per_epoch: int, cap: int, side_at: Callable[[int], int] | None = None,
+                 val_side: int = 0, val_views: int = 1) -> None:  # fmt: skip
+        """side_at(step): the training side of a step where it changes (progressive resizing),
+        val_side the side validation scores at, val_views the views of each image (a mirror: 2)."""
         self.seconds, self.started, self.env = seconds, started, env
         self.val_images, self.global_batch = val_images, global_batch
         self.steps_per_epoch, self.cap = steps_per_epoch, cap
+        self.side_at, self.val_side, self.val_views = side_at, val_side, val_views
         self.marks: list[float] = []  # perf_counter after each step of this process
 
     def check_start(self) -> None:
@@ -89,10 +98,15 @@ class TimeBudget:
         # The median interval: an epoch's validation or a save between two steps is not a step's cost.
         timed = self.marks[WARMUP_STEPS:]
         step_s = statistics.median(b - a for a, b in itertools.pairwise(timed))
-        val_s = self.val_images * step_s / self.global_batch * FORWARD_SHARE
+        val_s = self.val_images * step_s / self.global_batch * FORWARD_SHARE * self.val_views
+        weights = None
+        if self.side_at is not None:  # a step's cost grows with its pixels: scaled from the timed steps' side
+            timed_px = self.side_at(step - TIMED_STEPS // 2) ** 2
+            weights = [self.side_at(s) ** 2 / timed_px for s in range(self.cap)]
+            val_s *= (self.val_side or self.side_at(self.cap - 1)) ** 2 / timed_px
         spent = time.time() - self.started
         total = plan_steps(remaining_s=self.seconds - spent, step=step, step_s=step_s, val_s=val_s,
-                           steps_per_epoch=self.steps_per_epoch, cap=self.cap)  # fmt: skip
+                           steps_per_epoch=self.steps_per_epoch, cap=self.cap, weights=weights)  # fmt: skip
         # No budget shorter than a step gets here: check_start refused one spent before the first
         # step, and the time spent includes the timed steps. One spent during them ends the run now.
         total = self._from_rank0(total)

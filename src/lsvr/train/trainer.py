@@ -32,7 +32,7 @@ from lsvr.train.budget import TimeBudget, process_start
 from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
-from lsvr.train.optim import Schedule, build_optimizer
+from lsvr.train.optim import Schedule, build_optimizer, check_schedule
 from lsvr.train.record import CheckpointRecord
 from lsvr.train.resizing import resolution_ramp
 from lsvr.train.run_folder import RunFolder, Start
@@ -172,9 +172,12 @@ class Trainer:
             self.set_total(self.state.budget_steps)
         else:
             val_images = len(self.val_loader.indices) if self.val_loader is not None else 0
+            ramp, spe = self.loader.resolution, len(self.loader)
             self.budget = TimeBudget(seconds, started=self.started, env=self.env, val_images=val_images,
-                                     global_batch=self.cfg.train.global_batch, steps_per_epoch=len(self.loader),
-                                     cap=self.total_steps)  # fmt: skip
+                                     global_batch=self.cfg.train.global_batch, steps_per_epoch=spe,
+                                     cap=self.total_steps, side_at=(lambda s: ramp.at(s / spe)) if ramp else None,
+                                     val_side=self.preprocess.eval_crop or 0,
+                                     val_views=2 if self.preprocess.eval_flip else 1)  # fmt: skip
             self.budget.check_start()
 
     def set_total(self, total: int) -> None:
@@ -182,6 +185,10 @@ class Trainer:
         self.total_steps = self.state.budget_steps = min(total, self.total_steps)
         self.schedule = Schedule(self.cfg.optim, steps_per_epoch=len(self.loader), total_steps=self.total_steps,
                                  global_batch=self.cfg.train.global_batch)  # fmt: skip
+        try:  # warm-up and peak are fixed in optim.unit: a short budget can end before them
+            check_schedule(self.cfg.optim, steps_per_epoch=len(self.loader), run_steps=self.total_steps)
+        except InputError as exc:
+            self.say(f"lsvr train: warning: the budget's {self.total_steps} steps: {exc}".replace("config: ", ""))
 
     def record_start(self) -> None:
         """Rank 0, once every check that can refuse the start has passed (the model's fit included):
