@@ -20,6 +20,7 @@ def test_the_kernel_is_the_3x3_binomial_per_channel():
     assert all(torch.equal(kernel[c, 0], expected) for c in range(4))
 
 
+@pytest.mark.slow
 def test_a_blurred_conv_is_the_conv_of_the_blurred_input():
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(16, 8, 3, stride=2, padding=1)
@@ -68,6 +69,7 @@ def test_only_resnets_and_convnext_have_convs_to_blur():
             assert (count > 0) == (name.startswith("resnet") or name == "convnext_tiny"), name
 
 
+@pytest.mark.slow
 def test_blurpool_on_a_vit_is_refused():
     with pytest.raises(InputError) as err, torch.device("meta"):
         build_model("vit_s_16", num_classes=10, in_channels=3, crop=224, blurpool=True)

@@ -72,6 +72,7 @@ def test_resume_auto_past_a_truncated_newest_keeps_what_it_resumed_from(tiny_dat
     assert "resumed from" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pointer", [os.urandom(64) + b"\xff\xfe", b"/etc/passwd\n", b"../../evil.pt\n"])
 def test_a_bad_latest_pointer_falls_back_to_the_newest_step_file_in_every_command(
     tiny_data, copy, tmp_path, capsys, pointer
@@ -118,6 +119,7 @@ def zip_bomb(source, out, megabytes: int = 64):
     return out
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_checkpoint_is_refused_by_every_command_before_loading(tiny_data, run, tmp_path, capsys):
     bomb = zip_bomb(checkpoint.find(run), tmp_path / "bomb.pt")
     assert bomb.stat().st_size * 8 < 64 << 20  # declares 64 MB more than it holds

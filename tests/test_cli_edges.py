@@ -59,6 +59,7 @@ def _run_of_one_point(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_plot_of_a_one_point_run_draws_it_without_warnings(tmp_path):
     from lsvr.plot import plot_run
 

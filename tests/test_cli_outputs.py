@@ -37,6 +37,7 @@ def test_plot_out_refuses_an_existing_file_unless_overwrite(run, tmp_path, capsy
     assert photo.read_bytes()[:2] == b"\xff\xd8"  # now a JPEG of the plot
 
 
+@pytest.mark.slow
 def test_plot_without_out_redraws_its_own_file_each_time(run, capsys):
     assert cli("plot", run) == 0
     assert cli("plot", run) == 0

@@ -147,6 +147,7 @@ def test_metrics_on_a_full_disk_at_start_is_one_line_exit_1(tiny_data, tmp_path,
     assert files(out / "checkpoints") == saved
 
 
+@pytest.mark.slow
 def test_every_metrics_record_starts_on_its_own_line_after_a_torn_one(tiny_data, tmp_path):
     out = tmp_path / "run"
     assert train(out, tiny_data, **{"train.max_steps": 2}) == 0

@@ -40,6 +40,7 @@ def test_a_fresh_start_into_the_records_of_a_run_without_checkpoints_is_refused(
     assert files(out) == before
 
 
+@pytest.mark.slow
 def test_another_runs_checkpoint_into_records_without_checkpoints_is_refused(run2, tiny_data, tmp_path, capsys):
     other = tmp_path / "other"
     assert train(other, tiny_data, **{"train.max_steps": 2}) == 0
