@@ -21,17 +21,17 @@ from lsvr.train.metrics import read_metrics, time_to_accuracy
 # The plain recipe on the config's model and data: SGD with a step schedule, no tricks. Each
 # later row keeps every switch above it. Keys are `--set` items.
 PLAIN = {
-    "optim.schedule": "step", "optim.lr_steps": "[5,7]", "optim.peak": "0", "train.label_smoothing": "0",
+    "optim.schedule": "step", "optim.lr_steps": "[4,5]", "optim.peak": "0", "train.label_smoothing": "0",
     "train.channels_last": "false", "data.res_start": "0", "data.res_end": "0", "data.res_epochs": "[0,0]",
     "data.val_flip": "false", "train.ema": "0", "train.ema_halflife": "0", "data.mixup": "0", "data.cutmix": "0",
 }  # fmt: skip
 STEPS = [
-    ("plain: SGD (Nesterov), step schedule /10 at epochs 5 and 7", {}),
+    ("plain: SGD (Nesterov), step schedule /10 at epochs 4 and 5", {}),
     ("+ channels_last", {"train.channels_last": "true"}),
-    ("+ triangular schedule, peak at epoch 1.5", {"optim.schedule": "triangular", "optim.peak": "1.5"}),
+    ("+ triangular schedule, peak at epoch 1", {"optim.schedule": "triangular", "optim.peak": "1"}),
     ("+ label smoothing 0.1", {"train.label_smoothing": "0.1"}),
-    ("+ progressive resizing 16 -> 28 px over epochs 0-5", {"data.res_start": "16", "data.res_end": "28",
-                                                           "data.res_epochs": "[0,5]"}),
+    ("+ progressive resizing 16 -> 28 px over epochs 0-4", {"data.res_start": "16", "data.res_end": "28",
+                                                           "data.res_epochs": "[0,4]"}),
     ("+ flip averaging in validation", {"data.val_flip": "true"}),
     ("+ EMA of the weights (half-life 30,000 images)", {"train.ema_halflife": "30000"}),
     ("+ Mixup 0.2", {"data.mixup": "0.2"}),
