@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from lsvr.cli_model import cmd_eval, cmd_export, cmd_predict, refuse_existing
+from lsvr.cli_model import add_model_commands, refuse_existing
 from lsvr.config import CompileMode, Decode, Device, Encoding, Precision, ResizePolicy, choices
 from lsvr.errors import InputError
 from lsvr.folders import check_writable
@@ -301,38 +301,6 @@ def _add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _add_model_commands(sub) -> None:
-    """eval, predict and export: the commands that use a trained model (cli_model)."""
-    p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a prepared dataset")
-    p.add_argument("checkpoint")
-    p.add_argument("dataset")
-    p.add_argument("--resize", type=int, metavar="N", help="shorter side before the crop (default: the checkpoint's)")
-    p.add_argument("--crop", type=int, metavar="N", help="centre crop side (default: the checkpoint's)")
-    p.add_argument("--crops", type=int, choices=(1, 10), default=1)
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, help="and the mirror (default: the run's)")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", choices=choices(Device), default="auto")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--allow-mismatch", action="store_true",
-                   help="score a set prepared with another --resize than the checkpoint's (warns)")  # fmt: skip
-    p.set_defaults(func=cmd_eval)
-
-    p = sub.add_parser("predict", help="top classes of image files")
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--device", choices=choices(Device), default="auto")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("export", help="a checkpoint's weights as safetensors, for sharing")
-    p.add_argument("checkpoint", help="checkpoint file or run folder")
-    p.add_argument("out", help="OUT.safetensors")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
-    p.set_defaults(func=cmd_export)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -340,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(sub)
 
     _add_train(sub)
-    _add_model_commands(sub)
+    add_model_commands(sub)
     p = sub.add_parser("info", help="describe a prepared dataset, checkpoint or run folder")
     p.add_argument("target")
     p.add_argument(

@@ -1,6 +1,7 @@
 """The commands that use a trained model: `lsvr eval`, `lsvr predict`, `lsvr export`.
 
-lsvr eval CHECKPOINT DATASET [--resize N] [--crop N] [--crops 1|10] [--[no-]flip] [--allow-mismatch] [--json]
+lsvr eval CHECKPOINT DATASET [--resize N] [--crop N] [--crops 1|10] [--[no-]flip] [--shift N] [--allow-mismatch]
+          [--json]
 lsvr predict CHECKPOINT IMAGE|FOLDER... [--top 5] [--json]
 lsvr export CHECKPOINT OUT.safetensors [--overwrite]
 """
@@ -11,11 +12,47 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from lsvr.config import Device, choices
 from lsvr.errors import InputError
 from lsvr.folders import check_writable
 
 PREDICT_BATCH = 64  # images decoded and scored at a time: a folder of any size fits in memory
+
+
+def add_model_commands(sub: Any) -> None:
+    """eval, predict and export: the commands that use a trained model (cli_model)."""
+    p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a prepared dataset")
+    p.add_argument("checkpoint")
+    p.add_argument("dataset")
+    p.add_argument("--resize", type=int, metavar="N", help="shorter side before the crop (default: the checkpoint's)")
+    p.add_argument("--crop", type=int, metavar="N", help="centre crop side (default: the checkpoint's)")
+    p.add_argument("--crops", type=int, choices=(1, 10), default=1)
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, help="and the mirror (default: the run's)")
+    p.add_argument("--shift", type=int, metavar="N",
+                   help="and crops moved N px up-left, down-right: half the weight (default: the run's)")  # fmt: skip
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", choices=choices(Device), default="auto")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="score a set prepared with another --resize than the checkpoint's (warns)")  # fmt: skip
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top classes of image files")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--device", choices=choices(Device), default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="a checkpoint's weights as safetensors, for sharing")
+    p.add_argument("checkpoint", help="checkpoint file or run folder")
+    p.add_argument("out", help="OUT.safetensors")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
+    p.set_defaults(func=cmd_export)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -26,26 +63,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lsvr.inference import augment_for, check_dataset, check_eval_flags, eval_view, load_model
     from lsvr.train.parallel import pick_device
 
-    check_eval_flags(args.resize, args.crop, flip=args.flip, crops=args.crops)  # before any file is read
+    check_eval_flags(args.resize, args.crop, flip=args.flip, crops=args.crops, shift=args.shift)  # before any file
     device = pick_device(args.device, setting="--device")
     refuse_split_parent(Path(args.dataset))
     dataset = PreparedDataset(args.dataset)
     model, state, found = load_model(Path(args.checkpoint), device, crop=args.crop)
     # the record's evaluation (torchvision's Resize + CenterCrop), or the flags' in its place
-    pre = eval_view(state.preprocess, eval_size=args.resize, eval_crop=args.crop, flip=args.flip, crops=args.crops)
+    pre = eval_view(state.preprocess, eval_size=args.resize, eval_crop=args.crop, flip=args.flip, crops=args.crops,
+                    shift=args.shift)  # fmt: skip
     for problem in check_dataset(pre, dataset, allow_mismatch=args.allow_mismatch):
         print(f"lsvr eval: warning: {dataset.path}: {problem}; scored anyway (--allow-mismatch)", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     loader = eval_loader(dataset, pre, crops=args.crops, batch_size=args.batch, workers=2, prefetch=2, device=device)
-    result = evaluate(model, loader, augment_for(pre, device), crops=args.crops, flip=pre.eval_flip)
-    result.update(crops=args.crops, flip=pre.eval_flip, resize=pre.eval_size, crop=pre.eval_crop, checkpoint=str(found),
-                  dataset=str(dataset.path))  # fmt: skip
+    result = evaluate(model, loader, augment_for(pre, device), crops=args.crops, flip=pre.eval_flip,
+                      shift=pre.eval_shift)  # fmt: skip
+    result.update(crops=args.crops, flip=pre.eval_flip, shift=pre.eval_shift, resize=pre.eval_size,
+                  crop=pre.eval_crop, checkpoint=str(found), dataset=str(dataset.path))  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
         views = "10 crops (corners, centre, mirrored) each" if args.crops == 10 else "the centre crop"
         views += " and its mirror" if pre.eval_flip else ""
+        views += f", and shifted {pre.eval_shift} px up-left and down-right" if pre.eval_shift else ""
         views += f" ({pre.eval_crop} px of {pre.eval_size})"
         print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['images']} images, {views}")
     return 0
@@ -69,7 +109,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         failed += len(bad)
         if images is None:
             continue
-        probs = predict(model, augment, images, device, flip=state.preprocess.eval_flip)
+        probs = predict(model, augment, images, device, flip=state.preprocess.eval_flip,
+                        shift=state.preprocess.eval_shift)  # fmt: skip
         values, indices = probs.topk(min(args.top, probs.shape[1]), dim=1)
         for path, row_values, row_indices in zip(good, values, indices, strict=True):
             top = [{"class": state.classes[i], "index": int(i), "probability": float(v)}

@@ -104,6 +104,11 @@ class DataConfig:
     eval_size: int = _f(0, "validation: the shorter side before the centre crop; 0: the model's ratio (or stored side)")
     eval_crop: int = _f(0, "validation: the centre crop's side; 0: the training crop (data.crop)")
     val_flip: bool = _f(False, "validation: average the softmax of each image and its mirror (lsvr eval --flip)")
+    val_shift: int = _f(
+        0,
+        "validation: half the weight on views shifted this many px up-left and down-right (airbench's translate"
+        " TTA; fixed-shape sets at their stored side; lsvr eval --shift); 0: off",
+    )
     # RandAugment (lsvr.data.randaugment): per-sample ops drawn from the sample keys
     randaugment: list[int] = _f(
         [], "RandAugment [num_ops, magnitude]: num_ops >= 1 ops per image at bin 0..30 of 31 (ViT: [2, 9]); []: off"
@@ -129,6 +134,7 @@ class TrainConfig:
         " reduce-overhead, max-autotune (not with train.accumulate > 1)",
     )
     log_every: int = _f(50, "steps between metrics.jsonl lines")
+    val_from: int = _f(1, "the first epoch whose end is validated; the run's last is validated whatever this says")
     progress: bool = _f(True, "show a progress bar on stderr")
     # the EMA of the weights and the time budget (lsvr.train.ema, lsvr.train.budget)
     ema: float = _f(0.0, "EMA of the weights (BatchNorm statistics too): the decay per step, in (0, 1); 0: off")

@@ -1,12 +1,13 @@
 """Top-1 / top-5 over a loader: one centre view (the paper's crop, or torchvision's Resize +
-CenterCrop), that view and its mirror (flip), or ten crops.
+CenterCrop), that view and its mirror (flip), the views shifted too (shift), or ten crops.
 
 Knows no checkpoints: the engine and the CLI both hand it a model. Ten-crop averages the
 softmax of the four corners, the centre and their mirrors; flip the softmax of the centre
 view and its mirror, the same rule (FFCV's lr_tta sums logits instead: the averaged
-probabilities keep the reported loss the NLL of what is scored). Counts are summed over ranks
-through `reduce`, so every image is scored exactly once whatever the world size.
-"""
+probabilities keep the reported loss the NLL of what is scored); shift (airbench's translate
+TTA) puts half the weight on the centre views and half on those moved `shift` px up-left and
+down-right. Counts are summed over ranks through `reduce`, so every image is scored exactly
+once whatever the world size."""
 
 from __future__ import annotations
 
@@ -40,12 +41,14 @@ def evaluate(
     *,
     crops: int = 1,
     flip: bool = False,
+    shift: int = 0,
     precision: str = "fp32",
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
 ) -> dict[str, float]:
     """{"top1", "top5" (accuracy, percent), "loss" (mean NLL), "images"} over every image of a
     loader from `eval_loader`: its windows where it cuts them, else `crops` views of whole images;
-    flip: each one-view image and its mirror (ten crops hold their mirrors already: flip adds none)."""
+    flip: each one-view image and its mirror (ten crops hold their mirrors already: flip adds none);
+    shift: whole images' centre views and those shifted (`shift_views`)."""
     was_training = model.training
     model.eval()
     device = loader.device
@@ -53,13 +56,12 @@ def evaluate(
     for batch in loader.batches(epoch=0):
         if not len(batch.labels):
             continue
-        views = eval_views(augment, batch, crops=crops, flip=flip)
+        views = eval_views(augment, batch, crops=crops, flip=flip, shift=shift)
         batch.release()  # the views are copies
         probs = 0
-        for view in views:
+        for view, weight in views:
             with autocast(device, precision):
-                probs = probs + F.softmax(model(view).float(), dim=1)
-        probs = probs / len(views)  # (B, classes)
+                probs = probs + weight * F.softmax(model(view).float(), dim=1)  # (B, classes); weights sum to 1
         labels = batch.labels
         k = min(5, probs.shape[1])
         top = probs.topk(k, dim=1).indices  # (B, k)
@@ -79,10 +81,14 @@ def evaluate(
     }
 
 
-def eval_views(augment: Augment, batch: Batch, *, crops: int = 1, flip: bool = False) -> list[torch.Tensor]:
-    """The (B, C, crop, crop) views a batch is scored on: each image's evaluation window where the
-    reader cut one, else the centre or ten crops of whole images; with flip, each mirrored too."""
+def eval_views(augment: Augment, batch: Batch, *, crops: int = 1, flip: bool = False,
+               shift: int = 0) -> list[tuple[torch.Tensor, float]]:  # fmt: skip
+    """The (B, C, crop, crop) views a batch is scored on, each with its weight in the average:
+    each image's evaluation window where the reader cut one, else the centre (with shift, the
+    shifted views too) or ten crops of whole images; with flip, each mirrored too."""
     if batch.draws is not None:  # each image's evaluation window, cut (and resized) by the reader
+        if shift:
+            raise ValueError("shifted views are cut from whole images: eval_loader gives them for a shift")
         views = [augment.apply(batch.images, batch.draws)]  # a copy: the mirror below may work in place
         if flip:
             draws = batch.draws
@@ -90,10 +96,23 @@ def eval_views(augment: Augment, batch: Batch, *, crops: int = 1, flip: bool = F
                 draws.top, draws.left, torch.ones_like(draws.mirror), draws.crop, draws.height, draws.width
             )
             views.append(augment.apply(batch.images, mirrored))
-        return views
+        return [(view, 1 / len(views)) for view in views]
     if crops != 1:
-        return augment.ten_crops(batch.images)
-    return [augment.center(batch.images)] + ([augment.center(batch.images, mirror=True)] if flip else [])
+        views = augment.ten_crops(batch.images)
+        return [(view, 1 / len(views)) for view in views]
+    return shift_views(augment, batch.images, flip=flip, shift=shift)
+
+
+def shift_views(augment: Augment, images: torch.Tensor, *, flip: bool = False,
+                shift: int = 0) -> list[tuple[torch.Tensor, float]]:  # fmt: skip
+    """Whole (B, H, W, C) images' centre crop (and its mirror) sharing half the weight, and the
+    same crops moved `shift` px up-left and down-right sharing the other half (airbench's
+    translate test-time augmentation); shift 0: the centre views alone, all the weight."""
+    mirrors = (False, True) if flip else (False,)
+    centre = [augment.center(images, mirror=m) for m in mirrors]
+    shifted = [augment.center(images, mirror=m, shift=d) for d in ((-shift, shift) if shift else ()) for m in mirrors]
+    share = 0.5 if shifted else 1.0
+    return [(v, share / len(centre)) for v in centre] + [(v, 0.5 / len(shifted)) for v in shifted]
 
 
 def eval_loader(dataset: PreparedDataset, pre: Preprocess, *, crops: int = 1, batch_size: int,
@@ -109,6 +128,9 @@ def eval_loader(dataset: PreparedDataset, pre: Preprocess, *, crops: int = 1, ba
     if resized and pre.normalize == "mean_image":
         raise InputError(f"{dataset.path}: evaluation at {pre.eval_size} px (Resize + CenterCrop) with a mean image"
                          f" of {stored} px: a per-pixel mean only fits the stored images")  # fmt: skip
+    if crops == 1 and pre.eval_shift:  # shifted views are cut from whole images at their stored side
+        check_shift(dataset.path, stored=stored, eval_size=pre.eval_size, crop=pre.eval_crop, shift=pre.eval_shift)
+        return Loader(dataset, batch_size=batch_size, shuffle=False, **options)
     if crops != 1:
         if resized:
             found = stored or "of varying shape"
@@ -117,3 +139,16 @@ def eval_loader(dataset: PreparedDataset, pre: Preprocess, *, crops: int = 1, ba
         return Loader(dataset, batch_size=batch_size, shuffle=False, **options)
     return Loader(dataset, batch_size=batch_size, shuffle=False, crop=pre.eval_crop, window="centred",
                   resize=pre.eval_size, **options)  # fmt: skip
+
+
+def check_shift(where: object, *, stored: int, eval_size: int, crop: int, shift: int) -> None:
+    """Refuse shifted evaluation views that cannot be cut: only whole images stored at the
+    evaluation size hold them, and each shifted crop must stay inside the image."""
+    if eval_size != stored:
+        found = f"{stored} px" if stored else "of varying shape"
+        raise InputError(f"{where}: shifted views (shift {shift}) need images stored at the evaluation size"
+                         f" ({eval_size}), not {found}; evaluate without a shift")  # fmt: skip
+    margin = (stored - crop) // 2
+    if shift > margin:
+        raise InputError(f"{where}: a {crop} px crop shifted {shift} px leaves the {stored} px images (at most"
+                         f" {margin} px fits)")  # fmt: skip

@@ -75,9 +75,13 @@ def load_model(
 
 
 def check_eval_flags(eval_size: int | None, eval_crop: int | None, *, flip: bool | None = None,
-                     crops: int = 1) -> None:  # fmt: skip
-    """`lsvr eval --resize R --crop C --flip --crops N` on their own: positive, the crop no larger
-    than R, and no --flip with ten crops (they hold their mirrors already)."""
+                     crops: int = 1, shift: int | None = None) -> None:  # fmt: skip
+    """`lsvr eval --resize R --crop C --flip --shift N --crops N` on their own: positive, the crop
+    no larger than R, and no --flip or --shift with ten crops (they hold their own views)."""
+    if shift is not None and shift < 0:
+        raise InputError(f"--shift must be a whole number >= 0, got {shift}")
+    if shift and crops != 1:
+        raise InputError(f"--shift with --crops {crops}: the ten crops are views of their own; give one of them")
     for flag, value in (("--resize", eval_size), ("--crop", eval_crop)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be a positive whole number, got {value}")
@@ -88,18 +92,19 @@ def check_eval_flags(eval_size: int | None, eval_crop: int | None, *, flip: bool
 
 
 def eval_view(pre: Preprocess, *, eval_size: int | None = None, eval_crop: int | None = None,
-              flip: bool | None = None, crops: int = 1) -> Preprocess:  # fmt: skip
-    """The record with `lsvr eval --resize R --crop C --flip` in place of its eval_size, eval_crop
-    and eval_flip: torchvision's Resize(R) on the shorter side, then CenterCrop(C), and the
-    mirror (flip None: the record's; ten crops: none, their mirrors are among them). The crop
-    must fit."""
-    check_eval_flags(eval_size, eval_crop, flip=flip, crops=crops)
+              flip: bool | None = None, crops: int = 1, shift: int | None = None) -> Preprocess:  # fmt: skip
+    """The record with `lsvr eval --resize R --crop C --flip --shift N` in place of its eval_size,
+    eval_crop, eval_flip and eval_shift: torchvision's Resize(R) on the shorter side, then
+    CenterCrop(C), and the mirror (flip None: the record's; ten crops: none, their mirrors are
+    among them), and the shifted views (None: the record's; ten crops: none). The crop must fit."""
+    check_eval_flags(eval_size, eval_crop, flip=flip, crops=crops, shift=shift)
     size, side = eval_size or pre.eval_size, eval_crop or pre.eval_crop
     if side > size:
         said = "--resize" if eval_size else "the checkpoint's eval size"
         raise InputError(f"--crop {side} is larger than {said} {size}: the centre crop must fit the resized image")
     mirror = (pre.eval_flip if flip is None else flip) and crops == 1
-    return dataclasses.replace(pre, eval_size=size, eval_crop=side, eval_flip=mirror)
+    moved = (pre.eval_shift if shift is None else shift) if crops == 1 else 0
+    return dataclasses.replace(pre, eval_size=size, eval_crop=side, eval_flip=mirror, eval_shift=moved)
 
 
 def augment_for(pre: Preprocess, device: torch.device) -> Augment:
@@ -211,9 +216,10 @@ def load_images(paths: list[Path], pre: Preprocess) -> tuple[np.ndarray | None, 
 
 @torch.inference_mode()
 def predict(model: nn.Module, augment: Augment, images: np.ndarray, device: torch.device, *,
-            flip: bool = False) -> torch.Tensor:  # fmt: skip
+            flip: bool = False, shift: int = 0) -> torch.Tensor:  # fmt: skip
     """Class probabilities (N, classes) from the centre crop of each image (flip: the mean of the
-    crop's and its mirror's, as the record's evaluation scores them)."""
-    batch = torch.from_numpy(images).to(device)
-    views = [augment.center(batch)] + ([augment.center(batch, mirror=True)] if flip else [])
-    return (sum(torch.softmax(model(view).float(), dim=1) for view in views) / len(views)).cpu()
+    crop's and its mirror's; shift: the shifted crops too, as the record's evaluation scores them)."""
+    from lsvr.evaluate import shift_views
+
+    views = shift_views(augment, torch.from_numpy(images).to(device), flip=flip, shift=shift)
+    return sum(weight * torch.softmax(model(view).float(), dim=1) for view, weight in views).cpu()

@@ -6,7 +6,8 @@ The pipeline it describes: prepare stores each image at `size` x `size` (`resize
 aspect kept; training takes random windows (`augment`: the paper's `crop` square, or rrc:
 RandomResizedCrop resized to `crop`); evaluation brings an image to `eval_size` (the
 prepare policy's size; "short": the shorter side, as torchvision's Resize) and takes the
-centre `eval_crop` (and, with `eval_flip`, its mirror too); both normalise (`normalize`: the
+centre `eval_crop` (and, with `eval_flip`, its mirror too; with `eval_shift`, crops shifted
+that many pixels up-left and down-right as well, half the weight); both normalise (`normalize`: the
 mean image, or per-channel mean/std, in 0..255 units). `classes` are the model's outputs.
 
 Checkpoints written before the record had a version hold a plain dict of crop, size,
@@ -42,6 +43,7 @@ class Preprocess:
     eval_size: int | None = None  # the side an image is brought to before the centre crop
     eval_crop: int | None = None
     eval_flip: bool = False  # evaluation averages each view with its mirror (data.val_flip; lsvr eval --flip)
+    eval_shift: int = 0  # and views shifted this many px, half the weight (data.val_shift; lsvr eval --shift)
     interpolation: str = "bilinear"  # of the resize (prepare's, and inference's)
     augment: str | None = None  # the training windows: crop (the paper) or rrc; None: not recorded
     normalize: str | None = field(default=None, metadata=_compared("data.normalize"))  # mean_image or channel
@@ -102,6 +104,8 @@ class Preprocess:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"preprocess {name} is {value!r}, not a positive whole number")
+        if not isinstance(self.eval_shift, int) or isinstance(self.eval_shift, bool) or self.eval_shift < 0:
+            raise ValueError(f"preprocess eval_shift is {self.eval_shift!r}, not a whole number >= 0")
         if not isinstance(self.eval_flip, bool):
             raise ValueError(f"preprocess eval_flip is {self.eval_flip!r}, not true or false")
         if not all(isinstance(c, str) for c in self.classes):

@@ -137,9 +137,12 @@ class Augment:
                 pixels[j] -= self.mean_image[t : t + crop, lft : lft + crop]
         return pixels
 
-    def center(self, images: torch.Tensor, *, mirror: bool = False) -> torch.Tensor:
-        """The centre crop of whole (B, H, W, C) images (offset (H-crop)//2: 14 for 227 of 256, as the paper)."""
-        offset = (self.size - self.crop) // 2
+    def center(self, images: torch.Tensor, *, mirror: bool = False, shift: int = 0) -> torch.Tensor:
+        """The centre crop of whole (B, H, W, C) images (offset (H-crop)//2: 14 for 227 of 256, as the
+        paper), moved `shift` px down and right (negative: up and left)."""
+        offset = (self.size - self.crop) // 2 + shift
+        if not 0 <= offset <= self.size - self.crop:
+            raise ValueError(f"a centre crop shifted {shift} px leaves the {self.size} px image")
         return self._view(images, offset, offset, mirror)
 
     def ten_crops(self, images: torch.Tensor) -> list[torch.Tensor]:

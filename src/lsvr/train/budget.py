@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from lsvr.errors import InputError
+from lsvr.preprocess import Preprocess
 from lsvr.train.metrics import MetricsLog
 from lsvr.train.parallel import Distributed
 
@@ -44,16 +45,22 @@ def process_start() -> float:
     return started if started <= IMPORTED_AT else IMPORTED_AT
 
 
+def val_views(pre: Preprocess) -> int:
+    """The views validation scores of each image: the centre, its mirror, the shifted crops."""
+    return (2 if pre.eval_flip else 1) * (3 if pre.eval_shift else 1)
+
+
 def plan_steps(*, remaining_s: float, step: int, step_s: float, val_s: float, steps_per_epoch: int, cap: int,
-               weights: Sequence[float] | None = None) -> int:  # fmt: skip
+               weights: Sequence[float] | None = None, val_from: int = 1) -> int:  # fmt: skip
     """The most steps in all (at least `step`, at most `cap`) whose training from `step` on, plus a
-    validation at each epoch's end and one at the last step, fit in remaining_s. weights[s]: step
-    s's cost as a multiple of step_s (progressive resizing: the pixels of its side against those
-    of the timed steps); None: every step costs step_s."""
+    validation at the end of each epoch from epoch `val_from` on and one at the last step, fit in
+    remaining_s. weights[s]: step s's cost as a multiple of step_s (progressive resizing: the
+    pixels of its side against those of the timed steps); None: every step costs step_s."""
     done = list(itertools.accumulate(weights[step:cap], initial=0.0)) if weights is not None else None
 
     def cost(total: int) -> float:
-        validations = -(-total // steps_per_epoch) - step // steps_per_epoch
+        ends = -(-total // steps_per_epoch)  # epochs ended (the last one perhaps cut short) at `total`
+        validations = max(ends - max(step // steps_per_epoch, val_from - 1), int(total > step))
         steps = done[total - step] if done is not None else total - step
         return steps * step_s + validations * val_s
 
@@ -69,13 +76,14 @@ class TimeBudget:
 
     def __init__(self, seconds: float, *, started: float, env: Distributed, val_images: int, global_batch: int,
                  steps_per_epoch: int, cap: int, side_at: Callable[[int], int] | None = None,
-                 val_side: int = 0, val_views: int = 1) -> None:  # fmt: skip
+                 val_side: int = 0, val_views: int = 1, val_from: int = 1) -> None:  # fmt: skip
         """side_at(step): the training side of a step where it changes (progressive resizing),
-        val_side the side validation scores at, val_views the views of each image (a mirror: 2)."""
+        val_side the side validation scores at, val_views the views of each image (a mirror: 2),
+        val_from the first epoch validated (train.val_from)."""
         self.seconds, self.started, self.env = seconds, started, env
         self.val_images, self.global_batch = val_images, global_batch
         self.steps_per_epoch, self.cap = steps_per_epoch, cap
-        self.side_at, self.val_side, self.val_views = side_at, val_side, val_views
+        self.side_at, self.val_side, self.val_views, self.val_from = side_at, val_side, val_views, val_from
         self.marks: list[float] = []  # perf_counter after each step of this process
 
     def check_start(self) -> None:
@@ -106,7 +114,8 @@ class TimeBudget:
             val_s *= (self.val_side or self.side_at(self.cap - 1)) ** 2 / timed_px
         spent = time.time() - self.started
         total = plan_steps(remaining_s=self.seconds - spent, step=step, step_s=step_s, val_s=val_s,
-                           steps_per_epoch=self.steps_per_epoch, cap=self.cap, weights=weights)  # fmt: skip
+                           steps_per_epoch=self.steps_per_epoch, cap=self.cap, weights=weights,
+                           val_from=self.val_from)  # fmt: skip
         # No budget shorter than a step gets here: check_start refused one spent before the first
         # step, and the time spent includes the timed steps. One spent during them ends the run now.
         total = self._from_rank0(total)

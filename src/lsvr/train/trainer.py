@@ -28,7 +28,7 @@ from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
 from lsvr.train import checkpoint, parallel
-from lsvr.train.budget import TimeBudget, process_start
+from lsvr.train.budget import TimeBudget, process_start, val_views
 from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
@@ -176,8 +176,8 @@ class Trainer:
             self.budget = TimeBudget(seconds, started=self.started, env=self.env, val_images=val_images,
                                      global_batch=self.cfg.train.global_batch, steps_per_epoch=spe,
                                      cap=self.total_steps, side_at=(lambda s: ramp.at(s / spe)) if ramp else None,
-                                     val_side=self.preprocess.eval_crop or 0,
-                                     val_views=2 if self.preprocess.eval_flip else 1)  # fmt: skip
+                                     val_side=self.preprocess.eval_crop or 0, val_from=self.cfg.train.val_from,
+                                     val_views=val_views(self.preprocess))  # fmt: skip
             self.budget.check_start()
 
     def set_total(self, total: int) -> None:
@@ -350,14 +350,18 @@ class Trainer:
         self.loss_count = 0
 
     def validate(self) -> dict | None:
-        """Score the validation set (if any) on every rank; logged and said by rank 0."""
-        if self.val_loader is None:
+        """Score the validation set (if any) on every rank, from epoch train.val_from on and at the
+        run's end; logged and said by rank 0."""
+        s, train = self.state, self.cfg.train
+        last = s.epoch + 1 >= train.epochs or s.step >= self.total_steps
+        if self.val_loader is None or (s.epoch + 1 < train.val_from and not last):
             return None
         # The bare model: replicas hold the same weights, and DDP's forward must not run
         # where ranks score different numbers of batches.
         scored = self.ema.module if self.ema is not None and self.cfg.train.ema_eval else self.model
-        result = evaluate(scored, self.val_loader, self.augment, precision=self.cfg.train.precision,
-                          flip=self.preprocess.eval_flip, reduce=lambda t: parallel.all_sum(t, self.env))  # fmt: skip
+        pre = self.preprocess
+        result = evaluate(scored, self.val_loader, self.augment, precision=self.cfg.train.precision, flip=pre.eval_flip,
+                          shift=pre.eval_shift, reduce=lambda t: parallel.all_sum(t, self.env))  # fmt: skip
         epoch = self.state.epoch + 1
         self.log.write("val", step=self.state.step, epoch=epoch, **result)
         self.say(f"epoch {epoch}: val top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"

@@ -1,5 +1,6 @@
 """What validation sees, as a run's config sets it: its resolution (data.eval_size, data.eval_crop:
-FFCV's train-test resolution gap, Touvron et al. 2019's FixRes) and flip averaging (data.val_flip).
+FFCV's train-test resolution gap, Touvron et al. 2019's FixRes), flip averaging (data.val_flip) and
+shifted views (data.val_shift, airbench's translate TTA).
 
 The view is written into the run's preprocess record (lsvr.train.setup.run_preprocess), so
 `lsvr eval` of the run scores as its validation did. Each check here is an InputError before
@@ -13,6 +14,7 @@ import torch
 from lsvr.config import Config
 from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError
+from lsvr.evaluate import check_shift
 from lsvr.models.registry import build_model
 from lsvr.preprocess import Preprocess
 
@@ -30,6 +32,8 @@ def check_eval_view(cfg: Config, pre: Preprocess, *, train: PreparedDataset, cro
     if cfg.data.normalize == "mean_image" and pre.eval_size != stored:
         raise InputError(f"data.eval_size={pre.eval_size} resizes the {stored} px images of {train.path}: a mean"
                          " image only fits the stored images; use data.normalize=channel")  # fmt: skip
+    if pre.eval_shift:  # data.val_shift: crops moved within whole images at their stored side
+        check_shift(train.path, stored=stored, eval_size=pre.eval_size, crop=pre.eval_crop, shift=pre.eval_shift)
     if pre.eval_crop != crop:
         check_model_takes(cfg, channels=int(train.shape[2]), crop=crop, side=pre.eval_crop)
 
