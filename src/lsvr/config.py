@@ -60,6 +60,9 @@ class ModelConfig:
     blurpool: bool = _f(
         False, "blur (3x3 binomial) before each strided conv of >= 16 input channels, as FFCV (resnet*, convnext_tiny)"
     )
+    whiten: bool = _f(
+        False, "airbench's first layer: the first conv's filters whiten the training images' patches, frozen"
+    )
 
 
 @dataclass

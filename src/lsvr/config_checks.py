@@ -56,6 +56,8 @@ def check_ranges(cfg: Config) -> None:
     for key, value in fractions:
         if not 0.0 <= value < 1.0:
             raise InputError(f"config: {key} must be in [0, 1), got {value}")
+    if cfg.model.whiten and cfg.model.init_from:
+        raise InputError("config: model.whiten would replace the first conv of model.init_from's weights; give one")
     _check_rrc(cfg.data)
     _check_mix(cfg.data)
     _check_resolution(cfg.data)

@@ -41,6 +41,7 @@ from lsvr.train.signals import Preemption
 from lsvr.train.state import RunState, provenance, rng_state, set_rng_state
 from lsvr.train.step import apply_update, step_forward_backward
 from lsvr.train.throughput import Throughput
+from lsvr.train.whitening import whiten_first_conv
 
 
 class NonFiniteLossError(RuntimeError):
@@ -93,16 +94,18 @@ class Trainer:
             self.say(f"lsvr train: weights from {cfg.model.init_from}{note}")
         memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=memory_format)
+        self.augment = Augment(
+            mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=self.inputs.crop,
+            normalize=cfg.data.normalize, channels_last=cfg.train.channels_last, device=device,
+        )  # fmt: skip
+        if cfg.model.whiten:  # frozen before the optimizer takes the trainable parameters
+            self.say(whiten_first_conv(model, self.inputs, self.augment, seed=cfg.train.seed))
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
         self.preprocess = run_preprocess(cfg, ds, crop=self.inputs.crop)
         self.loader, self.val_loader = self._loaders()
         self.mix = Mix(mixup=cfg.data.mixup, cutmix=cfg.data.cutmix, switch=cfg.data.mix_switch, seed=cfg.train.seed,
                        num_classes=len(ds.classes), global_batch=cfg.train.global_batch)  # fmt: skip
-        self.augment = Augment(
-            mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=self.inputs.crop,
-            normalize=cfg.data.normalize, channels_last=cfg.train.channels_last, device=device,
-        )  # fmt: skip
         self.total_steps = len(self.loader) * cfg.train.epochs
         if cfg.train.max_steps:
             self.total_steps = min(self.total_steps, cfg.train.max_steps)
