@@ -1,6 +1,7 @@
 """The time-to-accuracy ablation on a held-out slice: a plain recipe, then one switch added at a
-time (airbench's way), each run trained by `lsvr train` and scored by time to the target and
-final top-1. The test set is never read: validation is `data.holdout` images of the training set.
+time (airbench's way; a row that starts with "with" adds its switch alone to the recipe above
+it), each run trained by `lsvr train` and scored by time to the target and final top-1. The test
+set is never read: validation is `data.holdout` images of the training set.
 
 python scripts/ablation.py configs/fashion_mnist_fast.yaml --out runs/ablation --target 93
 python scripts/ablation.py ... --only 0,5   # the plain recipe and the fifth step alone, to rerun
@@ -24,6 +25,7 @@ PLAIN = {
     "optim.schedule": "step", "optim.lr_steps": "[4,5]", "optim.peak": "0", "train.label_smoothing": "0",
     "train.channels_last": "false", "data.res_start": "0", "data.res_end": "0", "data.res_epochs": "[0,0]",
     "data.val_flip": "false", "train.ema": "0", "train.ema_halflife": "0", "data.mixup": "0", "data.cutmix": "0",
+    "data.val_shift": "0", "train.val_from": "1", "model.whiten": "false",
 }  # fmt: skip
 STEPS = [
     ("plain: SGD (Nesterov), step schedule /10 at epochs 4 and 5", {}),
@@ -33,8 +35,12 @@ STEPS = [
     ("+ progressive resizing 16 -> 28 px over epochs 0-4", {"data.res_start": "16", "data.res_end": "28",
                                                            "data.res_epochs": "[0,4]"}),
     ("+ flip averaging in validation", {"data.val_flip": "true"}),
-    ("+ EMA of the weights (half-life 30,000 images)", {"train.ema_halflife": "30000"}),
-    ("+ Mixup 0.2", {"data.mixup": "0.2"}),
+    ("+ crops shifted 1 px in validation (airbench's TTA)", {"data.val_shift": "1"}),
+    ("+ whitened first conv, frozen (airbench)", {"model.whiten": "true"}),
+    ("+ validation at epochs 5 and 6 only", {"train.val_from": "5"}),
+    # Rows that start with "with": the recipe above and this one switch, not carried to later rows.
+    ("with EMA of the weights (half-life 30,000 images)", {"train.ema_halflife": "30000"}),
+    ("with Mixup 0.2", {"data.mixup": "0.2"}),
 ]  # fmt: skip
 
 
@@ -51,11 +57,13 @@ def main() -> None:
     switches = dict(PLAIN)
     rows = []
     for number, (label, added) in enumerate(STEPS):
-        switches.update(added)
+        alone = label.startswith("with ")  # one switch on the recipe above, not carried on
+        switches.update({} if alone else added)
         if number not in only:
             continue
         out = Path(args.out) / f"step{number}"
-        items = [f"{k}={v}" for k, v in switches.items()] + [f"data.holdout={args.holdout}", *args.set]
+        items = [f"{k}={v}" for k, v in {**switches, **(added if alone else {})}.items()]
+        items += [f"data.holdout={args.holdout}", *args.set]
         command = [sys.executable, "-m", "lsvr", "train", args.config, "--out", str(out)]
         for item in ["train.progress=false", *items]:
             command += ["--set", item]
