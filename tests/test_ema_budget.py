@@ -119,7 +119,7 @@ def test_plan_steps_prices_each_step_by_its_side():
                       weights=weights) == 80  # fmt: skip
 
 
-def _budget_run(monkeypatch, tmp_path, *, seconds: float, step_s: float, steps: int, **options):
+def _budget_run(monkeypatch, tmp_path, *, seconds: float, step_s: float, steps: int):
     """TimeBudget.after_step over `steps` steps of step_s seconds each on a fake clock, 20 s
     after the process's start; what it returned at each step, the log and the lines said."""
     clock = iter(range(1000))
@@ -127,7 +127,7 @@ def _budget_run(monkeypatch, tmp_path, *, seconds: float, step_s: float, steps: 
     monkeypatch.setattr(budget.time, "time", lambda: 1020.0)
     env = Distributed(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
     timer = budget.TimeBudget(seconds, started=1000.0, env=env, val_images=300, global_batch=10,
-                              steps_per_epoch=50, cap=options.pop("cap", 10**6), **options)  # fmt: skip
+                              steps_per_epoch=50, cap=10**6)  # fmt: skip
     log, said = MetricsLog(tmp_path / "metrics.jsonl", enabled=True), []
     returned = [timer.after_step(step, log=log, say=said.append) for step in range(1, steps + 1)]
     return returned, read_metrics(tmp_path / "metrics.jsonl"), said
@@ -141,40 +141,6 @@ def test_the_budget_fixes_the_total_once_after_the_timed_steps(monkeypatch, tmp_
     assert returned == [None] * (fixed_at - 1) + [70] + [None] * (15 - fixed_at)
     assert records[-1]["kind"] == "budget" and records[-1]["total_steps"] == 70 and records[-1]["val_s"] == 10.0
     assert len(said) == 1 and "70 steps in all" in said[0]
-
-
-def test_a_ramp_is_priced_by_the_probe_of_each_side(monkeypatch, tmp_path):
-    # steps 0-49 at 16 px, the rest at 28; a synthetic 28 px step takes twice a 16 px one (not
-    # the 3.06x of its pixels): 110 s left at step 10, validations (at 28 px) 2 x 10 s each: steps
-    # 10-49 cost 40 s, two validations 40 s, 15 steps at 28 px the other 30 s
-    probed = []
-    seconds = {16: 0.1, 28: 0.2}
-
-    def probe(side):
-        probed.append(side)
-        return seconds[side]
-
-    returned, records, _ = _budget_run(monkeypatch, tmp_path, seconds=130.0, step_s=1.0, steps=10, cap=1000,
-                                       side_at=lambda s: 16 if s < 50 else 28, probe=probe)  # fmt: skip
-    want = plan_steps(remaining_s=110, step=10, step_s=1.0, val_s=20.0, steps_per_epoch=50, cap=1000,
-                      weights=[1.0] * 50 + [2.0] * 950)  # fmt: skip
-    assert returned[-1] == want == 65 and sorted(probed) == [16, 28] and records[-1]["val_s"] == 20.0
-    pixels, _, _ = _budget_run(monkeypatch, tmp_path, seconds=130.0, step_s=1.0, steps=10, cap=1000,
-                               side_at=lambda s: 16 if s < 50 else 28)  # fmt: skip
-    assert pixels[-1] == 52  # priced by pixels (3.06 a 28 px step, 30.6 s a validation): 40 + 61.2 + 2 x 3.06
-
-
-def test_a_synthetic_step_leaves_the_model_and_the_random_state_as_they_were():
-    from lsvr.models.quicknet import QuickNet
-    from lsvr.train.budget import synthetic_step_s
-
-    model = QuickNet(num_classes=10, in_channels=1)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    state = torch.random.get_rng_state()
-    make = lambda m: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)  # noqa: E731
-    assert synthetic_step_s(model, make, side=12, batch=4, channels=1, classes=10) > 0
-    assert torch.equal(torch.random.get_rng_state(), state)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_a_budget_spent_during_the_timed_steps_ends_the_run_there(monkeypatch, tmp_path):

@@ -14,16 +14,11 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from copy import deepcopy
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
 
-from lsvr.config import Config
-from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError
 from lsvr.preprocess import Preprocess
 from lsvr.train.metrics import MetricsLog
@@ -55,47 +50,6 @@ def val_views(pre: Preprocess) -> int:
     return (2 if pre.eval_flip else 1) * (3 if pre.eval_shift else 1)
 
 
-def synthetic_step_s(model: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], *,
-                     side: int, batch: int, channels: int, classes: int, precision: str = "fp32",
-                     channels_last: bool = False, steps: int = 5) -> float:  # fmt: skip
-    """Seconds one training step at `side` px takes: forward, backward and update of a copy of the
-    model (the model, its optimizer and the global random state left as they were) on random
-    images; the median of the last `steps` - 2 intervals."""
-    from lsvr.evaluate import autocast
-
-    device = next(model.parameters()).device
-    copy = deepcopy(model).train()
-    optimizer = make_optimizer(copy)
-    generator = torch.Generator().manual_seed(side)
-    images = torch.randn(batch, channels, side, side, generator=generator).to(device)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(classes, (batch,), generator=generator).to(device)
-    marks = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for _ in range(steps + 1):
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                loss = F.cross_entropy(copy(images).float(), labels)
-            loss.backward()
-            optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            marks.append(time.perf_counter())
-    return statistics.median(b - a for a, b in itertools.pairwise(marks[2:]))
-
-
-def step_probe(model: nn.Module, cfg: Config, train: PreparedDataset, world: int) -> Callable[[int], float]:
-    """probe(side): the seconds of a synthetic step of this run's model, per-rank batch and optimizer."""
-    from lsvr.train.optim import build_optimizer
-
-    return lambda side: synthetic_step_s(
-        model, lambda m: build_optimizer(m, cfg.optim), side=side, batch=cfg.train.global_batch // world,
-        channels=int(train.shape[2]), classes=len(train.classes), precision=cfg.train.precision,
-        channels_last=cfg.train.channels_last,
-    )  # fmt: skip
-
-
 def plan_steps(*, remaining_s: float, step: int, step_s: float, val_s: float, steps_per_epoch: int, cap: int,
                weights: Sequence[float] | None = None, val_from: int = 1) -> int:  # fmt: skip
     """The most steps in all (at least `step`, at most `cap`) whose training from `step` on, plus a
@@ -122,17 +76,14 @@ class TimeBudget:
 
     def __init__(self, seconds: float, *, started: float, env: Distributed, val_images: int, global_batch: int,
                  steps_per_epoch: int, cap: int, side_at: Callable[[int], int] | None = None,
-                 val_side: int = 0, val_views: int = 1, val_from: int = 1,
-                 probe: Callable[[int], float] | None = None) -> None:  # fmt: skip
+                 val_side: int = 0, val_views: int = 1, val_from: int = 1) -> None:  # fmt: skip
         """side_at(step): the training side of a step where it changes (progressive resizing),
         val_side the side validation scores at, val_views the views of each image (a mirror: 2),
-        val_from the first epoch validated (train.val_from), probe(side): the seconds of a
-        synthetic step at a side (synthetic_step_s); None: a step's cost is taken as its pixels'."""
+        val_from the first epoch validated (train.val_from)."""
         self.seconds, self.started, self.env = seconds, started, env
         self.val_images, self.global_batch = val_images, global_batch
         self.steps_per_epoch, self.cap = steps_per_epoch, cap
         self.side_at, self.val_side, self.val_views, self.val_from = side_at, val_side, val_views, val_from
-        self.probe = probe
         self.marks: list[float] = []  # perf_counter after each step of this process
 
     def check_start(self) -> None:
@@ -157,10 +108,10 @@ class TimeBudget:
         step_s = statistics.median(b - a for a, b in itertools.pairwise(timed))
         val_s = self.val_images * step_s / self.global_batch * FORWARD_SHARE * self.val_views
         weights = None
-        if self.side_at is not None:  # each side's step scaled from the timed steps' side
-            cost = self._side_costs(timed=self.side_at(step - TIMED_STEPS // 2))
-            weights = [cost(self.side_at(s)) for s in range(self.cap)]
-            val_s *= cost(self.val_side or self.side_at(self.cap - 1))
+        if self.side_at is not None:  # a step's cost grows with its pixels: scaled from the timed steps' side
+            timed_px = self.side_at(step - TIMED_STEPS // 2) ** 2
+            weights = [self.side_at(s) ** 2 / timed_px for s in range(self.cap)]
+            val_s *= (self.val_side or self.side_at(self.cap - 1)) ** 2 / timed_px
         spent = time.time() - self.started
         total = plan_steps(remaining_s=self.seconds - spent, step=step, step_s=step_s, val_s=val_s,
                            steps_per_epoch=self.steps_per_epoch, cap=self.cap, weights=weights,
@@ -173,17 +124,6 @@ class TimeBudget:
         say(f"lsvr train: train.time_budget_s={self.seconds:g}: {total} steps in all ({step_s * 1000:.0f} ms a"
             f" step, {val_s:.1f} s a validation, {spent:.1f} s spent at step {step})")  # fmt: skip
         return total
-
-    def _side_costs(self, *, timed: int) -> Callable[[int], float]:
-        """A step's cost at each side as a multiple of one at the timed side: measured by the
-        probe at every side the run trains or validates at, else its pixels against the timed
-        side's. Pixels misprice small sides: in configs/fashion_mnist_best.yaml's runs a 16 px
-        step took 140 ms and a 28 px one 270 ms, 0.52 of it, not (16/28)^2 = 0.33."""
-        if self.probe is None:
-            return lambda side: side**2 / timed**2
-        sides = {self.side_at(s) for s in range(self.cap)} | {timed, self.val_side or self.side_at(self.cap - 1)}
-        seconds = {side: self.probe(side) for side in sorted(sides)}
-        return lambda side: seconds[side] / seconds[timed]
 
     def _from_rank0(self, value: int) -> int:
         """Rank 0's value on every rank (each rank timed its own steps; rank 0's count is the run's)."""

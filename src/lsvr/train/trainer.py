@@ -28,7 +28,7 @@ from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
 from lsvr.train import checkpoint, parallel
-from lsvr.train.budget import TimeBudget, process_start, step_probe, val_views
+from lsvr.train.budget import TimeBudget, process_start, val_views
 from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
@@ -176,12 +176,11 @@ class Trainer:
         else:
             val_images = len(self.val_loader.indices) if self.val_loader is not None else 0
             ramp, spe = self.loader.resolution, len(self.loader)
-            probe = step_probe(self.model, self.cfg, self.inputs.train, self.env.world) if ramp else None
             self.budget = TimeBudget(seconds, started=self.started, env=self.env, val_images=val_images,
                                      global_batch=self.cfg.train.global_batch, steps_per_epoch=spe,
                                      cap=self.total_steps, side_at=(lambda s: ramp.at(s / spe)) if ramp else None,
                                      val_side=self.preprocess.eval_crop or 0, val_from=self.cfg.train.val_from,
-                                     val_views=val_views(self.preprocess), probe=probe)  # fmt: skip
+                                     val_views=val_views(self.preprocess))  # fmt: skip
             self.budget.check_start()
 
     def set_total(self, total: int) -> None:
