@@ -15,6 +15,7 @@ from torch import nn
 
 EPS = 5e-4  # added to each variance (inputs normalised to about unit variance): the flattest directions stay finite
 MAX_PATCHES = 2_000_000  # patches the covariance is estimated from, at most
+CHUNK_PATCHES = 50_000  # patches held at once (a 7x7 RGB conv's: 59 MB in float64)
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
@@ -37,10 +38,16 @@ def whiten(conv: nn.Conv2d, images: torch.Tensor, eps: float = EPS) -> int:
     """Set `conv`'s filters from the patches of `images` (N, C, H, W), normalised as training
     feeds them, and freeze them; returns the number of filter pairs set."""
     kh, kw = conv.kernel_size
-    channels = images.shape[1]
-    patches = images.double().unfold(2, kh, 1).unfold(3, kw, 1)  # (N, C, H', W', kh, kw)
-    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, channels * kh * kw)  # one row per patch
-    covariance = patches.T @ patches / len(patches)  # about the origin: the inputs are centred already
+    channels, dims = images.shape[1], images.shape[1] * kh * kw
+    per_image = max(1, (images.shape[2] - kh + 1) * (images.shape[3] - kw + 1))
+    covariance = torch.zeros(dims, dims, dtype=torch.float64, device=images.device)
+    count = 0
+    for chunk in images.split(max(1, CHUNK_PATCHES // per_image)):  # a few MB of patches at a time
+        patches = chunk.double().unfold(2, kh, 1).unfold(3, kw, 1)  # (n, C, H', W', kh, kw)
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, dims)  # one row per patch
+        covariance += patches.T @ patches  # about the origin: the inputs are centred already
+        count += len(patches)
+    covariance /= count
     variances, vectors = torch.linalg.eigh(covariance)  # ascending
     pairs = min(conv.out_channels // 2, len(variances))
     scaled = vectors[:, -pairs:].flip(1) / torch.sqrt(variances[-pairs:].flip(0) + eps)  # (dims, pairs), largest first
