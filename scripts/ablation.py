@@ -41,6 +41,8 @@ STEPS = [
     # Rows that start with "with": the recipe above and this one switch, not carried to later rows.
     ("with EMA of the weights (half-life 30,000 images)", {"train.ema_halflife": "30000"}),
     ("with Mixup 0.2", {"data.mixup": "0.2"}),
+    ("with progressive resizing off (28 px throughout)", {"data.res_start": "0", "data.res_end": "0",
+                                                          "data.res_epochs": "[0,0]"}),
 ]  # fmt: skip
 
 

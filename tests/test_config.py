@@ -10,7 +10,7 @@ def test_presets_load_and_overrides_apply():
     cfg = load_config(ROOT / "configs" / "alexnet_imagenet.yaml", ["optim.lr_steps=[25,45]", "train.epochs=65"])
     assert cfg.optim.lr_steps == [25, 45] and cfg.train.epochs == 65
     assert (cfg.train.global_batch, cfg.optim.lr, cfg.data.crop, cfg.model.name) == (256, 0.01, 227, "alexnet")
-    for name in ("demo", "debug", "fashion_mnist", "alexnet_imagenet_2gpu"):
+    for name in ("demo", "debug", "fashion_mnist", "alexnet_imagenet_2gpu", "fashion_mnist_fast", "fashion_mnist_best"):
         assert isinstance(load_config(ROOT / "configs" / f"{name}.yaml"), Config)
 
 

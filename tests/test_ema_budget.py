@@ -227,6 +227,9 @@ def test_a_time_budget_ends_near_it_validated_and_saved(demo_prepared, tmp_path)
     latest = (run / "checkpoints" / "latest").read_text().strip()
     saved = torch.load(run / "checkpoints" / latest, weights_only=True)
     assert saved["step"] == total == val["step"] and saved["budget_steps"] == total
+    plans = [r for r in records if r["kind"] == "budget"]
+    assert [r["plan"] for r in plans] == [1, 2]  # timed again over 50 steps, the schedule stretched to it
+    assert saved["budget_replan"] == [plans[1]["step"], plans[0]["total_steps"]]
     took = val["time"] - start["process_start"]
     assert budget * 0.7 <= took <= budget * 1.2, (took, fixed)
     assert ended - start["process_start"] < budget * 1.3

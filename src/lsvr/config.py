@@ -151,7 +151,8 @@ class TrainConfig:
     time_budget_s: float = _f(
         0.0,
         "end near this many seconds from the process's start: the total steps are fixed from the first"
-        " steps' rate (at most what train.epochs and train.max_steps allow); 0: off",
+        " steps' rate, then again from 50 steps at the last training side (at most what train.epochs and"
+        " train.max_steps allow); 0: off",
     )
 
 

@@ -103,10 +103,19 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 class Schedule:
     """The learning rate as a function of the step alone: a linear warm-up, then step, cosine,
     linear or triangular (FFCV's ramp up to optim.peak and down). A pure function of (step,
-    total_steps, steps_per_epoch, cfg): a run whose length is fixed late builds it anew."""
+    total_steps, steps_per_epoch, cfg): a run whose length is fixed late builds it anew.
 
-    def __init__(self, cfg: OptimConfig, *, steps_per_epoch: int, total_steps: int, global_batch: int = 256) -> None:
+    replan (step, planned): a time budget fixed `planned` steps, then at `step` fixed
+    total_steps instead (lsvr.train.budget): from that step on the rest of the planned schedule
+    is stretched, or shrunk, to end at total_steps, so the lr keeps its value there and goes on
+    from it without a jump."""
+
+    def __init__(self, cfg: OptimConfig, *, steps_per_epoch: int, total_steps: int, global_batch: int = 256,
+                 replan: tuple[int, int] | None = None) -> None:  # fmt: skip
         self.cfg = cfg
+        self.replan, self.run_steps = replan, max(1, total_steps)
+        if replan is not None:
+            total_steps = replan[1]  # the shape is the planned schedule's; factor() maps a step onto it
         # optim.scale_lr=linear: Goyal et al.'s rule, lr proportional to the global batch (256 as the unit).
         # The world size never enters: the global batch is the same at any world size.
         self.base_lr = cfg.lr * (global_batch / 256 if cfg.scale_lr == "linear" else 1.0)
@@ -119,6 +128,9 @@ class Schedule:
 
     def factor(self, step: int) -> float:
         """Multiplier of the base lr at `step` (0-based)."""
+        if self.replan is not None and step > self.replan[0]:
+            at, planned = self.replan
+            step = at + (step - at) * (planned - at) / max(1, self.run_steps - at)  # (a float step)
         if step < self.warmup:
             return (step + 1) / self.warmup
         kind, end = self.cfg.schedule, self.cfg.end_factor

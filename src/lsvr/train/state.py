@@ -75,8 +75,10 @@ class RunState:
     best_top1: float | None = None  # the best validation top-1 so far
     last_val: dict | None = None  # the latest validation's metrics
     budget_steps: int | None = None  # the total steps train.time_budget_s fixed (lsvr.train.budget)
+    budget_replan: list[int] | None = None  # [step, planned]: the second plan's step and the first's total
 
-    KEYS: ClassVar[tuple[str, ...]] = ("step", "epoch", "loader", "metrics", "best_top1", "budget_steps")
+    KEYS: ClassVar[tuple[str, ...]] = ("step", "epoch", "loader", "metrics", "best_top1", "budget_steps",
+                                       "budget_replan")  # fmt: skip
 
     def position(self) -> dict[str, int]:
         """Where the loader stands, in global batches and in samples of the epoch's global
@@ -87,10 +89,11 @@ class RunState:
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint's entries for the run's position and scores."""
         return {"step": self.step, "epoch": self.epoch, "loader": self.position(), "metrics": self.last_val or {},
-                "best_top1": self.best_top1, "budget_steps": self.budget_steps}  # fmt: skip
+                "best_top1": self.best_top1, "budget_steps": self.budget_steps,
+                "budget_replan": self.budget_replan}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """From a checkpoint (state_dict's entries); its loader's global_batch is the caller's to check."""
         self.step, self.epoch, self.batch = state["step"], state["loader"]["epoch"], state["loader"]["step"]
         self.best_top1, self.last_val = state.get("best_top1"), state.get("metrics") or None
-        self.budget_steps = state.get("budget_steps")
+        self.budget_steps, self.budget_replan = state.get("budget_steps"), state.get("budget_replan")

@@ -109,6 +109,7 @@ class Trainer:
         self.total_steps = len(self.loader) * cfg.train.epochs
         if cfg.train.max_steps:
             self.total_steps = min(self.total_steps, cfg.train.max_steps)
+        self.cap_steps = self.total_steps  # the most a time budget may fix
         self.schedule = Schedule(cfg.optim, steps_per_epoch=len(self.loader), total_steps=self.total_steps,
                                  global_batch=cfg.train.global_batch)  # fmt: skip
         self.health = Health(self.env, check_grads=cfg.train.precision != "fp16")  # fp16: its scaler skips inf steps
@@ -166,28 +167,35 @@ class Trainer:
         self.say(f"lsvr train: resumed from {where} at step {self.state.step} (epoch {self.state.epoch + 1})")
 
     def arm_budget(self) -> None:
-        """train.time_budget_s: the total steps a checkpoint fixed are kept; else this process's
-        first steps fix them (refused here where the budget is spent before the first step)."""
-        self.budget, seconds = None, self.cfg.train.time_budget_s
+        """train.time_budget_s: a checkpoint's totals are kept, this process times what is left
+        (both plans, the second, or none); refused where spent before the first step."""
+        self.budget, seconds, s = None, self.cfg.train.time_budget_s, self.state
         if not seconds:
-            self.state.budget_steps = None
-        elif self.state.budget_steps:
-            self.set_total(self.state.budget_steps)
-        else:
-            val_images = len(self.val_loader.indices) if self.val_loader is not None else 0
-            ramp, spe = self.loader.resolution, len(self.loader)
-            self.budget = TimeBudget(seconds, started=self.started, env=self.env, val_images=val_images,
-                                     global_batch=self.cfg.train.global_batch, steps_per_epoch=spe,
-                                     cap=self.total_steps, side_at=(lambda s: ramp.at(s / spe)) if ramp else None,
-                                     val_side=self.preprocess.eval_crop or 0, val_from=self.cfg.train.val_from,
-                                     val_views=val_views(self.preprocess))  # fmt: skip
+            s.budget_steps = s.budget_replan = None
+            return
+        if s.budget_steps:
+            self.set_total(s.budget_steps)
+        if s.budget_replan is not None:
+            return
+        val_images = len(self.val_loader.indices) if self.val_loader is not None else 0
+        ramp, spe = self.loader.resolution, len(self.loader)
+        self.budget = TimeBudget(seconds, started=self.started, env=self.env, val_images=val_images,
+                                 global_batch=self.cfg.train.global_batch, steps_per_epoch=spe,
+                                 cap=self.cap_steps, side_at=(lambda i: ramp.at(i / spe)) if ramp else None,
+                                 val_side=self.preprocess.eval_crop or 0, val_from=self.cfg.train.val_from,
+                                 val_views=val_views(self.preprocess), fixed=s.budget_steps)  # fmt: skip
+        if not s.budget_steps:
             self.budget.check_start()
 
-    def set_total(self, total: int) -> None:
-        """The run's total steps, at most what epochs and max_steps allow: the schedule ends there."""
-        self.total_steps = self.state.budget_steps = min(total, self.total_steps)
+    def set_total(self, total: int, *, replan_at: int | None = None) -> None:
+        """The run's total steps (at most epochs' and max_steps'), where the schedule ends;
+        replan_at: the step a second plan replaced the first's total (the tail stretched)."""
+        if replan_at is not None:
+            self.state.budget_replan = [replan_at, self.total_steps]
+        self.total_steps = self.state.budget_steps = min(total, self.cap_steps)
+        replan = tuple(self.state.budget_replan) if self.state.budget_replan else None
         self.schedule = Schedule(self.cfg.optim, steps_per_epoch=len(self.loader), total_steps=self.total_steps,
-                                 global_batch=self.cfg.train.global_batch)  # fmt: skip
+                                 global_batch=self.cfg.train.global_batch, replan=replan)  # fmt: skip
         try:  # warm-up and peak are fixed in optim.unit: a short budget can end before them
             check_schedule(self.cfg.optim, steps_per_epoch=len(self.loader), run_steps=self.total_steps)
         except InputError as exc:
@@ -315,7 +323,7 @@ class Trainer:
             self.loss_count += 1
         s.step, s.batch = s.step + 1, batch.step + 1
         if self.budget is not None and (total := self.budget.after_step(s.step, log=self.log, say=self.say)):
-            self.set_total(total)
+            self.set_total(total, replan_at=s.step if s.budget_steps else None)  # the second plan: a replan
         if self.on_step is not None:
             self.on_step(s.step, self.model, self.env)
         return lr
