@@ -25,7 +25,7 @@ PLAIN = {
     "optim.schedule": "step", "optim.lr_steps": "[4,5]", "optim.peak": "0", "train.label_smoothing": "0",
     "train.channels_last": "false", "data.res_start": "0", "data.res_end": "0", "data.res_epochs": "[0,0]",
     "data.val_flip": "false", "train.ema": "0", "train.ema_halflife": "0", "data.mixup": "0", "data.cutmix": "0",
-    "data.val_shift": "0", "train.val_from": "1", "model.whiten": "false",
+    "data.val_shift": "0", "train.val_from": "1", "model.whiten": "false", "train.lookahead_steps": "0",
 }  # fmt: skip
 STEPS = [
     ("plain: SGD (Nesterov), step schedule /10 at epochs 4 and 5", {}),
@@ -43,6 +43,7 @@ STEPS = [
     ("with Mixup 0.2", {"data.mixup": "0.2"}),
     ("with progressive resizing off (28 px throughout)", {"data.res_start": "0", "data.res_end": "0",
                                                           "data.res_epochs": "[0,0]"}),
+    ("with Lookahead (k = 5, alpha = 0.5)", {"train.lookahead_steps": "5", "train.lookahead_alpha": "0.5"}),
 ]  # fmt: skip
 
 

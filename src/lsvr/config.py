@@ -139,7 +139,7 @@ class TrainConfig:
     log_every: int = _f(50, "steps between metrics.jsonl lines")
     val_from: int = _f(1, "the first epoch whose end is validated; the run's last is validated whatever this says")
     progress: bool = _f(True, "show a progress bar on stderr")
-    # the EMA of the weights and the time budget (lsvr.train.ema, lsvr.train.budget)
+    # the EMA of the weights, Lookahead and the time budget (lsvr.train.ema, .lookahead, .budget)
     ema: float = _f(0.0, "EMA of the weights (BatchNorm statistics too): the decay per step, in (0, 1); 0: off")
     ema_halflife: float = _f(
         0.0, "EMA by a half-life in images instead (decay = 0.5 ** (global_batch / half-life)); 0: off"
@@ -148,6 +148,12 @@ class TrainConfig:
         True,
         "with an EMA: validation, the best checkpoint and eval/predict/export/init_from use the EMA's weights",
     )
+    lookahead_steps: int = _f(
+        0,
+        "Lookahead: every this many updates the slow weights (BatchNorm statistics too) move"
+        " train.lookahead_alpha of the way to the model's, and the model restarts from them; 0: off",
+    )
+    lookahead_alpha: float = _f(0.5, "Lookahead's step of the slow weights toward the fast ones, in (0, 1]")
     time_budget_s: float = _f(
         0.0,
         "end near this many seconds from the process's start: the total steps are fixed from the first"

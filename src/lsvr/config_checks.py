@@ -25,6 +25,7 @@ def check_ranges(cfg: Config) -> None:
         ("train.log_every", cfg.train.log_every, 1),
         ("train.val_from", cfg.train.val_from, 1),
         ("train.max_steps", cfg.train.max_steps, 0),
+        ("train.lookahead_steps", cfg.train.lookahead_steps, 0),
         ("train.threads", cfg.train.threads, 0),
         ("train.seed", cfg.train.seed, 0),
         ("data.prefetch", cfg.data.prefetch, 1),
@@ -56,6 +57,9 @@ def check_ranges(cfg: Config) -> None:
     for key, value in fractions:
         if not 0.0 <= value < 1.0:
             raise InputError(f"config: {key} must be in [0, 1), got {value}")
+    if cfg.train.lookahead_steps and cfg.parallel.mode == "average" and cfg.parallel.average_every > 1:
+        raise InputError("config: train.lookahead_steps with parallel.average_every > 1: each rank's slow"
+                         " weights would drift apart between the averages; average every step, or use ddp")  # fmt: skip
     if cfg.model.whiten and cfg.model.init_from:
         raise InputError("config: model.whiten would replace the first conv of model.init_from's weights; give one")
     _check_rrc(cfg.data)
@@ -68,7 +72,8 @@ def check_ranges(cfg: Config) -> None:
 
 
 def _check_ema_budget(train: TrainConfig) -> None:
-    """An EMA decay of 1 never moves, one of 0 is no average; a budget under a second holds no step
+    """An EMA decay of 1 never moves, one of 0 is no average; Lookahead's alpha 0 never moves the
+    slow weights; a budget under a second holds no step
     and its validation (one spent before the first step is refused by lsvr.train.budget)."""
     if train.ema and not 0.0 < train.ema < 1.0:
         raise InputError(f"config: train.ema must be in (0, 1), or 0 for no EMA; got {train.ema}")
@@ -76,6 +81,8 @@ def _check_ema_budget(train: TrainConfig) -> None:
         raise InputError(f"config: train.ema_halflife must be >= 0, got {train.ema_halflife}")
     if train.ema and train.ema_halflife:
         raise InputError("config: train.ema and train.ema_halflife both set; give the EMA's decay one way")
+    if not 0.0 < train.lookahead_alpha <= 1.0:
+        raise InputError(f"config: train.lookahead_alpha must be in (0, 1], got {train.lookahead_alpha}")
     budget = train.time_budget_s
     if not (budget == 0 or 1.0 <= budget < float("inf")):
         raise InputError(f"config: train.time_budget_s must be >= 1 s (or 0: no budget), got {budget}")

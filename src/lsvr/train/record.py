@@ -27,7 +27,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "model": (dict,), "optimizer": (dict,), "scheduler": (dict,), "scaler": (dict,), "step": (int,),
     "epoch": (int,), "loader": (dict,), "rng": (dict,), "config": (dict,), "metrics": (dict,),
     "best_top1": (int, float), "threads": (int,), "world": (int,), "run_id": (str,), "format": (int,),
-    "ema": (dict,), "budget_steps": (int,), "budget_replan": (list,),
+    "ema": (dict,), "budget_steps": (int,), "budget_replan": (list,), "lookahead": (dict,),
 }  # fmt: skip
 
 
@@ -59,10 +59,12 @@ class CheckpointRecord:
     run_id: str | None = None
     provenance: dict[str, str] = field(default_factory=dict)  # PROVENANCE keys
     format: int = FORMAT
-    # train.ema: the average's state_dict; train.time_budget_s: the total steps the budget fixed
+    # train.ema: the average's state_dict; train.lookahead_steps: the slow weights (by state_dict
+    # name); train.time_budget_s: the total steps the budget fixed
     # and, once it planned again, [the step it did so, the first plan's total] (Schedule's replan).
     # Left out of the file where None, so a run without them writes what it wrote before.
     ema: dict[str, torch.Tensor] | None = None
+    lookahead: dict[str, torch.Tensor] | None = None
     budget_steps: int | None = None
     budget_replan: list[int] | None = None
 
@@ -90,7 +92,7 @@ class CheckpointRecord:
         out["classes"] = self.classes  # beside the record too, where format 1 kept them
         del out["provenance"]
         out.update(self.provenance)  # flat, as format 1 wrote them
-        for key in ("ema", "budget_steps", "budget_replan"):
+        for key in ("ema", "lookahead", "budget_steps", "budget_replan"):
             if out[key] is None:
                 del out[key]
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,13 +11,17 @@ import numpy as np
 
 from lsvr.config import Config
 from lsvr.data.dataset import PreparedDataset
+from lsvr.data.loader import Loader
 from lsvr.data.match import differences, require_match
+from lsvr.data.randaugment import randaugment_for
 from lsvr.errors import InputError
+from lsvr.evaluate import eval_loader
 from lsvr.models.registry import model_spec
 from lsvr.preprocess import Preprocess
 from lsvr.train.optim import check_schedule
+from lsvr.train.parallel import Distributed
 from lsvr.train.record import CheckpointRecord
-from lsvr.train.resizing import check_resolution
+from lsvr.train.resizing import check_resolution, resolution_ramp
 from lsvr.train.run_folder import Start
 from lsvr.train.validation import check_eval_view
 
@@ -190,3 +195,22 @@ def _statistics(pre: Preprocess, train: PreparedDataset, normalize: str) -> list
         return []
     return [f"normalisation mean image: checkpoint's average {float(saved.mean()):.2f},"
             f" dataset's {float(train.mean_image.mean()):.2f} (another training set)"]  # fmt: skip
+
+
+def run_loaders(cfg: Config, inputs: RunInputs, pre: Preprocess, *, env: Distributed,
+                warn: Callable[[str], None]) -> tuple[Loader, Loader | None]:  # fmt: skip
+    """The run's training loader (this rank's share of each global batch, its augmentation and
+    resolution ramp) and its validation loader (None without data.val), as `pre` views it."""
+    per_rank = cfg.train.global_batch // env.world
+    common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": env.device,
+              "decode": cfg.data.decode, "bad_records": cfg.data.bad_records, "warn": warn}  # fmt: skip
+    loader = Loader(
+        inputs.train, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
+        prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, window=cfg.data.augment,
+        scale=tuple(cfg.data.rrc_scale), ratio=tuple(cfg.data.rrc_ratio),
+        resolution=resolution_ramp(cfg.data, crop=inputs.crop), randaugment=randaugment_for(cfg.data.randaugment),
+        **common,
+    )  # fmt: skip
+    if inputs.val is None:
+        return loader, None
+    return loader, eval_loader(inputs.val, pre, batch_size=per_rank, indices=inputs.val_rows, **common)

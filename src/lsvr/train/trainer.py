@@ -19,11 +19,10 @@ from tqdm import tqdm
 
 from lsvr.config import Config, to_dict
 from lsvr.data.augment import Augment
-from lsvr.data.loader import Batch, Loader
+from lsvr.data.loader import Batch
 from lsvr.data.mix import Mix
-from lsvr.data.randaugment import randaugment_for
 from lsvr.errors import InputError
-from lsvr.evaluate import eval_loader, evaluate
+from lsvr.evaluate import evaluate
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
@@ -32,11 +31,11 @@ from lsvr.train.budget import TimeBudget, process_start, val_views
 from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
+from lsvr.train.lookahead import Lookahead
 from lsvr.train.optim import Schedule, build_optimizer, check_schedule
 from lsvr.train.record import CheckpointRecord
-from lsvr.train.resizing import resolution_ramp
 from lsvr.train.run_folder import RunFolder, Start
-from lsvr.train.setup import RunInputs, run_preprocess
+from lsvr.train.setup import RunInputs, run_loaders, run_preprocess
 from lsvr.train.signals import Preemption
 from lsvr.train.state import RunState, provenance, rng_state, set_rng_state
 from lsvr.train.step import apply_update, step_forward_backward
@@ -103,7 +102,8 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
         self.preprocess = run_preprocess(cfg, ds, crop=self.inputs.crop)
-        self.loader, self.val_loader = self._loaders()
+        warn = lambda text: self.say(f"lsvr train: warning: {text}")  # noqa: E731
+        self.loader, self.val_loader = run_loaders(cfg, self.inputs, self.preprocess, env=self.env, warn=warn)
         self.mix = Mix(mixup=cfg.data.mixup, cutmix=cfg.data.cutmix, switch=cfg.data.mix_switch, seed=cfg.train.seed,
                        num_classes=len(ds.classes), global_batch=cfg.train.global_batch)  # fmt: skip
         self.total_steps = len(self.loader) * cfg.train.epochs
@@ -115,26 +115,9 @@ class Trainer:
         self.health = Health(self.env, check_grads=cfg.train.precision != "fp16")  # fp16: its scaler skips inf steps
         self.params = list(model.parameters())
         self.loss_sum, self.loss_count = torch.zeros((), device=device), 0  # the logging window's losses
-        decay = ema_decay(cfg.train)  # built on the device: the average holds the model's tensors
+        decay, k = ema_decay(cfg.train), cfg.train.lookahead_steps  # on the device: they hold the model's tensors
         self.ema = WeightEMA(self.model, decay=decay) if decay else None
-
-    def _loaders(self) -> tuple[Loader, Loader | None]:
-        cfg, env, inputs = self.cfg, self.env, self.inputs
-        per_rank = cfg.train.global_batch // env.world
-        common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": env.device,
-                  "decode": cfg.data.decode, "bad_records": cfg.data.bad_records,
-                  "warn": lambda text: self.say(f"lsvr train: warning: {text}")}  # fmt: skip
-        loader = Loader(
-            inputs.train, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,
-            prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, window=cfg.data.augment,
-            scale=tuple(cfg.data.rrc_scale), ratio=tuple(cfg.data.rrc_ratio),
-            resolution=resolution_ramp(cfg.data, crop=inputs.crop), randaugment=randaugment_for(cfg.data.randaugment),
-            **common,
-        )  # fmt: skip
-        if inputs.val is None:
-            return loader, None
-        val = eval_loader(inputs.val, self.preprocess, batch_size=per_rank, indices=inputs.val_rows, **common)
-        return loader, val
+        self.lookahead = Lookahead(self.model, steps=k, alpha=cfg.train.lookahead_alpha) if k else None
 
     def resume(self) -> None:
         """Continue from inputs.resume_from (if any): weights, optimizer, scaler, position, RNGs."""
@@ -152,6 +135,8 @@ class Trainer:
             self.scaler.load_state_dict(saved.scaler)
         if self.ema is not None:  # a checkpoint without an average starts one at its weights
             self.ema.load_state_dict(saved.ema if saved.ema is not None else saved.model, where=where)
+        if self.lookahead is not None:  # likewise its slow weights
+            self.lookahead.load_state_dict(saved.lookahead or saved.model, where=where)
         saved_batch = saved.loader.get("global_batch", cfg.train.global_batch)
         if saved_batch != cfg.train.global_batch:  # the position counts global batches: they must agree
             raise InputError(f"{where}: written with train.global_batch={saved_batch}; resume with it")
@@ -317,6 +302,8 @@ class Trainer:
                 parallel.average_replicas(self.model, self.optimizer, self.env)
                 if self.ema is not None and cfg.parallel.average_every > 1:  # averages apart since the last
                     self.ema.average_over(self.env)
+            if self.lookahead is not None:  # after the average too: every replica holds the same weights
+                self.lookahead.after_update(s.step + 1)
             if self.ema is not None:  # after the average: every replica averages the same weights
                 self.ema.update()
             self.loss_sum += loss.detach()
@@ -400,4 +387,5 @@ class Trainer:
             config=to_dict(self.cfg), preprocess=self.preprocess, threads=torch.get_num_threads(),
             world=self.env.world, run_id=self.start.run_id, provenance=provenance(),
             ema=self.ema.state_dict() if self.ema is not None else None,
+            lookahead=self.lookahead.state_dict() if self.lookahead is not None else None,
         )  # fmt: skip
