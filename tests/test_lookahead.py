@@ -5,6 +5,7 @@ errors, and a run resumed in the middle of a cycle, bitwise equal to one never s
 import pytest
 import torch
 from tests.support import CONFIG, cli, one_line
+from tests.test_ema_budget import _ema_sets
 from torch import nn
 
 from lsvr.errors import InputError
@@ -67,11 +68,8 @@ def test_bad_lookahead_settings_exit_2_with_one_line(sets, needle, capsys, tmp_p
 
 
 def _sets(data, **extra) -> list[str]:
-    base = {"data.train": data / "train", "data.val": "null", "data.holdout": 256, "model.name": "alexnet_small_bn",
-            "train.lookahead_steps": 4, "train.deterministic": "true", "train.max_steps": 7,
-            "checkpoint.every_steps": 3}  # fmt: skip
-    base.update(extra)
-    return [x for k, v in base.items() for x in ("--set", f"{k}={v}")]
+    """The EMA resume test's run (test_ema_budget), with Lookahead in place of the EMA."""
+    return _ema_sets(data, **{"train.ema": 0, "train.lookahead_steps": 4, "train.max_steps": 7, **extra})
 
 
 @pytest.mark.slow
