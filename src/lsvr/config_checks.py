@@ -73,8 +73,8 @@ def check_ranges(cfg: Config) -> None:
 
 def _check_ema_budget(train: TrainConfig) -> None:
     """An EMA decay of 1 never moves, one of 0 is no average; Lookahead's alpha 0 never moves the
-    slow weights; a budget under a second holds no step
-    and its validation (one spent before the first step is refused by lsvr.train.budget)."""
+    slow weights; a budget under a second holds no step and its validation (one spent before the
+    first step is refused by lsvr.train.budget)."""
     if train.ema and not 0.0 < train.ema < 1.0:
         raise InputError(f"config: train.ema must be in (0, 1), or 0 for no EMA; got {train.ema}")
     if not train.ema_halflife >= 0:

@@ -31,13 +31,13 @@ class Lookahead:
 
     @torch.no_grad()
     def after_update(self, step: int) -> None:
-        """After update number `step` (1-based, skipped steps counted, so the cycle is a function of
-        the step alone): at every k-th, slow += alpha * (fast - slow), then fast = slow."""
+        """After update number `step` (1-based; the cycle is a function of the step alone, so a
+        k-th step skipped as non-finite skips its pull): at every k-th, slow += alpha * (fast -
+        slow), then fast = slow."""
         if step % self.steps:
             return
         torch._foreach_lerp_(self._slow, self._fast, self.alpha)
-        for fast, slow in zip(self._fast, self._slow, strict=True):
-            fast.copy_(slow)
+        torch._foreach_copy_(self._fast, self._slow)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The slow weights by the model's state_dict names (what a checkpoint's `lookahead` holds)."""

@@ -102,8 +102,9 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
         self.preprocess = run_preprocess(cfg, ds, crop=self.inputs.crop)
-        warn = lambda text: self.say(f"lsvr train: warning: {text}")  # noqa: E731
-        self.loader, self.val_loader = run_loaders(cfg, self.inputs, self.preprocess, env=self.env, warn=warn)
+        self.loader, self.val_loader = run_loaders(
+            cfg, self.inputs, self.preprocess, env=self.env, warn=lambda text: self.say(f"lsvr train: warning: {text}")
+        )
         self.mix = Mix(mixup=cfg.data.mixup, cutmix=cfg.data.cutmix, switch=cfg.data.mix_switch, seed=cfg.train.seed,
                        num_classes=len(ds.classes), global_batch=cfg.train.global_batch)  # fmt: skip
         self.total_steps = len(self.loader) * cfg.train.epochs
