@@ -49,7 +49,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         check_class_names(classes, where=Path(args.classes_from) / "meta.json")
     labels = Path(args.labels) if args.labels else None
     devkit_meta = Path(args.devkit_meta) if args.devkit_meta else None
-    if not source_path.exists():
+    if not source_path.exists() and "{" not in args.source:  # a brace pattern names WebDataset shards
         raise InputError(f"{source_path}: no such file or directory")
     # before reading the source: an OUT that is the source or above it, or that cannot be
     # written, is refused at once (an OUT inside a class-folder tree is refused by prepare())
@@ -62,7 +62,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     command = shlex.join(["lsvr", *sys.argv[1:]])
     for split in splits:
         target = out / split if len(splits) > 1 else out
-        source = open_source(source_path, split=split, classes=classes, labels=labels, devkit_meta=devkit_meta)
+        source = open_source(source_path, split=split, classes=classes, labels=labels, devkit_meta=devkit_meta,
+                             source_format=args.source_format, progress=not args.no_progress)  # fmt: skip
         try:
             meta = prepare(
                 source, target, size=args.size, resize_policy=args.resize, max_size=args.max_size,
@@ -240,7 +241,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     """`lsvr prepare`'s arguments."""
     p = sub.add_parser("prepare", help="convert images or idx files into a prepared dataset")
-    p.add_argument("source", help="class-folder tree, idx images file, or folder of idx files")
+    p.add_argument("source", help="class-folder tree, idx images file, folder of idx files, a tar (ILSVRC2012's,"
+                   " WebDataset shards), a folder of tars, or a shard pattern train-{000000..000009}.tar")  # fmt: skip
     p.add_argument("out", help="output folder (a folder of idx files with two splits gives OUT/train, OUT/test)")
     p.add_argument("--size", type=int, default=256, help="stored side in pixels (short: the shorter side; 256)")
     p.add_argument("--encoding", choices=choices(Encoding), help="default raw; jpeg for --resize short")
@@ -251,9 +253,12 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="decoding threads (default: all cores)")
     p.add_argument("--classes", help="file of class names, one per line")
     p.add_argument("--classes-from", metavar="PREPARED", help="use a prepared set's classes (val: train's)")
-    p.add_argument("--labels", help="label file of a flat image folder: val.txt, LOC_val_solution.csv or the devkit's"
-                   " ILSVRC2012_validation_ground_truth.txt")  # fmt: skip
+    p.add_argument("--labels", help="label file of a flat image folder or tar: val.txt, LOC_val_solution.csv, the"
+                   " devkit's ILSVRC2012_validation_ground_truth.txt or ILSVRC2012_devkit_t12.tar.gz")  # fmt: skip
     p.add_argument("--devkit-meta", help="the devkit's meta.mat (default: beside the ground-truth file)")
+    p.add_argument("--source-format", choices=("auto", "imagenet", "webdataset"), default="auto",
+                   help="a tar source's layout: imagenet (inner class tars, class folders, --labels) or webdataset"
+                   " (image + .cls/.txt/.json per key); auto: by content")  # fmt: skip
     p.add_argument("--max-rejects", type=float, default=1.0, metavar="FRACTION",
                    help="abort (exit 2) once more than this fraction is rejected (default 1: never)")  # fmt: skip
     p.add_argument("--split", choices=("train", "test"), help="which split of a folder of idx files")

@@ -1,5 +1,5 @@
-"""Which source a path on the command line is: idx files, class folders, or a flat folder
-with a label file. Above sources.py and labels.py, which it picks between (neither imports it).
+"""Which source a path on the command line is: idx files, class folders, a flat folder with
+a label file, or tar files. Above sources.py and labels.py, which it picks between (neither imports it).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 from lsvr.data.image import looks_like_image
 from lsvr.data.labels import labelled_folder
 from lsvr.data.sources import FolderSource, IdxSource, Source, idx_splits, list_folder
+from lsvr.data.tar_source import looks_like_tar_source, open_tar_source
 from lsvr.errors import InputError
 
 
@@ -19,9 +20,17 @@ def open_source(
     classes: list[str] | None = None,
     labels: Path | None = None,
     devkit_meta: Path | None = None,
+    source_format: str = "auto",
+    progress: bool = False,
 ) -> Source:
     """The source at path: an idx images file, a folder of idx files (split picks one), class
-    folders, or a flat folder of images with a label file (`labels`)."""
+    folders, a flat folder of images with a label file (`labels`), or tar files read in place
+    (data/tar_source.py: ILSVRC2012's tars, WebDataset shards; a brace pattern names shards)."""
+    if source_format != "auto" or looks_like_tar_source(str(path)):
+        if path.is_dir() and idx_splits(path):
+            raise InputError(f"{path}: a folder of idx files is not a tar source (--source-format is for tars)")
+        return open_tar_source(str(path), source_format=source_format, classes=classes, labels=labels,
+                               devkit_meta=devkit_meta, progress=progress)  # fmt: skip
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if labels is not None:
