@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -76,8 +77,10 @@ def open_tar(path: Path) -> tarfile.TarFile:
     """A tar file opened for reading (compression detected), or InputError naming it."""
     try:
         return tarfile.open(path, "r:*")
-    except _ERRORS as exc:
-        raise InputError(f"{path}: not a readable tar file ({exc})") from None
+    except _ERRORS as exc:  # tarfile lists each compression it tried, one a line: the last says most
+        reason = str(exc).strip().splitlines()[-1]
+        quoted = re.search(r"\('(.+)'\)", reason)
+        raise InputError(f"{path}: not a readable tar file ({quoted.group(1) if quoted else reason})") from None
 
 
 def index_tar(path: Path, *, inner: bool = False, keep: Callable[[str], bool] | None = None,
@@ -177,7 +180,9 @@ def _tail(stream, offset: int, end: int) -> str:
     """Why the bytes after a tar's last member are damage ('' when they are its end blocks);
     stream: the tar's own (a window for an inner tar)."""
     left = end - offset
-    if left <= 0:
+    if left == 0:  # every tar ends with zero blocks: one without them was cut at a header
+        return f"the tar ends at byte {end} without its end-of-archive blocks: it was cut short there"
+    if left < 0:
         return ""
     stream.seek(offset)
     block = stream.read(min(left, 1 << 20))
