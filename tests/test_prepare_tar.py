@@ -3,12 +3,16 @@ devkit's .tar.gz, read in place, prepare to the bytes the same images in folders
 inside a tar is a reject line, never a crash."""
 
 import io
+import signal
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
 import pytest
 from tests.ilsvrc_tars import WNIDS, add, image_bytes, tar_bytes, write_ilsvrc
-from tests.support import cli, one_line
+from tests.support import ENV, cli, one_line, wait_for
+from tests.test_prepare_resume import committed
 
 from lsvr.data.dataset import PreparedDataset
 
@@ -131,3 +135,26 @@ def test_max_rejects_counts_the_members_of_a_tar(tmp_path, capsys):
     damaged_train(tmp_path / "train.tar", cut_inner=True)
     assert cli("prepare", tmp_path / "train.tar", tmp_path / "out", *ARGS, "--max-rejects", "0.1") == 2
     one_line(capsys, "train.tar", "over --max-rejects 0.1")
+
+
+@pytest.mark.slow
+def test_a_tar_prepare_killed_mid_run_resumes_to_the_same_bytes(tmp_path):
+    rng = np.random.default_rng(2)
+    with tarfile.open(tmp_path / "train.tar", "w") as outer:
+        for c in range(3):
+            files = {f"n0{c}_{k}.JPEG": image_bytes(rng, 0) for k in range(500)}
+            add(outer, f"n0{c}.tar", tar_bytes(files))
+    args = ["prepare", str(tmp_path / "train.tar"), "--size", "96", "--encoding", "jpeg", "--no-progress",
+            "--workers", "1"]  # fmt: skip
+    assert cli(*args[:2], tmp_path / "whole", *args[2:]) == 0
+    out, partial = tmp_path / "killed", tmp_path / "killed.partial"
+    command = [sys.executable, "-m", "lsvr", *args[:2], str(out), *args[2:]]
+    process = subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: process.poll() is not None or committed(partial) >= 1, 120, "a committed shard")
+    process.kill()
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL and committed(partial) >= 1
+    again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "continuing from image" in again.stderr, again.stderr
+    for name in (*DATA_FILES, "rejects.tsv"):
+        assert (tmp_path / "whole" / name).read_bytes() == (out / name).read_bytes(), name
