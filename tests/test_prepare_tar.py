@@ -103,7 +103,7 @@ def damaged_train(path, *, cut_inner: bool, at_header: bool = False) -> None:
 
 
 @pytest.mark.parametrize(("cut_inner", "at_header"), [(True, False), (True, True), (False, False), (False, True)],
-                         ids=["inner-mid-member", "inner-at-header", "outer-mid-member", "outer-at-header"])  # fmt: skip
+                         ids=["inner-mid-member", "inner-at-header", "outer-mid-member", "outer-at-head"])  # fmt: skip
 def test_a_cut_tar_keeps_what_comes_before_the_damage_and_names_it_once(tmp_path, capsys, cut_inner, at_header):
     damaged_train(tmp_path / "train.tar", cut_inner=cut_inner, at_header=at_header)
     assert cli("prepare", tmp_path / "train.tar", tmp_path / "out", *ARGS) == 0

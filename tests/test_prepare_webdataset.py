@@ -100,4 +100,3 @@ def test_source_format_webdataset_with_labels_is_refused(tmp_path, capsys):
         add(tar, "000000.cls", b"seven")
     assert cli("prepare", bad, tmp_path / "out", *ARGS, "--source-format", "webdataset") == 2  # nothing decodable
     one_line(capsys, "none of its 1 items", "000000.cls: not a class index or name")
-

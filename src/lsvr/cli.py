@@ -232,9 +232,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      device_name=args.device, crop=args.crop, as_json=args.json)  # fmt: skip
     else:
         from lsvr.bench.prepare import bench_prepare
+        from lsvr.bench.prepare_tar import bench_prepare_tar
 
-        rounds = args.rounds or 5
-        bench_prepare(images=args.images, workers=args.workers, rounds=rounds, folder=args.dir, as_json=args.json)
+        run = bench_prepare_tar if args.source == "tar" else bench_prepare
+        run(images=args.images, workers=args.workers, rounds=args.rounds or 5, folder=args.dir, as_json=args.json)
     return 0
 
 
@@ -290,6 +291,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
     p.add_argument("--rounds", type=int, help="interleaved rounds, the median reported (train, layout: 3; others: 5)")
     p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")
+    p.add_argument("--source", choices=("folder", "tar"), default="folder",
+                   help="prepare: tar races a nested tar (ILSVRC2012_img_train.tar's layout) with folders")  # fmt: skip
     p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

@@ -9,6 +9,7 @@ quality 90 with 4:2:0 subsampling, as cameras and Flickr do.
 
 from __future__ import annotations
 
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -67,3 +68,19 @@ def write_photos(root: Path, count: int, classes: int = 10, seed: int = 0, worke
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(one, range(count)))
+
+
+def pack_nested_tar(folder: Path, tar_path: Path) -> Path:
+    """The class folders of `folder` packed as ILSVRC2012_img_train.tar is: an outer tar of one
+    inner nXXXXXXXX.tar per class (each written to a temporary file, then added)."""
+    partial = tar_path.with_name(tar_path.name + ".partial")
+    with tarfile.open(partial, "w") as outer:
+        for cls in sorted(p for p in folder.iterdir() if p.is_dir()):
+            inner = tar_path.with_name(f"{cls.name}.tar.partial")
+            with tarfile.open(inner, "w") as tar:
+                for path in sorted(cls.iterdir()):
+                    tar.add(path, arcname=path.name)
+            outer.add(inner, arcname=f"{cls.name}.tar")
+            inner.unlink()
+    partial.rename(tar_path)
+    return tar_path
