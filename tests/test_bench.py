@@ -37,6 +37,11 @@ def test_bench_loader_and_prepare_report_every_figure(tmp_path, capsys):
     assert set(prepare["images_per_sec_per_core"]) == {"lsvr_prepare", "prepare_limit"}
     assert prepare["pipelines"]["lsvr_prepare"]["images"] == 48
     assert (tmp_path / "photos-48" / ".complete").is_file()
+    assert cli("bench", "prepare", *common, "--source", "tar") == 0
+    from_tar = json.loads(capsys.readouterr().out)
+    assert from_tar["pipelines"]["tar_prepare"]["images"] == from_tar["pipelines"]["folder_prepare"]["images"] == 48
+    assert from_tar["fraction_of_folder_prepare"] > 0 and all(v > 0 for v in from_tar["peak_rss_mib"].values())
+    assert (tmp_path / "photos-48.tar").is_file() and not (tmp_path / "bench-prepare-tar-out").exists()
 
 
 def test_bench_dist_times_world_1_and_2(capsys):
