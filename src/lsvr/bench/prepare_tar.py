@@ -3,8 +3,10 @@ ILSVRC2012_img_train.tar is) against prepare from the same photos in class folde
 
 Each round opens the source as the command does (the folder walk, the tar's index pass) and
 prepares it to 256 px JPEG; the rounds interleave, so a noisy minute hits both. Then each is
-prepared once more in a fresh process whose peak resident memory (the kernel's ru_maxrss,
-from wait4) is reported: the tar's index and its members in flight against the folder's list.
+prepared once more in a fresh process whose peak resident memory (its own VmHWM, read as it
+exits) is reported: the tar's index and its members in flight against the folder's list. The
+kernel's ru_maxrss from wait4 would not do: it keeps, across exec, the resident size of the
+forked bench process, so both figures would be the bench's own.
 """
 
 from __future__ import annotations
@@ -25,16 +27,27 @@ from lsvr.data.prepare import prepare
 GOAL = 0.95  # of the folder prepare's images/s
 
 
+# Runs `lsvr prepare` as `python -m lsvr` does, then writes the process's VmHWM (KiB) to argv[1].
+_MEASURED = """
+import atexit, runpy, sys
+report = sys.argv.pop(1)
+def high_water():
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    open(report, "w").write(line.split()[1])
+atexit.register(high_water)
+runpy.run_module("lsvr", run_name="__main__")
+"""
+
+
 def peak_rss_mib(source: Path, out: Path, workers: int) -> float:
     """Peak resident memory of `lsvr prepare SOURCE OUT` in a process of its own."""
-    command = [sys.executable, "-m", "lsvr", "prepare", str(source), str(out), "--size", str(SIZE), "--encoding",
-               "jpeg", "--workers", str(workers), "--no-progress", "--overwrite"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-500:]}")
-    return usage.ru_maxrss / 1024  # KiB on Linux
+    report = out.parent / "peak-rss-kib.txt"
+    command = [sys.executable, "-c", _MEASURED, str(report), "prepare", str(source), str(out), "--size", str(SIZE),
+               "--encoding", "jpeg", "--workers", str(workers), "--no-progress", "--overwrite"]  # fmt: skip
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"lsvr prepare {source} failed: {done.stderr.decode()[-500:]}")
+    return int(report.read_text()) / 1024
 
 
 def bench_prepare_tar(*, images: int, workers: int | None, rounds: int, folder: str | None, as_json: bool) -> dict:
