@@ -21,6 +21,11 @@ ILSVRC_TRAIN = 1_281_167
 SIZE = 256
 
 
+def settings(rounds: int, images: int) -> dict:
+    """The settings both prepare benches share: 256 px squashed JPEG."""
+    return {"rounds": rounds, "images": images, "size": SIZE, "resize": "squash", "encoding": "jpeg"}
+
+
 def bench_prepare(*, images: int, workers: int | None, rounds: int, folder: str | None, as_json: bool) -> dict:
     workers = workers or os.cpu_count() or 1
     root = workdir(folder)
@@ -52,14 +57,7 @@ def bench_prepare(*, images: int, workers: int | None, rounds: int, folder: str 
     hours_16 = ILSVRC_TRAIN / (16 * per_core) / 3600
     result = {
         "benchmark": "prepare",
-        "settings": {
-            "rounds": rounds,
-            "images": images,
-            "size": SIZE,
-            "resize": "squash",
-            "encoding": "jpeg",
-            "jpeg_quality": 90,
-        },
+        "settings": {**settings(rounds, images), "jpeg_quality": 90},
         "environment": environment(workers),
         "images_per_sec_per_core": {name: round(m.per_core, 1) for name, m in rows.items()},
         "pipelines": {name: m.as_dict() for name, m in rows.items()},

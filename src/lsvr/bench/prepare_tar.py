@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lsvr.bench.loader import photo_set
 from lsvr.bench.photos import pack_nested_tar
-from lsvr.bench.prepare import SIZE
+from lsvr.bench.prepare import SIZE, settings
 from lsvr.bench.timing import environment, measure, median, report, workdir
 from lsvr.data.open_source import open_source
 from lsvr.data.prepare import prepare
@@ -78,14 +78,7 @@ def bench_prepare_tar(*, images: int, workers: int | None, rounds: int, folder: 
     peaks = {"folder_prepare": peak_rss_mib(photos, out, workers), "tar_prepare": peak_rss_mib(tar, out, workers)}
     result = {
         "benchmark": "prepare_tar",
-        "settings": {
-            "rounds": rounds,
-            "images": images,
-            "size": SIZE,
-            "resize": "squash",
-            "encoding": "jpeg",
-            "tar_bytes": tar.stat().st_size,
-        },
+        "settings": {**settings(rounds, images), "tar_bytes": tar.stat().st_size},
         "environment": environment(workers),
         "images_per_sec": {name: round(m.per_sec, 1) for name, m in rows.items()},
         "images_per_sec_per_core": {name: round(m.per_core, 1) for name, m in rows.items()},
