@@ -94,11 +94,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     config, overrides = train_config_args(args)
     if config is None:
         raise InputError("train: a CONFIG file is needed (see configs/)")
+    if args.profile is not None:
+        if args.profile < 1:
+            raise InputError(f"--profile: STEPS must be >= 1, got {args.profile}")
+        overrides.append(f"train.profile_steps={args.profile}")
     cfg = load_config(config, overrides)
+    if cfg.train.tensorboard:
+        from lsvr.train.board import require_tensorboard
+
+        require_tensorboard()
     out = Path(args.out or Path("runs") / Path(config).stem)
     check_writable(out, what="run folder")  # before the heavy imports and any data is read
 
-    from lsvr.train import checkpoint
+    from lsvr.train import checkpoint, slurm
     from lsvr.train.engine import NonFiniteLossError, train
     from lsvr.train.metrics import WriteError
     from lsvr.train.parallel import PeerError, launch_env
@@ -111,6 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f" --set model.init_from={resume}"
         )
     launch = launch_env()
+    if cfg.slurm.requeue and not slurm.job_id() and launch.is_main:
+        print(slurm.outside_note(), file=sys.stderr)
     if resume is None and launch.restart > 0:
         resume = "auto"  # a worker restarted by torchrun continues from its run folder
     try:
@@ -181,6 +191,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     for r in rows:
         at = f"crop {r['crop']}, {r['classes']} cls"
         print(f"{r['name']:18} {r['parameters']:>12,} {r['gmacs']:>7.2f}  {at:>20}  {r['about']}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lsvr.doctor import diagnose, format_report
+
+    if not args.seconds > 0:
+        raise InputError(f"--seconds must be > 0, got {args.seconds}")
+    if args.dataset:
+        from lsvr.data.dataset import PreparedDataset
+
+        PreparedDataset(args.dataset)  # a bad path is said before the machine's part is gathered
+    if not args.json and args.dataset:
+        print(f"lsvr doctor: reading {args.dataset} for {args.seconds:g} s ...", file=sys.stderr)
+    report = diagnose(args.dataset, seconds=args.seconds)
+    print(json.dumps(report) if args.json else format_report(report))
     return 0
 
 
@@ -306,6 +332,12 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", help="auto (the run folder's latest checkpoint) or a checkpoint/run path")
     p.add_argument("--keys", action="store_true", help="list every config key with its default and exit")
+    p.add_argument(
+        "--profile",
+        type=int,
+        metavar="STEPS",
+        help="record STEPS steady-state steps with torch.profiler into RUN/profile (train.profile_steps)",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -330,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="model names, parameter counts and forward multiply-adds")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("doctor", help="this machine's software, devices, memory and disk; a set's read rate")
+    p.add_argument("dataset", nargs="?", help="a prepared set: will it fit in RAM, how fast it reads and decodes")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long the read test runs (default 10)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("plot", help="loss and error curves of a run as a PNG")
     p.add_argument("run")

@@ -139,6 +139,15 @@ class TrainConfig:
     log_every: int = _f(50, "steps between metrics.jsonl lines")
     val_from: int = _f(1, "the first epoch whose end is validated; the run's last is validated whatever this says")
     progress: bool = _f(True, "show a progress bar on stderr")
+    data_wait_warn: float = _f(
+        0.1, "warn (once a run) when waiting for data takes more than this share of a logging window; 0: never"
+    )
+    tensorboard: bool = _f(
+        False, "also write the logged scalars to RUN/tb for TensorBoard (pip install lsvr[tensorboard])"
+    )
+    profile_steps: int = _f(
+        0, "record this many steady-state steps with torch.profiler into RUN/profile (lsvr train --profile); 0: off"
+    )
     # the EMA of the weights, Lookahead and the time budget (lsvr.train.ema, .lookahead, .budget)
     ema: float = _f(0.0, "EMA of the weights (BatchNorm statistics too): the decay per step, in (0, 1); 0: off")
     ema_halflife: float = _f(
@@ -218,6 +227,14 @@ class GuardConfig:
 
 
 @dataclass
+class SlurmConfig:
+    requeue: bool = _f(
+        False,
+        "under SLURM: on SIGUSR1 or SIGTERM, save, `scontrol requeue` the job and exit 0 (resume with --resume auto)",
+    )
+
+
+@dataclass
 class DebugConfig:
     """For tests only (lsvr.train.faults): make a run fail on purpose, to show it is handled."""
 
@@ -236,6 +253,7 @@ class Config:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)  # last: `--keys` lists it apart
 
     def __post_init__(self) -> None:

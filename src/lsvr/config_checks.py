@@ -25,6 +25,7 @@ def check_ranges(cfg: Config) -> None:
         ("train.log_every", cfg.train.log_every, 1),
         ("train.val_from", cfg.train.val_from, 1),
         ("train.max_steps", cfg.train.max_steps, 0),
+        ("train.profile_steps", cfg.train.profile_steps, 0),
         ("train.lookahead_steps", cfg.train.lookahead_steps, 0),
         ("train.threads", cfg.train.threads, 0),
         ("train.seed", cfg.train.seed, 0),
@@ -51,7 +52,8 @@ def check_ranges(cfg: Config) -> None:
             raise InputError(f"config: {key} must be >= {low}, got {value}")
     if cfg.train.seed > MAX_SEED:  # the loader's keys hash the seed as a 64-bit word
         raise InputError(f"config: train.seed must be <= {MAX_SEED}, got {cfg.train.seed}")
-    fractions = [("optim.momentum", cfg.optim.momentum), ("train.label_smoothing", cfg.train.label_smoothing)]
+    fractions = [("optim.momentum", cfg.optim.momentum), ("train.label_smoothing", cfg.train.label_smoothing),
+                 ("train.data_wait_warn", cfg.train.data_wait_warn)]  # fmt: skip
     if cfg.model.dropout is not None:
         fractions.append(("model.dropout", cfg.model.dropout))
     for key, value in fractions:

@@ -1,0 +1,40 @@
+"""TensorBoard (train.tensorboard=true): the figures of the `train` and `val` records as
+scalars under RUN/tb, written by torch.utils.tensorboard on rank 0.
+
+tensorboard is an optional extra (`pip install lsvr[tensorboard]`), imported only when asked;
+`require_tensorboard` refuses the run in one line before anything is written where it is missing.
+A resumed run adds an events file beside the first: TensorBoard shows them as one run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lsvr.errors import InputError
+
+
+def require_tensorboard() -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise InputError(
+            "config: train.tensorboard=true needs the tensorboard package: pip install 'lsvr[tensorboard]'"
+        ) from None
+
+
+class Board:
+    def __init__(self, folder: Path) -> None:
+        require_tensorboard()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def scalars(self, group: str, step: int, values: dict[str, float | None]) -> None:
+        """`group/name` for each value (None left out), at step `step`."""
+        for name, value in values.items():
+            if value is not None:
+                self.writer.add_scalar(f"{group}/{name}", value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
