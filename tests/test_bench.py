@@ -1,6 +1,7 @@
 """`lsvr bench loader|prepare|dist|train|layout` run end to end on tiny settings (what they print, not how fast)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from tests.support import cli
@@ -54,15 +55,23 @@ def test_bench_dist_times_world_1_and_2(capsys):
 
 def test_bench_train_reports_the_three_pipelines(tmp_path, capsys):
     assert cli("bench", "train", "--model", "alexnet_small", "--batch", "8", "--steps", "2", "--rounds", "2",
-               "--images", "24", "--workers", "1", "--dir", tmp_path, "--json") == 0  # fmt: skip
-    result = json.loads(capsys.readouterr().out)
+               "--images", "24", "--workers", "1", "--dir", tmp_path, "--json", "--profile") == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)  # stdout: the report alone; the profile's lines go to stderr
     assert set(result["images_per_sec"]) == {"model_only", "end_to_end", "baseline"}
+    profile = result["profile"]
+    assert profile["steps"] == 2 and (tmp_path / "profile-train" / Path(profile["trace"]).name).is_file()
+    assert profile["top"] and all(op["self_ms"] >= 0 for op in profile["top"])
     assert all(v > 0 for v in result["seconds_per_5120_images"].values())
     assert result["end_to_end_over_model_only"] > 0 and result["peak_memory_mb"] > 0
     assert all(len(values) == 2 for values in result["rounds"].values())
     assert set(result["images_per_cpu_second"]) == {"model_only", "end_to_end"}
     assert all(v > 0 for v in result["images_per_cpu_second"].values())
     assert result["end_to_end_over_model_only_per_cpu_second"] > 0
+
+
+def test_bench_profile_is_for_train_alone(tmp_path, capsys):
+    assert cli("bench", "loader", "--profile", "--dir", tmp_path) == 2
+    assert "--profile profiles `lsvr bench train`'s steps" in capsys.readouterr().err
 
 
 def test_bench_layout_reports_the_four_settings_against_fp32_contiguous(capsys):

@@ -246,7 +246,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bench_train(model=args.model or "alexnet", batch=args.batch or 32, steps=args.steps, workers=args.workers,
                     device_name=args.device, precision=args.precision, compile_=args.compile, folder=args.dir,
                     as_json=args.json, images=args.images, encoding=args.bench_encoding,
-                    decode=args.decode, rounds=args.rounds or 3)  # fmt: skip
+                    decode=args.decode, rounds=args.rounds or 3, profile=args.profile)  # fmt: skip
     elif args.what == "dist":
         from lsvr.bench.dist import bench_dist
 
@@ -320,6 +320,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", choices=("folder", "tar"), default="folder",
                    help="prepare: tar races a nested tar (ILSVRC2012_img_train.tar's layout) with folders")  # fmt: skip
     p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="train: --steps end-to-end steps under torch.profiler after the timed rounds (a trace, top ops)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

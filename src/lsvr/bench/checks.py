@@ -19,6 +19,8 @@ def check_bench_args(args: argparse.Namespace) -> None:
     for flag, value in counts.items():
         if value is not None and value < 1:
             raise InputError(f"{flag} must be a positive whole number, got {value}")
+    if args.profile and args.what != "train":
+        raise InputError(f"--profile profiles `lsvr bench train`'s steps; `lsvr bench {args.what}` has none")
     if args.what == "loader":
         batch = args.batch or LOADER_BATCH
         if args.images < batch:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import sys
 import time
 from statistics import median
 
@@ -31,6 +32,7 @@ from lsvr.evaluate import autocast
 from lsvr.models.registry import build_model, model_spec
 from lsvr.train.optim import build_optimizer
 from lsvr.train.parallel import pick_device
+from lsvr.train.profile import WARMUP, StepProfiler
 
 
 class Stepper:
@@ -68,7 +70,7 @@ def _timed(device: torch.device, run) -> tuple[int, float]:
 
 def bench_train(*, model: str, batch: int, steps: int, workers: int | None, device_name: str, precision: str,
                 compile_: str, folder: str | None, as_json: bool, images: int = 2000,
-                encoding: str = "raw", decode: str = "host", rounds: int = 3) -> dict:  # fmt: skip
+                encoding: str = "raw", decode: str = "host", rounds: int = 3, profile: bool = False) -> dict:  # fmt: skip
     device = pick_device(device_name, setting="--device")
     workers = workers or os.cpu_count() or 1
     crop = model_spec(model).default_crop
@@ -123,8 +125,18 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         "peak_memory_mb": round(peak, 1),
         "peak_memory_of": "device (max allocated)" if device.type == "cuda" else "process (max RSS)",
     }
+    if profile:  # after the timed rounds, so the profiler's overhead is in none of them
+        result["profile"] = _profile(stepper, loader, augment, steps, root / "profile-train")
     _print(result, per_sec, peak, as_json)
     return result
+
+
+def _profile(stepper: Stepper, loader: Loader, augment: Augment, steps: int, folder) -> dict | None:
+    """`steps` end-to-end steps under torch.profiler (warm already: one step to start it)."""
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731 - stdout stays the report (--json)
+    profiler = StepProfiler(steps, folder, stepper.device, say=say, wait=0)
+    _end_to_end(stepper, loader, augment, steps + WARMUP, after_step=profiler.step)
+    return profiler.close()
 
 
 def _model_only(stepper: Stepper, images: torch.Tensor, labels: torch.Tensor, steps: int) -> int:
@@ -134,7 +146,7 @@ def _model_only(stepper: Stepper, images: torch.Tensor, labels: torch.Tensor, st
     return steps * len(images)
 
 
-def _end_to_end(stepper: Stepper, loader: Loader, augment: Augment, steps: int) -> int:
+def _end_to_end(stepper: Stepper, loader: Loader, augment: Augment, steps: int, after_step=None) -> int:
     """lsvr's Loader + Augment + the step, across epochs until `steps`; returns the steps."""
     done, epoch = 0, 0
     while done < steps:
@@ -142,6 +154,8 @@ def _end_to_end(stepper: Stepper, loader: Loader, augment: Augment, steps: int) 
             stepper.step(augment.train(b), b.labels)
             b.release()
             done += 1
+            if after_step is not None:
+                after_step()
             if done == steps:
                 break
         epoch += 1
