@@ -69,8 +69,8 @@ def _timed(device: torch.device, run) -> tuple[int, float]:
 
 
 def bench_train(*, model: str, batch: int, steps: int, workers: int | None, device_name: str, precision: str,
-                compile_: str, folder: str | None, as_json: bool, images: int = 2000,
-                encoding: str = "raw", decode: str = "host", rounds: int = 3, profile: bool = False) -> dict:  # fmt: skip
+                compile_: str, folder: str | None, as_json: bool, images: int = 2000, encoding: str = "raw",
+                decode: str = "host", rounds: int = 3, profile: bool = False) -> dict:  # fmt: skip
     device = pick_device(device_name, setting="--device")
     workers = workers or os.cpu_count() or 1
     crop = model_spec(model).default_crop
