@@ -97,6 +97,15 @@ def test_tensorboard_gets_the_logged_scalars(tiny_data, tmp_path):
     assert loss[-1].value == pytest.approx(logged[-1]["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
+def test_a_run_with_its_tensorboard_and_profile_folders_resumes(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert train(out, tiny_data, "--profile", "2", **{"train.tensorboard": "true", "train.epochs": 2}) == 0
+    assert (out / "tb").is_dir() and (out / "profile").is_dir()
+    assert train(out, tiny_data, "--resume", "auto", **{"train.tensorboard": "true", "train.epochs": 3}) == 0
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 2
+
+
 def test_tensorboard_asked_without_the_package_is_one_line_and_writes_nothing(tiny_data, tmp_path, monkeypatch,
                                                                             capsys):  # fmt: skip
     real = builtins.__import__

@@ -39,12 +39,13 @@ from lsvr.train.metrics import MetricsLog, WriteError
 from lsvr.train.record import CheckpointRecord
 
 LOCK_NAME = ".lock"
-# What lsvr writes in a run folder: train (config, metrics, checkpoints, lock), `lsvr plot`
+# What lsvr writes in a run folder: train (config, metrics, checkpoints, lock; tb/ for
+# train.tensorboard, profile/ for --profile), `lsvr plot`
 # (plot.png, or any --out image: _image_file), the demo (test.json from `lsvr eval --json`,
 # samples/ for `lsvr predict`), and `lsvr export` (*.safetensors); `.NAME.tmp` is a
 # config.yaml write a kill interrupted.
 RUN_ENTRIES = {"config.yaml", "metrics.jsonl", "checkpoints", "plot.png", LOCK_NAME, "test.json", "samples",
-               ".config.yaml.tmp"}  # fmt: skip
+               ".config.yaml.tmp", "tb", "profile"}  # fmt: skip
 RUN_SUFFIXES = (".safetensors",)
 
 
