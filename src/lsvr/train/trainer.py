@@ -24,26 +24,24 @@ from lsvr.data.loader import Batch
 from lsvr.data.mix import Mix
 from lsvr.errors import InputError
 from lsvr.evaluate import evaluate
-from lsvr.memory import resident_mb
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
 from lsvr.train import checkpoint, parallel, slurm
-from lsvr.train.board import Board
 from lsvr.train.budget import TimeBudget, process_start, val_views
 from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
 from lsvr.train.lookahead import Lookahead
+from lsvr.train.observe import Observers
 from lsvr.train.optim import Schedule, build_optimizer, check_schedule
-from lsvr.train.profile import StepProfiler
 from lsvr.train.record import CheckpointRecord
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import RunInputs, run_loaders, run_preprocess
 from lsvr.train.signals import Preemption
 from lsvr.train.state import RunState, provenance, rng_state, set_rng_state
 from lsvr.train.step import apply_update, step_forward_backward
-from lsvr.train.throughput import Throughput, Window
+from lsvr.train.throughput import Throughput
 from lsvr.train.whitening import whiten_first_conv
 
 
@@ -70,9 +68,8 @@ class Trainer:
         self.shown: dict[str, str] = {}  # the last logging window's figures, carried onto the next epoch's bar
         self.started = process_start()  # train.time_budget_s and time to accuracy count from it
         self.res = 0  # the side of the last batch trained on (progressive resizing: data.res_*)
-        self.warned_wait = False  # the loader-bottleneck warning: once a run
-        self.board = Board(folder.out / "tb") if cfg.train.tensorboard and env.is_main else None
-        self.profiler: StepProfiler | None = None
+        self.observers = Observers(cfg, folder.out, env.device, main=env.is_main, encoding=inputs.train.encoding,
+                                   say=self.say)  # fmt: skip
 
     def say(self, text: str) -> None:
         if self.env.is_main:
@@ -85,22 +82,11 @@ class Trainer:
         self.arm_budget()
         self.record_start()
         self.parallelize()
-        steps = self.cfg.train.profile_steps
-        if steps and self.env.is_main:  # rank 0's steps: every rank runs the same ones
-            self.profiler = StepProfiler(steps, self.folder.out / "profile", self.env.device,
-                                         first_step=self.state.step, say=self.say)  # fmt: skip
+        self.observers.start(self.state.step)
         try:
             return self.fit()
         finally:
-            self.close_observers()
-
-    def close_observers(self) -> None:
-        """The profiler (its trace, where the run ended inside it) and TensorBoard's files."""
-        if self.profiler is not None and (summary := self.profiler.close()) is not None:
-            self.log.write("profile", **summary)
-        self.profiler = None
-        if self.board is not None:
-            self.board.close()
+            self.observers.close(self.log)
 
     def build(self) -> None:
         """The model (from model.init_from on a fresh start), optimizer, scaler, loaders, augment, schedule."""
@@ -264,8 +250,7 @@ class Trainer:
         self.meter.start_epoch(s.batch, s.step)
         for batch in self.meter.timed(self.loader.batches(s.epoch, s.batch)):
             lr = self.train_step(batch)
-            if self.profiler is not None:
-                self.profiler.step()
+            self.observers.after_step()
             bar.update(1)
             self.meter.tick(s.step)
             log_now = s.step % train.log_every == 0 or s.step == self.total_steps
@@ -373,40 +358,16 @@ class Trainer:
                       "run_eta": f"{eta / 60:.1f}min"}  # fmt: skip
         bar.set_postfix(**self.shown)
         bad = {"bad_records": len(self.loader.bad_rows)} if self.loader.bad_rows else {}
-        memory = self.memory_mb()
+        memory = self.observers.memory_mb()
         self.log.write("train", step=s.step, epoch=s.epoch + 1, loss=mean, lr=lr, images_per_sec=round(ips, 1),
                        compute_images_per_sec=round(window.compute_images_per_sec, 1),
                        data_wait=round(window.data_wait, 4), memory_mb=round(memory, 1),
                        sec_per_20_iter=None if sec_20 is None else round(sec_20, 3), **res, **bad)  # fmt: skip
-        if self.board is not None:
-            self.board.scalars("train", s.step, {"loss": mean, "lr": lr, "images_per_sec": ips,
-                                                 "compute_images_per_sec": window.compute_images_per_sec,
-                                                 "data_wait": window.data_wait, "memory_mb": memory})  # fmt: skip
-        self.warn_data_wait(window)
+        self.observers.train_window(s.step, {"loss": mean, "lr": lr, "images_per_sec": ips, "memory_mb": memory,
+                                             "compute_images_per_sec": window.compute_images_per_sec,
+                                             "data_wait": window.data_wait}, window)  # fmt: skip
         self.loss_sum.zero_()
         self.loss_count = 0
-
-    def warn_data_wait(self, window: Window) -> None:
-        """Once a run: a whole logging window (not a pass's first, which holds the loader's
-        warm-up) spent more than train.data_wait_warn of its time waiting for data."""
-        limit = self.cfg.train.data_wait_warn
-        if self.warned_wait or not limit or window.warm_up or window.data_wait <= limit:
-            return
-        self.warned_wait = True
-        data = self.cfg.data
-        tips = [f"more data.workers (now {data.workers})"]
-        if self.inputs.train.encoding == "jpeg" and data.decode == "host":
-            tips.append("data.decode=device on a GPU" if self.env.device.type == "cuda" else
-                        "a set prepared with --encoding raw (no decoding)")  # fmt: skip
-        self.say(f"lsvr train: warning: the loader is the bottleneck: {100 * window.data_wait:.0f}% of the last"
-                 f" {window.seconds:.1f} s went waiting for data (train.data_wait_warn={limit:g}); try"
-                 f" {' or '.join(tips)}")  # fmt: skip
-
-    def memory_mb(self) -> float:
-        """The device's peak allocated memory (CUDA: read without a sync) or this process's resident memory."""
-        if self.env.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.env.device) / 2**20
-        return resident_mb()
 
     def validate(self) -> dict | None:
         """Score the validation set (if any) on every rank, from epoch train.val_from on and at the
@@ -423,8 +384,7 @@ class Trainer:
                           shift=pre.eval_shift, reduce=lambda t: parallel.all_sum(t, self.env))  # fmt: skip
         epoch = self.state.epoch + 1
         self.log.write("val", step=self.state.step, epoch=epoch, **result)
-        if self.board is not None:
-            self.board.scalars("val", self.state.step, {k: result.get(k) for k in ("top1", "top5", "loss")})
+        self.observers.val(self.state.step, result)
         self.say(f"epoch {epoch}: val top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"
                  f"  loss {result['loss']:.4f}")  # fmt: skip
         return result
