@@ -159,3 +159,12 @@ def test_bad_observer_settings_are_one_line(tiny_data, tmp_path, capsys, args, s
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err, err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_refused_start_with_tensorboard_leaves_no_folder(tiny_data, tmp_path):
+    first = tmp_path / "first"
+    assert train(first, tiny_data, **{"train.epochs": 1}) == 0
+    fresh = tmp_path / "fresh"  # the checkpoint cannot fit a model of another width: refused in resume
+    assert train(fresh, tiny_data, "--resume", first, **{"train.tensorboard": "true", "model.width": 0.5}) == 2
+    assert not fresh.exists()

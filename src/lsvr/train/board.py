@@ -23,18 +23,24 @@ def require_tensorboard() -> None:
 
 
 class Board:
+    """The writer opens (and makes RUN/tb) at the first scalars, once the run has started: a
+    start refused after the board exists leaves no folder behind."""
+
     def __init__(self, folder: Path) -> None:
         require_tensorboard()
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=str(folder))
+        self.folder, self.writer = folder, None
 
     def scalars(self, group: str, step: int, values: dict[str, float | None]) -> None:
         """`group/name` for each value (None left out), at step `step`."""
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.folder))
         for name, value in values.items():
             if value is not None:
                 self.writer.add_scalar(f"{group}/{name}", value, step)
         self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
