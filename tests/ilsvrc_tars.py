@@ -1,5 +1,5 @@
 """ILSVRC2012's files as users download them, generated small: ILSVRC2012_img_train.tar (an
-outer tar of inner nXXXXXXXX.tar), ILSVRC2012_img_val.tar (flat) and
+outer tar of inner wnid tars, n01440764.tar and on), ILSVRC2012_img_val.tar (flat) and
 ILSVRC2012_devkit_t12.tar.gz (data/meta.mat and the validation ground truth), beside the same
 images unpacked into folders. The real set's oddities are among the images: a CMYK JPEG, a
 PNG named .JPEG and a grey JPEG."""

@@ -106,14 +106,16 @@ def test_cli_choices_come_from_the_config_types():
     ],
 )
 def test_set_takes_several_items_and_a_config_after_them(argv, config, overrides, out):
-    from lsvr.cli import build_parser, train_config_args
+    from lsvr.cli import build_parser
+    from lsvr.cli_train import train_config_args
 
     args = build_parser().parse_args(["train", *argv])
     assert train_config_args(args) == (config, overrides) and args.out == out
 
 
 def test_a_second_path_among_the_items_is_refused_naming_the_config():
-    from lsvr.cli import build_parser, train_config_args
+    from lsvr.cli import build_parser
+    from lsvr.cli_train import train_config_args
 
     for argv, stray, config in ((["CFG", "--set", "a.b=1", "stray"], "stray", "CFG"),
                                 (["--set", "a.b=1", "CFG", "CFG2"], "CFG", "CFG2")):  # fmt: skip

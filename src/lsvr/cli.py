@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from lsvr.cli_model import add_model_commands, refuse_existing
+from lsvr.cli_train import add_train_command
 from lsvr.config import CompileMode, Decode, Device, Encoding, Precision, ResizePolicy, choices
 from lsvr.errors import InputError
 from lsvr.folders import check_writable
@@ -82,84 +83,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         else:
             print(f"prepared {counts} into {target}{note}")
     return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from lsvr.config_file import describe_keys, load_config
-    from lsvr.folders import check_writable
-
-    if args.keys:
-        print(describe_keys())
-        return 0
-    config, overrides = train_config_args(args)
-    if config is None:
-        raise InputError("train: a CONFIG file is needed (see configs/)")
-    if args.profile is not None:
-        if args.profile < 1:
-            raise InputError(f"--profile: STEPS must be >= 1, got {args.profile}")
-        overrides.append(f"train.profile_steps={args.profile}")
-    cfg = load_config(config, overrides)
-    if cfg.train.tensorboard:
-        from lsvr.train.board import require_tensorboard
-
-        require_tensorboard()
-    out = Path(args.out or Path("runs") / Path(config).stem)
-    check_writable(out, what="run folder")  # before the heavy imports and any data is read
-
-    from lsvr.train import checkpoint, slurm
-    from lsvr.train.engine import NonFiniteLossError, train
-    from lsvr.train.metrics import WriteError
-    from lsvr.train.parallel import PeerError, launch_env
-
-    resume = args.resume
-    if resume is not None and Path(resume).suffix == ".safetensors":
-        raise InputError(
-            f"{resume}: an export holds weights only and cannot be resumed from; resume from the run's"
-            " checkpoint (RUN or RUN/checkpoints/step-NNNNNNNN.pt), or start from its weights with"
-            f" --set model.init_from={resume}"
-        )
-    launch = launch_env()
-    if cfg.slurm.requeue and not slurm.job_id() and launch.is_main:
-        print(slurm.outside_note(), file=sys.stderr)
-    if resume is None and launch.restart > 0:
-        resume = "auto"  # a worker restarted by torchrun continues from its run folder
-    try:
-        summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]))
-    except NonFiniteLossError as exc:
-        print(f"lsvr train: stopped: {exc}", file=sys.stderr)
-        return 1
-    except PeerError as exc:
-        print(f"lsvr train: {exc}", file=sys.stderr)
-        return 1
-    except (checkpoint.SaveError, WriteError) as exc:
-        latest = checkpoint.find(out)
-        kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint"
-        print(f"lsvr train: stopped: {exc}; {kept}", file=sys.stderr)
-        return 1
-    if summary.get("stopped") or summary.get("done"):
-        return 0  # preempted, or nothing left to train: the run said so on stderr
-    if launch.is_main:
-        val = summary["val"]
-        if val:
-            print(f"val top-1 {val['top1']:.2f}%  top-5 {val['top5']:.2f}%  ({val['images']} images)")
-        print(f"run: {summary['run']}  (step {summary['step']})")
-    return 0
-
-
-def train_config_args(args: argparse.Namespace) -> tuple[str | None, list[str]]:
-    """CONFIG and the KEY=VALUE items of every --set, in order (`--set a=1 b=2` and
-    `--set a=1 --set b=2` alike). A --set takes every item up to the next flag, so in
-    `lsvr train --set a=1 CONFIG` (which parsed when --set took one item) the path ends the
-    items: an item without `=` after at least one KEY=VALUE is CONFIG when none came before."""
-    config, overrides = args.config, []
-    for items in args.set:
-        if config is None and len(items) > 1 and "=" not in items[-1]:
-            config, items = items[-1], items[:-1]
-        overrides += items
-    stray = next((item for item in overrides if "=" not in item), None)
-    if stray is not None and config is not None:  # a second path: say which one is taken as CONFIG
-        raise InputError(f"--set {stray!r}: expected section.key=value (CONFIG is {config}; one config only)")
-    return config, overrides
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -329,30 +252,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model from a config")
-    p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/fashion_mnist.yaml")
-    p.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config keys: --set a.b=1 c.d=2, or the flag repeated")  # fmt: skip
-    p.add_argument("--out", help="run folder (default runs/<config name>)")
-    p.add_argument("--resume", help="auto (the run folder's latest checkpoint) or a checkpoint/run path")
-    p.add_argument("--keys", action="store_true", help="list every config key with its default and exit")
-    p.add_argument(
-        "--profile",
-        type=int,
-        metavar="STEPS",
-        help="record STEPS steady-state steps with torch.profiler into RUN/profile (train.profile_steps)",
-    )
-    p.set_defaults(func=cmd_train)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_prepare(sub)
 
-    _add_train(sub)
+    add_train_command(sub)
     add_model_commands(sub)
     p = sub.add_parser("info", help="describe a prepared dataset, checkpoint or run folder")
     p.add_argument("target")

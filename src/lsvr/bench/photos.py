@@ -72,7 +72,8 @@ def write_photos(root: Path, count: int, classes: int = 10, seed: int = 0, worke
 
 def pack_nested_tar(folder: Path, tar_path: Path) -> Path:
     """The class folders of `folder` packed as ILSVRC2012_img_train.tar is: an outer tar of one
-    inner nXXXXXXXX.tar per class (each written to a temporary file, then added)."""
+    inner tar per class, named as its wnid is (n01440764.tar): each written to a temporary
+    file, then added."""
     partial = tar_path.with_name(tar_path.name + ".partial")
     with tarfile.open(partial, "w") as outer:
         for cls in sorted(p for p in folder.iterdir() if p.is_dir()):

@@ -3,8 +3,9 @@ with it, read from the headers alone.
 
 An uncompressed tar is indexed by seeking from header to header (tarfile skips the data); a
 compressed one (.tar.gz, .tgz, .tar.bz2, .tar.xz) is decompressed once. An inner tar
-(ILSVRC2012_img_train.tar's nXXXXXXXX.tar) is indexed in place, through a window on the outer
-file, so its members' offsets are offsets in the outer tar's stream: nothing is extracted.
+(one of ILSVRC2012_img_train.tar's class tars, n01440764.tar and the like) is indexed in
+place, through a window on the outer file, so its members' offsets are offsets in the outer
+tar's stream: nothing is extracted.
 A tar cut short or damaged keeps every member before the damage, and the damage becomes one
 member with a problem: a reject line, never a crash. tarfile's list of every member read is
 emptied as it goes (1.28 million TarInfo objects would take most of a GiB).

@@ -2,7 +2,7 @@
 class folders, and WebDataset shards.
 
 Layouts (--source-format auto picks by content; `imagenet` or `webdataset` forces one):
-- nested: an outer tar of inner class tars (ILSVRC2012_img_train.tar: nXXXXXXXX.tar each);
+- nested: an outer tar of inner class tars (ILSVRC2012_img_train.tar: one per wnid, n01440764.tar and on);
   the class is the inner tar's name without .tar. A folder of such class tars is the same.
 - class folders in a tar: the class is a member's first folder (a tarred ImageFolder).
 - flat: images labelled by --labels (ILSVRC2012_img_val.tar with the devkit), by file stem.

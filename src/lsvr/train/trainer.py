@@ -36,10 +36,11 @@ from lsvr.train.lookahead import Lookahead
 from lsvr.train.observe import Observers
 from lsvr.train.optim import Schedule, build_optimizer, check_schedule
 from lsvr.train.record import CheckpointRecord
+from lsvr.train.resume import record_of, restore
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import RunInputs, run_loaders, run_preprocess
 from lsvr.train.signals import Preemption
-from lsvr.train.state import RunState, provenance, rng_state, set_rng_state
+from lsvr.train.state import RunState, provenance
 from lsvr.train.step import apply_update, step_forward_backward
 from lsvr.train.throughput import Throughput
 from lsvr.train.whitening import whiten_first_conv
@@ -130,35 +131,7 @@ class Trainer:
 
     def resume(self) -> None:
         """Continue from inputs.resume_from (if any): weights, optimizer, scaler, position, RNGs."""
-        where, cfg = self.inputs.resume_from, self.cfg
-        if where is None:
-            return
-        saved = checkpoint.read(where)  # on the CPU: load_state_dict moves each tensor
-        try:
-            self.model.load_state_dict(saved.model)
-            self.optimizer.load_state_dict(saved.optimizer)
-        except (RuntimeError, ValueError) as exc:
-            message = str(exc).splitlines()[0]
-            raise InputError(f"{where}: does not fit this config's model ({message})") from None
-        if saved.scaler:
-            self.scaler.load_state_dict(saved.scaler)
-        if self.ema is not None:  # a checkpoint without an average starts one at its weights
-            self.ema.load_state_dict(saved.ema if saved.ema is not None else saved.model, where=where)
-        if self.lookahead is not None:  # likewise its slow weights
-            self.lookahead.load_state_dict(saved.lookahead or saved.model, where=where)
-        saved_batch = saved.loader.get("global_batch", cfg.train.global_batch)
-        if saved_batch != cfg.train.global_batch:  # the position counts global batches: they must agree
-            raise InputError(f"{where}: written with train.global_batch={saved_batch}; resume with it")
-        self.state.load_state_dict({key: getattr(saved, key) for key in RunState.KEYS})
-        if self.start.forked:  # another run's scores (and data.val) are not this run's
-            self.state.best_top1, self.state.last_val = None, None
-        if self.val_loader is None:
-            self.state.last_val = None
-        set_rng_state(saved.rng)
-        if saved.threads not in (None, torch.get_num_threads()):
-            self.say(f"lsvr train: warning: {saved.threads} threads wrote the checkpoint, {torch.get_num_threads()}"
-                     " run now: the result will not be bitwise the same (set train.threads)")  # fmt: skip
-        self.say(f"lsvr train: resumed from {where} at step {self.state.step} (epoch {self.state.epoch + 1})")
+        restore(self)
 
     def arm_budget(self) -> None:
         """train.time_budget_s: a checkpoint's totals are kept, this process times what is left
@@ -403,12 +376,4 @@ class Trainer:
 
     def checkpoint_record(self) -> CheckpointRecord:
         """Everything a checkpoint holds: enough to continue exactly (RunState's entries included)."""
-        scaler = self.scaler
-        return CheckpointRecord(
-            model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), scheduler={"step": self.state.step},
-            scaler=scaler.state_dict() if scaler.is_enabled() else {}, **self.state.state_dict(), rng=rng_state(),
-            config=to_dict(self.cfg), preprocess=self.preprocess, threads=torch.get_num_threads(),
-            world=self.env.world, run_id=self.start.run_id, provenance=provenance(),
-            ema=self.ema.state_dict() if self.ema is not None else None,
-            lookahead=self.lookahead.state_dict() if self.lookahead is not None else None,
-        )  # fmt: skip
+        return record_of(self)
