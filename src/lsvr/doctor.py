@@ -52,10 +52,18 @@ def diagnose(dataset: str | None, *, seconds: float = 10.0) -> dict[str, Any]:
     return report
 
 
-def _software() -> dict[str, Any]:
+def versions() -> dict[str, str]:
+    """lsvr's and its main parts' versions: the one reporter, which `lsvr bench` records too."""
     import simplejpeg
 
     from lsvr import __version__
+
+    return {"lsvr": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "simplejpeg": getattr(simplejpeg, "__version__", "present")}  # fmt: skip
+
+
+def _software() -> dict[str, Any]:
+    import simplejpeg
 
     cuda = torch.cuda.is_available()
     nccl = None
@@ -66,12 +74,8 @@ def _software() -> dict[str, Any]:
         except (RuntimeError, AttributeError):
             nccl = None
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return {
-        "lsvr": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "cuda": torch.version.cuda, "cuda_available": cuda, "cudnn": cudnn, "nccl": nccl,
-        "numpy": np.__version__, "simplejpeg": getattr(simplejpeg, "__version__", "present"),
-        "libjpeg_turbo": _jpeg_works(simplejpeg),
-    }  # fmt: skip
+    return {**versions(), "cuda": torch.version.cuda, "cuda_available": cuda, "cudnn": cudnn, "nccl": nccl,
+            "libjpeg_turbo": _jpeg_works(simplejpeg)}  # fmt: skip
 
 
 def _jpeg_works(simplejpeg) -> str:

@@ -16,11 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import simplejpeg
-import torch
-
-from lsvr import __version__
+from lsvr.doctor import versions
 
 
 def cpu_seconds(children: bool = False) -> float:
@@ -68,11 +64,8 @@ def median(measures: list[Measure]) -> Measure:
 
 
 def environment(workers: int) -> dict:
-    return {
-        "lsvr": __version__, "torch": torch.__version__, "numpy": np.__version__, "simplejpeg": simplejpeg.__version__,
-        "python": platform.python_version(), "cpus": os.cpu_count(), "workers": workers, "host": platform.node(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }  # fmt: skip
+    return {**versions(), "cpus": os.cpu_count(), "workers": workers, "host": platform.node(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
 
 
 def report(result: dict, as_json: bool, rows: list[tuple[str, Measure]], lines: list[str]) -> None:

@@ -13,6 +13,7 @@ Each pipeline runs `steps` steps in each of `rounds` interleaved rounds; medians
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -133,7 +134,7 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
 
 def _profile(stepper: Stepper, loader: Loader, augment: Augment, steps: int, folder) -> dict | None:
     """`steps` end-to-end steps under torch.profiler (warm already: one step to start it)."""
-    say = lambda line: print(line, file=sys.stderr)  # noqa: E731 - stdout stays the report (--json)
+    say = functools.partial(print, file=sys.stderr)  # stdout stays the report (--json)
     profiler = StepProfiler(steps, folder, stepper.device, say=say, wait=0)
     _end_to_end(stepper, loader, augment, steps + WARMUP, after_step=profiler.step)
     return profiler.close()
