@@ -69,6 +69,7 @@ def worker(out: Path, model_name: str, global_batch: int, steps: int) -> None:
         out.write_text(json.dumps({"world": world, "step_s": step_s, "allreduce_s": allreduce_s, "params": params,
                                    "per_rank_batch": per_rank}))  # fmt: skip
     if world > 1:
+        dist.barrier()  # a rank that tears down while its peer still talks to it aborts in gloo
         dist.destroy_process_group()
 
 
@@ -80,8 +81,9 @@ def _launch(nproc: int, out: Path, model: str, batch: int, steps: int) -> dict:
     if result.returncode != 0:
         lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "Error" in line and "ChildFailedError" not in line]
-        # no Python error (a rendezvous that failed, a worker killed): torchrun's last line says more
-        reason = (errors or lines[-1:] or [f"exit status {result.returncode}"])[0]
+        # no Python error (a worker killed by a signal): the root cause's exit code and the first line
+        exits = [line for line in lines if line.startswith("exitcode")][-1:]
+        reason = errors[0] if errors else "; ".join(lines[:1] + exits) or f"exit status {result.returncode}"
         raise InputError(f"bench dist: the world-{nproc} run failed: {reason}")
     return json.loads(out.read_text())
 
