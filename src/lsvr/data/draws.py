@@ -137,6 +137,10 @@ class Draws:
         where = torch.from_numpy(keep)
         return Draws(*(t[where] for t in self.tensors()[:3]), self.crop, self.height[where], self.width[where])
 
+    def part(self, rows: slice) -> Draws:
+        """The draws of a slice of the batch's samples (a split batch's share)."""
+        return Draws(*(t[rows] for t in self.tensors()), self.crop, self.height[rows], self.width[rows])
+
     def to(self, device: torch.device, *, non_blocking: bool = False) -> Draws:
         moved = [t.to(device, non_blocking=non_blocking) for t in (*self.tensors(), self.height, self.width)]
         return Draws(*moved[:3], self.crop, *moved[3:])

@@ -12,6 +12,7 @@ parallel loading, without processes or sockets.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from lsvr.data.dataset import PreparedDataset
+from lsvr.data.dataset import PreparedDataset, RecordError
 from lsvr.data.device_decode import Decoder, DeviceReader
 from lsvr.data.draws import Draws, sample_keys
 from lsvr.data.randaugment import RandAugment
@@ -52,6 +53,7 @@ class Loader:
     read ahead gets its own step's side, not the trainer's current one).
     randaugment: ops applied to each training batch's uint8 windows in the reading threads,
     per sample from its key (data/randaugment.py); None: off.
+    epochs: the epochs training runs, so the read-ahead stops at the last (None: no end).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class Loader:
         warn: Callable[[str], None] | None = None,
         resolution: ResolutionRamp | None = None,
         randaugment: RandAugment | None = None,
+        epochs: int | None = None,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size  # per rank
@@ -96,6 +99,14 @@ class Loader:
         if window == "centred" and resize is None:
             raise ValueError("Loader(window='centred') needs resize (the shorter side before the centre crop)")
         self._pool = BufferPool(prefetch + workers + 2, pinned=self.device.type == "cuda")
+        # with more threads than batches in flight, each batch is read in slices by several
+        self.parts = max(1, -(-workers // max(prefetch, 1))) if batch_size >= 2 * workers else 1
+        self.epochs = epochs
+        self._executor: ThreadPoolExecutor | None = None
+        self._stream = None
+        self._ahead: deque = deque()  # ((epoch, step), pending read), oldest first
+        self._next: tuple[int, int] | None = None  # the next (epoch, step) to submit
+        self._orders: dict[int, np.ndarray] = {}
         self.reader: Reader = (
             DeviceReader(dataset, self.device, decoder) if decode == "device"
             else HostReader(dataset, self._pool, shuffle=shuffle, bad_records=bad_records, warn=warn)
@@ -128,8 +139,8 @@ class Loader:
         begin = start + self.rank * share + min(self.rank, extra)
         return slice(begin, begin + share + (self.rank < extra))
 
-    def _read(self, order: np.ndarray, epoch: int, step: int) -> Batch:
-        """One rank's batch, read in a worker thread: its rows, their draws, then the reader."""
+    def _rows_and_draws(self, order: np.ndarray, epoch: int, step: int) -> tuple[np.ndarray, Draws | None, slice]:
+        """Batch `step`'s rows for this rank, their draws, and where they sit in the epoch's order."""
         where = self.rank_slice(step, len(order))
         rows = order[where]
         draws = (
@@ -137,6 +148,11 @@ class Loader:
         )
         if draws is not None and self.resolution is not None:  # the same windows, brought to this batch's side
             draws = dataclasses.replace(draws, crop=self.resolution.at(epoch + step / len(self)))
+        return rows, draws, where
+
+    def _read(self, order: np.ndarray, epoch: int, step: int) -> Batch:
+        """One rank's batch, read in a worker thread: its rows, their draws, then the reader."""
+        rows, draws, where = self._rows_and_draws(order, epoch, step)
         batch = self.reader.read(rows, draws)
         if self.randaugment is not None and draws is not None:
             self._randaugment(batch, sample_keys(self.seed, epoch, np.arange(where.start, where.stop)))
@@ -168,24 +184,100 @@ class Loader:
         return Draws.from_keys(keys, size=self.dataset.sizes(rows), crop=self.crop, flip=self.flip)
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-        """The batches of epoch `epoch` from `start_step` on, read `prefetch` ahead."""
-        order = self.epoch_order(epoch)
-        steps = range(start_step, len(self))
-        cuda = self.device.type == "cuda"
-        stream = torch.cuda.Stream(self.device) if cuda else None
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="lsvr-loader") as pool:
-            pending: deque = deque()
-            todo = iter(steps)
-            for step in todo:
-                pending.append(pool.submit(self._read, order, epoch, step))
-                if len(pending) >= self.prefetch:
-                    break
-            while pending:
-                future = pending.popleft()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append(pool.submit(self._read, order, epoch, nxt))
-                yield self._to_device(future.result(), stream)
+        """The batches of epoch `epoch` from `start_step` on, read `prefetch` ahead. The threads
+        and the batches in flight outlive the call: a training loader (shuffle) reads on into
+        the next epoch's first batches (up to `epochs`, where set), so the next call starts
+        full, with no bubble at the epoch boundary. A call that does not continue where the
+        last one left its read-ahead (a resume, a bench's fresh pass) drops it."""
+        if not (self._ahead and self._ahead[0][0] == (epoch, start_step)):
+            self._drop_ahead()
+            self._next = (epoch, start_step)
+        self._fill_ahead()
+        while self._ahead and self._ahead[0][0][0] == epoch:
+            _, pending = self._ahead.popleft()
+            self._fill_ahead()
+            yield self._to_device(self._collect(pending), self._device_stream())
+
+    def close(self) -> None:
+        """Drops the read-ahead and stops the threads (a later `batches` starts them again)."""
+        self._drop_ahead()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _device_stream(self):
+        if self.device.type == "cuda" and self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        return self._stream
+
+    def _fill_ahead(self) -> None:
+        """Submits reads until `prefetch` batches are in flight or nothing is left to read."""
+        while len(self._ahead) < self.prefetch and self._next is not None:
+            epoch, step = self._next
+            if step >= len(self):  # the next epoch, where training goes on to it
+                more = self.shuffle and (self.epochs is None or epoch + 1 < self.epochs) and len(self) > 0
+                self._next = (epoch + 1, 0) if more else None
+                continue
+            self._ahead.append(((epoch, step), self._submit(epoch, step)))
+            self._next = (epoch, step + 1)
+
+    def _drop_ahead(self) -> None:
+        for _, pending in self._ahead:
+            for future in pending[0]:
+                future.cancel()  # a read already running finishes into a buffer nobody reuses
+        self._ahead.clear()
+
+    def _pool_threads(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="lsvr-loader")
+        return self._executor
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            if len(self._orders) > 1:
+                self._orders.pop(min(self._orders))
+            self._orders[epoch] = self.epoch_order(epoch)
+        return self._orders[epoch]
+
+    def _submit(self, epoch: int, step: int) -> tuple:
+        """A batch's reads, queued: one task, or (host reading, more threads than batches in
+        flight) the batch cut in `parts` slices that as many threads read into one buffer."""
+        pool, order = self._pool_threads(), self._order(epoch)
+        if self.parts == 1 or not isinstance(self.reader, HostReader):
+            return [pool.submit(self._read, order, epoch, step)], None
+        rows, draws, where = self._rows_and_draws(order, epoch, step)
+        rows, draws = self.reader.without_bad(rows, draws)
+        batch = self.reader.begin(rows, draws)
+        bounds = np.linspace(0, len(rows), self.parts + 1).astype(int).tolist()
+        parts = [slice(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+        futures = [pool.submit(self._read_part, batch, rows, draws, where, epoch, part) for part in parts]
+        return futures, (batch, epoch, step)
+
+    def _collect(self, pending: tuple) -> Batch:
+        """The batch of a submitted read, once every part of it is in. A part that meets a bad
+        record (data.bad_records=skip) has the whole batch read again, the one-task way."""
+        futures, split = pending
+        if split is None:
+            return futures[0].result()
+        batch, epoch, step = split
+        errors = [future.exception() for future in futures]  # every part done with the buffer
+        error = next((e for e in errors if e is not None), None)
+        if error is not None:
+            if not isinstance(error, RecordError) or self.reader.bad_records != "skip":
+                raise error
+            batch.release()
+            batch = self._read(self._order(epoch), epoch, step)
+        batch.step = step
+        return batch
+
+    def _read_part(self, batch: Batch, rows: np.ndarray, draws: Draws | None, where: slice, epoch: int,
+                   part: slice) -> None:  # fmt: skip
+        """One slice of a split batch, read into its rows of the batch's buffer, in a worker thread."""
+        part_draws = draws.part(part) if draws is not None else None
+        self.reader.fill(rows[part], part_draws, batch.images[part])
+        if self.randaugment is not None and draws is not None:  # per sample from its key: slices are independent
+            keys = sample_keys(self.seed, epoch, np.arange(where.start, where.stop)[part])
+            self.randaugment(batch.images[part], keys)
 
     def _to_device(self, batch: Batch, stream) -> Batch:
         current = torch.cuda.current_stream(self.device) if stream is not None else None

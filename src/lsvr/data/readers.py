@@ -101,30 +101,40 @@ class HostReader:
         self._labels = torch.from_numpy(dataset.labels)
 
     def read(self, rows: np.ndarray, draws: Draws | None) -> Batch:
-        rows, draws = self._without_bad(rows, draws)
+        rows, draws = self.without_bad(rows, draws)
+        while True:
+            batch = self.begin(rows, draws)
+            try:
+                self.fill(rows, draws, batch.images)
+                return batch
+            except RecordError as exc:
+                if self.bad_records != "skip":
+                    raise
+                batch.release()
+                if exc.row not in self.bad_rows:
+                    self.bad_rows[exc.row] = str(exc)
+                    if self.warn is not None:
+                        self.warn(f"{self.dataset.path}: row {exc.row} does not decode; skipped (data.bad_records)")
+                rows, draws = self.without_bad(rows, draws)
+
+    def begin(self, rows: np.ndarray, draws: Draws | None) -> Batch:
+        """The Batch of rows (known-bad rows already out) with its images' buffer, not yet filled:
+        `fill` fills it, whole or (the loader's split batches) a slice of rows at a time."""
         shape = self.dataset.shape if draws is None else (draws.crop, draws.crop, self.dataset.shape[2])
         # resized windows come out of torch's resize channels-first: a batch whose memory is
         # (B, C, crop, crop) takes them as a plain copy, and the float conversion reads it as it
         # is (measured, one thread, 224 px: 0.15 ms an image to write them into NHWC memory)
         planar = draws is not None and (draws.resized or not self.dataset.shape[0]) and shape[2] > 1  # grey: the same
-        while True:
-            images = self.pool.get((len(rows), *shape), planar=planar)
-            try:
-                self._fill(rows, draws, images.numpy())
-                break
-            except RecordError as exc:
-                if self.bad_records != "skip":
-                    raise
-                self.pool.put(images)
-                if exc.row not in self.bad_rows:
-                    self.bad_rows[exc.row] = str(exc)
-                    if self.warn is not None:
-                        self.warn(f"{self.dataset.path}: row {exc.row} does not decode; skipped (data.bad_records)")
-                rows, draws = self._without_bad(rows, draws)
+        images = self.pool.get((len(rows), *shape), planar=planar)
         labels = self._labels[torch.from_numpy(rows)]
         if self.pool.pinned:
             labels, draws = labels.pin_memory(), draws.pin_memory() if draws is not None else None
         return Batch(images, labels, draws, pool=self.pool)
+
+    def fill(self, rows: np.ndarray, draws: Draws | None, images: torch.Tensor) -> None:
+        """Reads rows, cut at draws' windows, into images (a batch's buffer or a slice of its rows):
+        a RecordError names a row that does not decode."""
+        self._fill(rows, draws, images.numpy())
 
     def _fill(self, rows: np.ndarray, draws: Draws | None, out: np.ndarray) -> None:
         if draws is None:
@@ -150,7 +160,7 @@ class HostReader:
                 window = window.copy()
             target[j].copy_(resize_window(torch.from_numpy(window), draws.crop))
 
-    def _without_bad(self, rows: np.ndarray, draws: Draws | None) -> tuple[np.ndarray, Draws | None]:
+    def without_bad(self, rows: np.ndarray, draws: Draws | None) -> tuple[np.ndarray, Draws | None]:
         """The batch without its known-bad rows: training puts good rows of the same batch in
         their place (every rank keeps the same batch size, and each place its draws);
         evaluation drops them, so no image is scored twice."""

@@ -209,6 +209,7 @@ def run_loaders(cfg: Config, inputs: RunInputs, pre: Preprocess, *, env: Distrib
         prefetch=cfg.data.prefetch, crop=inputs.crop, flip=cfg.data.flip, window=cfg.data.augment,
         scale=tuple(cfg.data.rrc_scale), ratio=tuple(cfg.data.rrc_ratio),
         resolution=resolution_ramp(cfg.data, crop=inputs.crop), randaugment=randaugment_for(cfg.data.randaugment),
+        epochs=cfg.train.epochs,
         **common,
     )  # fmt: skip
     if inputs.val is None:

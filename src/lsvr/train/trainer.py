@@ -88,6 +88,9 @@ class Trainer:
             return self.fit()
         finally:
             self.observers.close(self.log)
+            for loader in (self.loader, self.val_loader):
+                if loader is not None:
+                    loader.close()  # its threads and its read-ahead into an epoch that does not come
 
     def build(self) -> None:
         """The model (from model.init_from on a fresh start), optimizer, scaler, loaders, augment, schedule."""
