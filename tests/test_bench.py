@@ -56,8 +56,16 @@ def test_bench_dist_times_world_1_and_2(capsys):
 def test_bench_train_reports_the_three_pipelines(tmp_path, capsys):
     assert cli("bench", "train", "--model", "alexnet_small", "--batch", "8", "--steps", "2", "--rounds", "2",
                "--images", "24", "--workers", "1", "--dir", tmp_path, "--json", "--profile") == 0  # fmt: skip
-    result = json.loads(capsys.readouterr().out)  # stdout: the report alone; the profile's lines go to stderr
+    out, err = capsys.readouterr()
+    result = json.loads(out)  # stdout: the report alone; the profile's lines and each figure go to stderr
     assert set(result["images_per_sec"]) == {"model_only", "end_to_end", "baseline"}
+    partial = [json.loads(line) for line in err.splitlines() if line.startswith('{"partial"')]
+    assert [(p["round"], p["pipeline"]) for p in partial] == [
+        (r, name) for r in (1, 2) for name in ("model_only", "end_to_end", "baseline")
+    ]
+    assert [p["images_per_sec"] for p in partial if p["round"] == 2 and p["pipeline"] == "baseline"] == [
+        result["rounds"]["baseline"][1]
+    ]
     profile = result["profile"]
     assert profile["steps"] == 2 and (tmp_path / "profile-train" / Path(profile["trace"]).name).is_file()
     assert profile["top"] and all(op["self_ms"] >= 0 for op in profile["top"])
@@ -67,6 +75,16 @@ def test_bench_train_reports_the_three_pipelines(tmp_path, capsys):
     assert set(result["images_per_cpu_second"]) == {"model_only", "end_to_end"}
     assert all(v > 0 for v in result["images_per_cpu_second"].values())
     assert result["end_to_end_over_model_only_per_cpu_second"] > 0
+
+
+def test_bench_train_without_its_baseline(tmp_path, capsys):
+    assert cli("bench", "train", "--model", "alexnet_small", "--batch", "8", "--steps", "1", "--rounds", "1",
+               "--images", "24", "--workers", "1", "--dir", tmp_path, "--no-baseline") == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "baseline" not in out.split("end_to_end / model_only")[0]  # no baseline row
+    assert "end_to_end / baseline: not run" in out
+    assert cli("bench", "loader", "--no-baseline", "--dir", tmp_path) == 2
+    assert "--no-baseline leaves out `lsvr bench train`'s baseline" in capsys.readouterr().err
 
 
 def test_bench_profile_is_for_train_alone(tmp_path, capsys):

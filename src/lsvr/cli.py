@@ -169,7 +169,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bench_train(model=args.model or "alexnet", batch=args.batch or 32, steps=args.steps, workers=args.workers,
                     device_name=args.device, precision=args.precision, compile_=args.compile, folder=args.dir,
                     as_json=args.json, images=args.images, encoding=args.bench_encoding,
-                    decode=args.decode, rounds=args.rounds or 3, profile=args.profile)  # fmt: skip
+                    decode=args.decode, rounds=args.rounds or 3, profile=args.profile,
+                    baseline=not args.no_baseline)  # fmt: skip
     elif args.what == "dist":
         from lsvr.bench.dist import bench_dist
 
@@ -248,6 +249,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="train: --steps end-to-end steps under torch.profiler after the timed rounds (a trace, top ops)",
     )
+    p.add_argument("--no-baseline", action="store_true",
+                   help="train: leave out the torchvision-style baseline (timed once, in another call)")  # fmt: skip
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

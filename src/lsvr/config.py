@@ -131,6 +131,9 @@ class TrainConfig:
     device: Device = _f("auto", "auto, cpu or cuda")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
     channels_last: bool = _f(False, "run the model in channels_last memory format")
+    cudnn_benchmark: bool = _f(
+        True, "CUDA: let cuDNN time its convolution algorithms at the first steps and keep the fastest"
+    )
     compile: CompileMode = _f(
         "none",
         "torch.compile the training model: none, default, max-autotune-no-cudagraphs; with CUDA graphs:"

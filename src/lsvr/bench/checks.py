@@ -21,6 +21,8 @@ def check_bench_args(args: argparse.Namespace) -> None:
             raise InputError(f"{flag} must be a positive whole number, got {value}")
     if args.profile and args.what != "train":
         raise InputError(f"--profile profiles `lsvr bench train`'s steps; `lsvr bench {args.what}` has none")
+    if args.no_baseline and args.what != "train":
+        raise InputError(f"--no-baseline leaves out `lsvr bench train`'s baseline; `lsvr bench {args.what}` has none")
     if args.what == "loader":
         batch = args.batch or LOADER_BATCH
         if args.images < batch:

@@ -71,8 +71,11 @@ def _timed(device: torch.device, run) -> tuple[int, float]:
 
 def bench_train(*, model: str, batch: int, steps: int, workers: int | None, device_name: str, precision: str,
                 compile_: str, folder: str | None, as_json: bool, images: int = 2000, encoding: str = "raw",
-                decode: str = "host", rounds: int = 3, profile: bool = False) -> dict:  # fmt: skip
+                decode: str = "host", rounds: int = 3, profile: bool = False,
+                baseline: bool = True) -> dict:  # fmt: skip
     device = pick_device(device_name, setting="--device")
+    if device.type == "cuda":  # as lsvr train does (train.cudnn_benchmark)
+        torch.backends.cudnn.benchmark = True
     workers = workers or os.cpu_count() or 1
     crop = model_spec(model).default_crop
     root = workdir(folder)
@@ -99,6 +102,8 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         "end_to_end": lambda: _end_to_end(stepper, loader, augment, steps) * batch,
         "baseline": lambda: _baseline(stepper, torch_loader, (mean, inv_std), steps) * batch,
     }
+    if not baseline:  # --no-baseline: timed once, in another call
+        del pipelines["baseline"]
     rounds_of, per_cpu = _interleaved(pipelines, device, rounds)
     per_sec = {name: median(values) for name, values in rounds_of.items()}
 
@@ -117,7 +122,7 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         "images_per_sec": {name: round(v, 1) for name, v in per_sec.items()},
         "seconds_per_5120_images": {name: round(5120 / v, 2) for name, v in per_sec.items()},
         "end_to_end_over_model_only": ratio("end_to_end", "model_only"),
-        "end_to_end_over_baseline": ratio("end_to_end", "baseline"),
+        "end_to_end_over_baseline": ratio("end_to_end", "baseline") if baseline else None,
         # On a CPU shared with other jobs, wall time swings with their load; this process's CPU
         # time much less. The baseline's workers are other processes: not counted, not compared.
         "images_per_cpu_second": {name: round(median(per_cpu[name]), 2) for name in ("model_only", "end_to_end")},
@@ -179,15 +184,23 @@ def _baseline(stepper: Stepper, torch_loader: torch.utils.data.DataLoader, norm:
 
 def _interleaved(pipelines: dict, device: torch.device, rounds: int) -> tuple[dict, dict]:
     """Images per second, and per CPU-second of this process (its threads, the loader's
-    included), of each pipeline in each round: {name: [per round]} each."""
+    included), of each pipeline in each round: {name: [per round]} each. Each figure is also
+    printed to stderr as it comes, one JSON line, so a run cut short still leaves its rounds."""
     rounds_of: dict[str, list[float]] = {name: [] for name in pipelines}
     per_cpu: dict[str, list[float]] = {name: [] for name in pipelines}
-    for _ in range(rounds):  # interleaved, so a noisy minute on a shared machine hits every pipeline
+    for r in range(rounds):  # interleaved, so a noisy minute on a shared machine hits every pipeline
         for name, run in pipelines.items():
             cpu0 = cpu_seconds()
             images, seconds = _timed(device, run)
             rounds_of[name].append(images / seconds)
             per_cpu[name].append(images / max(cpu_seconds() - cpu0, 1e-9))
+            partial = {
+                "partial": "train",
+                "round": r + 1,
+                "pipeline": name,
+                "images_per_sec": round(images / seconds, 1),
+            }
+            print(json.dumps(partial), file=sys.stderr, flush=True)
     return rounds_of, per_cpu
 
 
@@ -198,10 +211,12 @@ def _print(result: dict, per_sec: dict[str, float], peak: float, as_json: bool) 
     print(f"{'pipeline':<12}{'images/s':>10}{'s / 5120 images':>17}")
     for name, value in per_sec.items():
         print(f"{name:<12}{value:>10.1f}{5120 / value:>17.2f}")
+    over_baseline = result["end_to_end_over_baseline"]
     print(
         f"end_to_end / model_only: {result['end_to_end_over_model_only']:.3f} (per CPU-second:"
         f" {result['end_to_end_over_model_only_per_cpu_second']:.3f})   end_to_end / baseline:"
-        f" {result['end_to_end_over_baseline']:.3f}   peak memory: {peak:.0f} MB ({result['peak_memory_of']})"
+        f" {'not run' if over_baseline is None else f'{over_baseline:.3f}'}   peak memory: {peak:.0f} MB"
+        f" ({result['peak_memory_of']})"
     )
 
 

@@ -92,6 +92,9 @@ def setup(cfg: Config) -> Distributed:
     device = pick_device(cfg.train.device, launch.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        # the fastest convolution algorithms for the run's fixed shapes, timed once at the first
+        # steps; deterministic runs keep cuDNN's default choice
+        torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark and not cfg.train.deterministic
     if launch.world > 1 and not dist.is_initialized():
         timeout = datetime.timedelta(seconds=cfg.parallel.timeout_s)
         dist.init_process_group(
