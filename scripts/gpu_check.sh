@@ -1,58 +1,87 @@
 #!/usr/bin/env bash
-# Every GPU check in one run, for the lent machine (Python 3.12, its own PyTorch and
-# torchvision, no network). Run from the repository root, with the wheels of what that
-# machine lacks in .whl/ (simplejpeg; see README "GPU check"). Writes JSON and logs under
-# $OUT, most important first: each step has its own time limit, cut to what is left of
-# BUDGET seconds (default 470, under 8 minutes); a step that fails or runs out of time
-# leaves the others' results, and a step with under 20 s left is skipped.
-# A dry run on CPU (minutes): DEVICE=cpu BATCH=8 STEPS=2 MAXSTEPS=2 bash scripts/gpu_check.sh
+# Every GPU check in one run, for the lent machine (Python 3.12, torch 2.11, torchvision 0.26,
+# no network). Run from the repository root, with the wheels of what that machine lacks in
+# .whl/ (simplejpeg; see README "GPU check").
+#
+# Steps, most valuable first, each with its own limit in seconds (they add to 300; a step gets
+# at most what is left of BUDGET, and one with under 10 s left is skipped):
+#   preflight 15 (doctor, imports, 3 bf16 AlexNet steps: the check stops here if they fail),
+#   cuda_tests 25, bf16_raw 40 (model-only, end-to-end, baseline), prepare_fm256 10,
+#   syncs 20, bf16_jpeg_device 25, bf16_jpeg_host 25, resnet50_bf16_raw 25, compile 35,
+#   reduce_overhead 30, fm256 40 (2 epochs, --resume to 3, eval), fp32_raw 10.
+# A step runs under `timeout -s ABRT` with PYTHONFAULTHANDLER=1: one cut off by its limit
+# dumps every thread's stack into its log. steps.txt gets `name rc seconds` per step.
+#
+# $OUT receives two files: results.tar.gz (every log and JSON) and summary.txt, the compact
+# summary that is also this script's last lines of output.
+#
+# A dry run on CPU (about 6 minutes here, at most 450 s):
+#   DEVICE=cpu BATCH=8 STEPS=2 IMAGES=64 FM_STEPS=2 BUDGET=600 OUT=/tmp/gpu-check bash scripts/gpu_check.sh
 set -uo pipefail
-OUT=${OUT:-gpu-check} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-256} STEPS=${STEPS:-30} MAXSTEPS=${MAXSTEPS:-0}
-END=$((SECONDS + ${BUDGET:-470}))
+OUT=${OUT:-gpu-check} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-256} STEPS=${STEPS:-20} IMAGES=${IMAGES:-5120}
+FM_STEPS=${FM_STEPS:-0}  # 0: the Fashion-MNIST run's epochs in full; N: N steps a leg (a dry run)
+END=$((SECONDS + ${BUDGET:-300}))
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
+WORK=$(mktemp -d /tmp/lsvr-gpu-check.XXXXXX)  # the run folders and bench sets stay here, not in $OUT
+R="$WORK/results"
+mkdir -p "$R"
+export PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-limited() {  # LIMIT COMMAND...: run it for at most LIMIT seconds and what is left of the budget
-  local left=$((END - SECONDS)) limit=$1
+nvidia-smi > "$R/nvidia-smi.txt" 2>&1
+
+step() {  # NAME LIMIT COMMAND...: at most LIMIT s (and what is left), stdout to NAME.out, stderr to NAME.log
+  local name=$1 limit=$2 left=$((END - SECONDS)) began=$SECONDS rc
   ((left < limit)) && limit=$left
-  if ((limit < 20)); then echo "skipped (budget spent): ${*:2}" >> "$OUT/skipped.txt"; return 124; fi
-  timeout -k 10 "$limit" "${@:2}"  # -k: lsvr train answers SIGTERM by finishing its step and saving
+  if ((limit < 10)); then echo "$name skipped 0" >> "$R/steps.txt"; return 1; fi
+  timeout -s ABRT -k 5 "$limit" "${@:3}" > "$R/$name.out" 2> "$R/$name.log"
+  rc=$?
+  echo "$name $rc $((SECONDS - began))" >> "$R/steps.txt"
+  echo "step $name: exit $rc after $((SECONDS - began)) s (limit $limit)" >&2
+  return $rc
 }
-lsvr() { limited "$1" python3 -m lsvr "${@:2}"; }
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-python3 -c "import torch; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))" \
-  > "$OUT/torch.txt" 2>&1
-bench() {  # NAME LIMIT ARGS...: lsvr bench train at batch $BATCH for alexnet, JSON to $OUT/train_NAME.json
-  lsvr "$2" bench train --model alexnet --batch "$BATCH" --steps "$STEPS" --device "$DEVICE" --dir /tmp/lsvr-bench \
-    --json "${@:3}" > "$OUT/train_$1.json" 2> "$OUT/train_$1.log"
+bench() {  # NAME LIMIT ARGS...: lsvr bench train at batch $BATCH, JSON to NAME.out
+  step "$1" "$2" python3 -m lsvr bench train --model alexnet --batch "$BATCH" --steps "$STEPS" --images "$IMAGES" \
+    --device "$DEVICE" --dir "$WORK/bench" --json "${@:3}"
+}
+finish() {  # pack every result, write the summary, print it last
+  tar -czf "$OUT/results.tar.gz" -C "$WORK" results
+  python3 scripts/gpu_summary.py "$R" > "$OUT/summary.txt" 2>&1
+  cat "$OUT/summary.txt"
 }
 
-# 1. The training step at batch 256: model-only, end-to-end and baseline in each run.
-bench fp32_raw 90 --precision fp32 --encoding raw
-bench bf16_raw 60 --precision bf16 --encoding raw
-bench bf16_jpeg_host 75 --precision bf16 --encoding jpeg --decode host
-bench bf16_jpeg_device 60 --precision bf16 --encoding jpeg --decode device
+step preflight 15 python3 scripts/gpu_preflight.py "$DEVICE" "$R/preflight.json" || { finish; exit 1; }
+step cuda_tests 25 python3 -m pytest -q -p no:cacheprovider tests/test_loader.py tests/test_gpu_paths.py \
+  -k "cuda or nvjpeg or device"
+bench bf16_raw 40 --precision bf16 --encoding raw --rounds 3
+step prepare_fm256 10 python3 -m lsvr prepare data/fashion-mnist-small "$WORK/fm256" --size 256 --channels 3 \
+  --encoding jpeg --resize squash --no-progress
+step syncs 20 python3 scripts/sync_check.py configs/fashion_mnist_alexnet_gpu.yaml "$R/syncs.json" \
+  "data.train=$WORK/fm256/train" "train.device=$DEVICE" "train.global_batch=$BATCH"
+bench bf16_jpeg_device 25 --precision bf16 --encoding jpeg --decode device --rounds 2 --no-baseline
+bench bf16_jpeg_host 25 --precision bf16 --encoding jpeg --decode host --rounds 2 --no-baseline
+step resnet50_bf16_raw 25 python3 -m lsvr bench train --model resnet50 --batch "$BATCH" --steps "$STEPS" \
+  --images "$IMAGES" --device "$DEVICE" --dir "$WORK/bench" --json --precision bf16 --encoding raw --rounds 2 \
+  --no-baseline
+bench bf16_raw_compile 35 --precision bf16 --encoding raw --compile default --rounds 2 --no-baseline
+bench bf16_raw_reduce_overhead 30 --precision bf16 --encoding raw --compile reduce-overhead --rounds 2 --no-baseline
 
-# 2. The CUDA-only tests (pinned buffer reuse, nvJPEG against libjpeg-turbo), and the
-#    host-device syncs left in the training loop's steady state.
-limited 60 python3 -m pytest -q -p no:cacheprovider tests/test_loader.py -k "cuda or nvjpeg" > "$OUT/pytest_cuda.log" 2>&1
-lsvr 60 prepare data/fashion-mnist-small prepared/fm256 --size 256 --channels 3 --encoding jpeg \
-  --resize squash --no-progress > "$OUT/prepare_fm256.log" 2>&1
-limited 60 python3 scripts/sync_check.py configs/fashion_mnist_alexnet_gpu.yaml "$OUT/syncs.json" \
-  "train.device=$DEVICE" "train.global_batch=$BATCH" > "$OUT/syncs.log" 2>&1
-
-# 3. The paper's AlexNet learns at full size: the embedded Fashion-MNIST at 256 RGB, bf16.
-lsvr 120 train configs/fashion_mnist_alexnet_gpu.yaml --out "$OUT/fm256-alexnet" --set train.progress=false \
-  --set train.device="$DEVICE" --set train.max_steps="$MAXSTEPS" > "$OUT/fm256-alexnet.log" 2>&1
-lsvr 30 eval "$OUT/fm256-alexnet" prepared/fm256/test --device "$DEVICE" --json \
-  > "$OUT/fm256-alexnet-eval.json" 2>> "$OUT/fm256-alexnet.log"
-rm -f "$OUT"/fm256-alexnet/checkpoints/*.pt  # the figures travel back, not 700 MB of weights
-
-# 4. Whether torch.compile and CUDA graphs pay (each compiles first, inside its limit).
-bench bf16_raw_compile 75 --precision bf16 --encoding raw --compile default
-bench bf16_raw_cudagraphs 75 --precision bf16 --encoding raw --compile reduce-overhead
-ls -l "$OUT"
+# The paper's AlexNet learns at full size: Fashion-MNIST at 256 RGB, bf16, 2 epochs, then
+# --resume (a CUDA checkpoint read back) to 3, then eval of the last checkpoint. The run folder
+# stays in $WORK; only its metrics come back.
+export WORK R DEVICE FM_LEG1="train.epochs=2" FM_LEG2="train.epochs=3"
+if ((FM_STEPS > 0)); then FM_LEG1="train.epochs=3 train.max_steps=$FM_STEPS" FM_LEG2="train.epochs=3 train.max_steps=$((2 * FM_STEPS))"; fi
+# shellcheck disable=SC2016
+step fm256 40 bash -c '
+  sets=(--set "data.train=$WORK/fm256/train" "data.val=$WORK/fm256/test" "train.device=$DEVICE" "train.progress=false")
+  python3 -m lsvr train configs/fashion_mnist_alexnet_gpu.yaml --out "$WORK/fm256-run" "${sets[@]}" $FM_LEG1 &&
+  python3 -m lsvr train configs/fashion_mnist_alexnet_gpu.yaml --out "$WORK/fm256-run" --resume auto "${sets[@]}" $FM_LEG2 &&
+  python3 -m lsvr eval "$WORK/fm256-run" "$WORK/fm256/test" --device "$DEVICE" --json > "$R/fm256_eval.json"
+  rc=$?
+  cp "$WORK/fm256-run/metrics.jsonl" "$R/fm256_metrics.jsonl" 2>/dev/null
+  exit $rc'
+bench fp32_raw 10 --precision fp32 --encoding raw --rounds 1 --no-baseline
+finish

@@ -4,6 +4,7 @@ import simplejpeg
 import torch
 from tests.support import cli, write_tree
 
+from lsvr.bench.photos import write_photos
 from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset
 from lsvr.data.draws import Draws
@@ -196,15 +197,26 @@ def test_device_decode_needs_a_jpeg_set(train_set):
         Loader(train_set, batch_size=8, shuffle=True, decode="device", decoder=libjpeg_decoder(1))
 
 
+@pytest.fixture(scope="module")
+def photo_set(tmp_path_factory) -> PreparedDataset:
+    """Photo-like JPEGs (the bench's 1/f fields with soft shapes), prepared at 96 px."""
+    root = tmp_path_factory.mktemp("photos")
+    write_photos(root / "src", 16, classes=2)
+    assert cli("prepare", root / "src", root / "ds", "--size", "96", "--encoding", "jpeg", "--no-progress") == 0
+    return PreparedDataset(root / "ds")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_nvjpeg_batches_match_the_host_decoder(jpeg_set):
+def test_nvjpeg_batches_match_the_host_decoder(photo_set):
+    """On photos, not noise: nvJPEG's chroma upsampling differs from libjpeg-turbo's, which on
+    noise images (every 2x2 block's chroma unlike its neighbours') moves pixels by tens."""
     pytest.importorskip("torchvision")
-    host = Loader(jpeg_set, batch_size=8, shuffle=True, seed=3, crop=30)
-    gpu = Loader(jpeg_set, batch_size=8, shuffle=True, seed=3, crop=30, device="cuda", decode="device")
+    host = Loader(photo_set, batch_size=8, shuffle=True, seed=3, crop=80)
+    gpu = Loader(photo_set, batch_size=8, shuffle=True, seed=3, crop=80, device="cuda", decode="device")
     for a, b in zip(host.batches(0), gpu.batches(0), strict=True):
         assert b.images.is_cuda and b.images.shape == a.images.shape and same_draws(a.draws, b.draws)
-        difference = (a.images.float() - b.images.cpu().float()).abs()
-        assert difference.mean() < 2.5  # IDCTs and chroma upsampling differ; another image or crop: tens
+        difference = a.images.float() - b.images.cpu().float()
+        assert difference.abs().mean() < 2.5 and difference.mean().abs() < 1  # IDCTs and upsampling differ
 
 
 def test_device_decode_without_torchvision_is_a_clear_error(jpeg_set):

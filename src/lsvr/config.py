@@ -134,6 +134,7 @@ class TrainConfig:
     cudnn_benchmark: bool = _f(
         True, "CUDA: let cuDNN time its convolution algorithms at the first steps and keep the fastest"
     )
+    fused_lrn: bool = _f(True, "CUDA: AlexNet's LRN as one torch.compile'd kernel (compiled at the first step)")
     compile: CompileMode = _f(
         "none",
         "torch.compile the training model: none, default, max-autotune-no-cudagraphs; with CUDA graphs:"

@@ -26,11 +26,19 @@ from lsvr.data.readers import Batch
 from lsvr.errors import InputError
 from lsvr.preprocess import Preprocess
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 def autocast(device: torch.device, precision: str):
     """The autocast context for a precision name (fp32: disabled)."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    dtype = AUTOCAST_DTYPES.get(precision)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def input_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """The dtype Augment hands the model: on a GPU the autocast dtype (the first layer casts to
+    it anyway, so a float32 batch would be written and read for nothing); float32 elsewhere."""
+    return AUTOCAST_DTYPES.get(precision, torch.float32) if device.type == "cuda" else torch.float32
 
 
 @torch.inference_mode()

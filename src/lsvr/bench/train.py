@@ -29,7 +29,7 @@ from lsvr.bench.timing import cpu_seconds, environment, workdir
 from lsvr.config import OptimConfig
 from lsvr.data.augment import Augment
 from lsvr.data.loader import Loader
-from lsvr.evaluate import autocast
+from lsvr.evaluate import autocast, input_dtype
 from lsvr.models.registry import build_model, model_spec
 from lsvr.train.optim import build_optimizer
 from lsvr.train.parallel import pick_device
@@ -89,7 +89,7 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         stepper.step(fixed, fixed_labels)
 
     augment = Augment(mean_image=data.mean_image, channel_mean=data.channel_mean, channel_std=data.channel_std,
-                      crop=crop, channels_last=True, device=device)  # fmt: skip
+                      crop=crop, channels_last=True, device=device, dtype=input_dtype(device, precision))  # fmt: skip
     loader = Loader(data, batch_size=batch, shuffle=True, seed=0, workers=workers, prefetch=2 * workers,
                     device=device, crop=crop, decode=decode)  # fmt: skip
     pil = PilCrops([source.root / n for n in source.names], source.labels, crop=crop)

@@ -5,7 +5,8 @@ that chose them (data/draws.py): the reader cuts training batches as it reads th
 `center` / `ten_crops` cut evaluation's fixed windows from whole images. Mean-image
 subtraction takes the mean image's same window, mirrored with the image, which equals the
 paper's "subtract the mean image, then crop and mirror". The result is
-(B, C, crop, crop) float32; its memory is NHWC, i.e. already channels_last.
+(B, C, crop, crop) float32 (or `dtype`: on a GPU the autocast dtype); its memory is NHWC,
+i.e. already channels_last.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Augment:
         normalize: str = "mean_image",
         channels_last: bool = False,
         device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.size = mean_image.shape[0] if mean_image is not None else 0  # the stored side; 0: shapes vary
         if normalize == "mean_image":  # only the mean image's windows must fit it
@@ -54,7 +56,7 @@ class Augment:
             if crop > self.size or mean_image.shape[1] != self.size:
                 raise ValueError(f"crop {crop} does not fit images of {mean_image.shape[:2]}")
         self.crop, self.normalize = crop, normalize
-        self.channels_last = channels_last
+        self.channels_last, self.dtype = channels_last, dtype
         device = torch.device(device)
         if normalize == "mean_image":
             self.mean_image = torch.from_numpy(np.ascontiguousarray(mean_image)).to(device)  # (H, W, C)
@@ -62,6 +64,8 @@ class Augment:
         self.channel_mean = torch.tensor(channel_mean, dtype=torch.float32, device=device)
         self._ring: deque[tuple[torch.Tensor, torch.Tensor]] = deque()  # train()'s buffers on CPU
         self.channel_inv_std = 1.0 / torch.tensor(channel_std, dtype=torch.float32, device=device).clamp_min(1e-3)
+        if dtype != torch.float32 and normalize == "mean_image":  # gathered at half the bytes (fp16: within
+            self.mean_half = self.mean_image.half()  # 1/32 of a pixel level under 128, 1/16 above)
 
     def train(self, batch: Batch) -> torch.Tensor:
         """A training batch, cut by its reader at its draws' windows: mirrored where the draws
@@ -75,6 +79,8 @@ class Augment:
         reuse (train): on CPU, per-channel normalisation writes into one of two buffers in turn,
         so the result stays intact through the next call, not the one after."""
         images = mirror_images(images, draws.mirror)
+        if self.dtype != torch.float32:
+            return self._in_dtype(images, draws)
         if self.normalize != "mean_image":
             return self._channel_normalized(images, self._buffers(images) if reuse else None)
         pixels = images.float()  # (B, crop, crop, C)
@@ -88,6 +94,25 @@ class Augment:
             pixels = pixels - self.mean_image[rows[:, :, None], cols[:, None, :]]
         out = pixels.permute(0, 3, 1, 2)  # (B, C, crop, crop), NHWC in memory
         return out if self.channels_last else out.contiguous()
+
+    def _in_dtype(self, images: torch.Tensor, draws: Draws) -> torch.Tensor:
+        """The batch normalised straight into `dtype` (bf16 or fp16, the autocast dtype the model
+        runs in): each pixel converted, normalised and rounded in one kernel, so no float32
+        batch (158 MB at 256 x 227 x 227 x 3) is made. Per channel: x * (1/std) - mean/std
+        in float32, rounded once; the mean image: gathered at its windows in fp16 and subtracted
+        in fp16, within 1/8 of a pixel level of the float32 batch rounded to `dtype`."""
+        planes = images.permute(0, 3, 1, 2)  # (B, C, H, W), NHWC memory
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = torch.empty(planes.shape, dtype=self.dtype, device=images.device, memory_format=layout)
+        if self.normalize != "mean_image":
+            scale = self.channel_inv_std[:, None, None]
+            return torch.addcmul(-self.channel_mean[:, None, None] * scale, planes, scale, out=out)
+        span = torch.arange(draws.crop, device=images.device)
+        rows = draws.top[:, None] + span  # (B, crop)
+        cols = torch.where(draws.mirror[:, None], draws.left[:, None] + draws.crop - 1 - span,
+                           draws.left[:, None] + span)  # fmt: skip
+        mean = self.mean_half[rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        return torch.sub(planes, mean, out=out)
 
     def _channel_normalized(
         self, images: torch.Tensor, buffers: tuple[torch.Tensor, torch.Tensor] | None

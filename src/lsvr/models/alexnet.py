@@ -10,9 +10,11 @@ original did.
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -21,10 +23,39 @@ class PaperLRN(nn.LocalResponseNorm):
 
     torch divides alpha by `size`, so alpha*size is passed to get the paper's rule (seen: error
     1.2e-7 against the paper's formula that way, 2e-3 with plain alpha).
+
+    On a GPU torch's LRN is about ten kernels (square, pad, pool, scale, power, divide), each
+    reading and writing the activations: `fused_lrn` runs it as torch.compile's fusion of the
+    same function instead (within 1e-5 relative of it; tests/test_gpu_paths.py), compiled at
+    the first step. CPU keeps torch's op. FUSED = False (train.fused_lrn=false) turns it off;
+    a compile that fails says so once and falls back to torch's op.
     """
+
+    FUSED = True
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
         super().__init__(size, alpha * size, beta, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (PaperLRN.FUSED and x.is_cuda) or torch.compiler.is_compiling():  # a compiled model fuses it itself
+            return super().forward(x)
+        return fused_lrn(x, self.size, self.alpha, self.beta, self.k)
+
+
+_compiled = None
+
+
+def fused_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """F.local_response_norm through torch.compile (one compile per shape, cached by torch)."""
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(F.local_response_norm, dynamic=False)
+    try:
+        return _compiled(x, size, alpha, beta, k)
+    except Exception as exc:  # a device or toolchain torch.compile cannot use: torch's op, said once
+        warnings.warn(f"fused LRN: torch.compile failed ({type(exc).__name__}: {exc}); using torch's LRN", stacklevel=2)
+        PaperLRN.FUSED = False
+        return F.local_response_norm(x, size, alpha, beta, k)
 
 
 def _pool_out(n: int) -> int:

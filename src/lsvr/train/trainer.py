@@ -23,7 +23,8 @@ from lsvr.data.augment import Augment
 from lsvr.data.loader import Batch
 from lsvr.data.mix import Mix
 from lsvr.errors import InputError
-from lsvr.evaluate import evaluate
+from lsvr.evaluate import evaluate, input_dtype
+from lsvr.models.alexnet import PaperLRN
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
@@ -96,6 +97,7 @@ class Trainer:
         """The model (from model.init_from on a fresh start), optimizer, scaler, loaders, augment, schedule."""
         cfg, ds, device = self.cfg, self.inputs.train, self.env.device
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+        PaperLRN.FUSED = cfg.train.fused_lrn  # on CUDA; the CPU keeps torch's op
         model = build_model(cfg.model.name, num_classes=len(ds.classes), in_channels=ds.shape[2],
                             crop=self.inputs.crop, dropout=cfg.model.dropout, width=cfg.model.width,
                             zero_init_residual=cfg.model.zero_init_residual, blurpool=cfg.model.blurpool)  # fmt: skip
@@ -108,6 +110,7 @@ class Trainer:
         self.augment = Augment(
             mean_image=ds.mean_image, channel_mean=ds.channel_mean, channel_std=ds.channel_std, crop=self.inputs.crop,
             normalize=cfg.data.normalize, channels_last=cfg.train.channels_last, device=device,
+            dtype=input_dtype(device, cfg.train.precision),
         )  # fmt: skip
         if cfg.model.whiten:  # frozen before the optimizer takes the trainable parameters
             self.say(whiten_first_conv(model, self.inputs, self.augment, seed=cfg.train.seed))

@@ -1,0 +1,80 @@
+"""The GPU check's first step (scripts/gpu_check.sh): can this machine run the rest at all?
+
+python3 scripts/gpu_preflight.py DEVICE OUT.json
+
+`lsvr doctor`'s report (the one version reporter), every import the later steps need, then
+three bf16 training steps of the paper's AlexNet on one resident batch of 256 (2 on CPU),
+the loss finite. Writes what it found to OUT.json and exits 1, naming the first failure,
+when the check cannot go on; takes seconds (a dry run on CPU included).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+NEEDED = ("simplejpeg", "numpy", "yaml", "torch", "lsvr.bench.train", "lsvr.data.device_decode", "lsvr.train.engine")
+OPTIONAL = ("torchvision", "tensorboard")  # nvJPEG's decode and the TensorBoard check need them
+
+
+def main(device_name: str, out: str) -> int:
+    began = time.perf_counter()
+    found: dict = {"imports": {}}
+    failure = None
+    for name in (*NEEDED, *OPTIONAL):
+        try:
+            module = importlib.import_module(name)
+            found["imports"][name] = getattr(module, "__version__", "ok")
+        except Exception as exc:  # each import's failure is reported, not raised
+            found["imports"][name] = f"missing: {exc}"
+            failure = failure or (name in NEEDED and f"import {name}: {exc}")
+    if not failure:
+        from lsvr.doctor import diagnose
+
+        found["doctor"] = diagnose(None)
+        failure = _steps(device_name, found)
+    found["seconds"] = round(time.perf_counter() - began, 2)
+    found["ok"] = not failure
+    found["failure"] = failure or None
+    Path(out).write_text(json.dumps(found, indent=2, default=str))
+    print(json.dumps({k: found[k] for k in ("ok", "failure", "seconds", "steps")} if "steps" in found else found,
+                     default=str))  # fmt: skip
+    return 0 if found["ok"] else 1
+
+
+def _steps(device_name: str, found: dict) -> str | None:
+    """Three bf16 AlexNet steps on a resident batch; None when they ran with a finite loss."""
+    import torch
+
+    from lsvr.bench.train import Stepper
+    from lsvr.train.parallel import pick_device
+
+    try:
+        device = pick_device(device_name, setting="DEVICE")
+    except Exception as exc:
+        return f"device {device_name}: {exc}"
+    from lsvr.models.alexnet import PaperLRN
+
+    PaperLRN.FUSED = False  # seconds, not a compile: the fused LRN is the CUDA tests' to check
+    batch = 256 if device.type == "cuda" else 2  # CPU bf16 convolutions are slow: a dry run, not a figure
+    stepper = Stepper("alexnet", 227, device, "bf16", "none")
+    images = torch.randn(batch, 3, 227, 227, device=device).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (batch,), device=device)
+    losses, times = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        losses.append(float(stepper.step(images, labels)))  # float(): waits for the step
+        times.append(round(time.perf_counter() - start, 3))
+    found["steps"] = {"device": str(device), "batch": batch, "losses": losses, "seconds": times,
+                      "images_per_sec_last": round(batch / max(times[-1], 1e-9), 1)}  # fmt: skip
+    if not all(math.isfinite(x) for x in losses):
+        return f"bf16 AlexNet steps gave a non-finite loss: {losses}"
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
