@@ -58,7 +58,11 @@ def _figures(results: Path, name: str) -> str:
         return tally[-1] if tally else "no tally"
     if name == "syncs":
         found = _json(results / "syncs.json")
-        return f"{found['syncs_per_step']:.2f} syncs/step" if found else "no figures"
+        if found and found["device"] == "cpu":
+            return "not watched on a CPU (a dry run)"
+        if not found:
+            return "no figures"
+        return f"{found['syncs_per_step']:.2f} syncs/step over {found['steps_watched']} steps"
     if name == "fm256":
         found = _json(results / "fm256_eval.json") or {}
         records = [json.loads(line) for line in _lines(results / "fm256_metrics.jsonl") if line.startswith("{")]
