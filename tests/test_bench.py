@@ -23,11 +23,18 @@ def test_bench_loader_and_prepare_report_every_figure(tmp_path, capsys):
         "lsvr_rrc",
         "baseline_rrc",
         "lsvr_rrc_ra",
+        "lsvr_jpeg_float",
     }
+    try:  # torchvision's tensor recipe, where torchvision is installed
+        import torchvision  # noqa: F401
+
+        pipelines.add("baseline_torchvision")
+    except ImportError:
+        assert "float_ratio_vs_torchvision" not in loader and "float_ratio_vs_torchvision" not in loader["goals"]
     assert set(loader["images_per_sec_per_core"]) == pipelines
     assert all(v > 0 for v in loader["images_per_sec_per_core"].values())
     for key in ("ratio_vs_baseline", "fraction_of_decode_limit", "fraction_of_gather_limit",
-                "rrc_ratio_vs_baseline"):  # fmt: skip
+                "rrc_ratio_vs_baseline", "float_ratio_vs_pil"):  # fmt: skip
         assert loader[key] > 0 and key in loader["goals"]
     # the prepare cost spread over fewer epochs weighs more
     assert loader["rrc_ratio_vs_baseline_1_epochs"] < loader["rrc_ratio_vs_baseline_10_epochs"]

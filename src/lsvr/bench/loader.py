@@ -11,6 +11,9 @@ Loader's RandomResizedCrop windows on a `--resize short` set of shorter side 256
 Augment's mirror and per-channel normalisation) and baseline_rrc (baseline_pil ending in
 ToTensor + Normalize); lsvr's side is also reported with its prepare cost spread over 1 and 10 epochs.
 lsvr_rrc_ra is lsvr_rrc with the ViT recipe's RandAugment (2 ops at magnitude 9) in the reading threads.
+On equal output, float batches: lsvr_jpeg_float (lsvr_jpeg, then Augment's per-channel
+normalisation) against baseline_rrc and, where torchvision is installed, baseline_torchvision
+(its decode_jpeg + transforms.v2 recipe, normalised).
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ class PilCrops(torch.utils.data.Dataset):
 
 
 def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int, *, rrc: bool = False,
-          randaugment: RandAugment | None = None) -> Measure:  # fmt: skip
+          randaugment: RandAugment | None = None, normalize: bool = False) -> Measure:  # fmt: skip
     """The loader cuts the crops in its threads; the mirror follows on the consuming thread,
     as Augment.train does it. rrc: RandomResizedCrop windows (decoded at reduced scale where
     they allow, resized in the threads), then Augment's mirror and per-channel normalisation
@@ -117,7 +120,7 @@ def _lsvr(ds: PreparedDataset, batch: int, workers: int, epochs: int, *, rrc: bo
         count = 0
         for epoch in range(epochs):
             for b in loader.batches(epoch):
-                if rrc:
+                if rrc or normalize:
                     augment.train(b)  # (B, 3, 224, 224) float32
                 else:
                     mirror_images(b.images, b.draws.mirror)
@@ -140,6 +143,43 @@ def _baseline(source: FolderSource, batch: int, workers: int, *, normalize: bool
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
                                              drop_last=True)  # fmt: skip
         return sum(len(labels) for _, labels in loader)  # the workers are joined when it ends
+
+    return measure(run, children=True)
+
+
+class TorchvisionCrops(torch.utils.data.Dataset):
+    """torchvision's tensor recipe: `decode_jpeg` of the original file's bytes, then
+    transforms.v2 RandomResizedCrop(224, antialias) + RandomHorizontalFlip + ToDtype(float32,
+    scale) + Normalize (the ImageNet statistics): the float batch the model receives."""
+
+    def __init__(self, paths: list[Path], labels: np.ndarray, crop: int = CROP) -> None:
+        from torchvision.io import decode_jpeg
+        from torchvision.transforms import v2
+
+        self.paths, self.labels, self.decode = paths, labels, decode_jpeg
+        steps = [v2.RandomResizedCrop(crop, antialias=True), v2.RandomHorizontalFlip(),
+                 v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]  # fmt: skip
+        self.transform = v2.Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        data = torch.frombuffer(bytearray(self.paths[i].read_bytes()), dtype=torch.uint8)
+        return self.transform(self.decode(data)), int(self.labels[i])
+
+
+def _torchvision(source: FolderSource, batch: int, workers: int) -> Measure | None:
+    """torchvision's decode_jpeg + transforms.v2 pipeline through DataLoader; None without torchvision."""
+    try:
+        dataset = TorchvisionCrops([source.root / n for n in source.names], source.labels)
+    except ImportError:
+        return None
+
+    def run() -> int:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                                             drop_last=True)  # fmt: skip
+        return sum(len(labels) for _, labels in loader)
 
     return measure(run, children=True)
 
@@ -202,11 +242,16 @@ def bench_loader(*, images: int, batch: int, workers: int | None, epochs: int, r
             short, batch, workers, epochs, rrc=True, randaugment=RandAugment(num_ops=2, magnitude=9)
         ),
         "baseline_rrc": lambda: _baseline(source, batch, workers, normalize=True),
+        # equal output, the float batches the model receives: the paper's crop path normalised
+        "lsvr_jpeg_float": lambda: _lsvr(jpeg, batch, workers, epochs, normalize=True),
+        "baseline_torchvision": lambda: _torchvision(source, batch, workers),
     }
     rounds_of = {name: [] for name in runs}
     for _ in range(rounds):  # interleaved, so a noisy minute on a shared machine hits every pipeline
         for name, run in runs.items():
             rounds_of[name].append(run())
+    if None in rounds_of["baseline_torchvision"]:  # torchvision is not installed: not measured
+        del rounds_of["baseline_torchvision"]
     rows = {name: median(ms) for name, ms in rounds_of.items()}
     per_core = {name: m.per_core for name, m in rows.items()}
     prepare_s = _prepare_cost(source, root / "prepare-timing", workers) / len(source)  # CPU-seconds an image
@@ -221,9 +266,13 @@ def bench_loader(*, images: int, batch: int, workers: int | None, epochs: int, r
         "rrc_ratio_vs_baseline": per_core["lsvr_rrc"] / per_core["baseline_rrc"],
         "fraction_of_decode_limit": per_core["lsvr_jpeg"] / per_core["decode_limit"],
         "fraction_of_gather_limit": per_core["lsvr_raw"] / per_core["gather_limit"],
+        "float_ratio_vs_pil": per_core["lsvr_jpeg_float"] / per_core["baseline_rrc"],
     }
+    if "baseline_torchvision" in per_core:
+        ratios["float_ratio_vs_torchvision"] = per_core["lsvr_jpeg_float"] / per_core["baseline_torchvision"]
     goals = {"ratio_vs_baseline": 6.0, "fraction_of_decode_limit": 0.85, "fraction_of_gather_limit": 0.8,
-             "rrc_ratio_vs_baseline": 4.0}  # fmt: skip
+             "rrc_ratio_vs_baseline": 4.0, "float_ratio_vs_pil": 3.0, "float_ratio_vs_torchvision": 2.0}  # fmt: skip
+    goals = {name: goal for name, goal in goals.items() if name in ratios}
     result = {
         "benchmark": "loader",
         "settings": {
