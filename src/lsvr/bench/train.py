@@ -97,9 +97,10 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
                                                drop_last=True, pin_memory=device.type == "cuda")  # fmt: skip
     mean = torch.tensor(data.channel_mean, device=device).view(1, 3, 1, 1)
     inv_std = 1 / torch.tensor(data.channel_std, device=device).view(1, 3, 1, 1)
+    position = [0, 0]  # the loader's, carried from round to round
     pipelines = {
         "model_only": lambda: _model_only(stepper, fixed, fixed_labels, steps),
-        "end_to_end": lambda: _end_to_end(stepper, loader, augment, steps) * batch,
+        "end_to_end": lambda: _end_to_end(stepper, loader, augment, steps, position) * batch,
         "baseline": lambda: _baseline(stepper, torch_loader, (mean, inv_std), steps) * batch,
     }
     if not baseline:  # --no-baseline: timed once, in another call
@@ -132,16 +133,18 @@ def bench_train(*, model: str, batch: int, steps: int, workers: int | None, devi
         "peak_memory_of": "device (max allocated)" if device.type == "cuda" else "process (max RSS)",
     }
     if profile:  # after the timed rounds, so the profiler's overhead is in none of them
-        result["profile"] = _profile(stepper, loader, augment, steps, root / "profile-train")
+        result["profile"] = _profile(stepper, loader, augment, steps, root / "profile-train", position)
     _print(result, per_sec, peak, as_json)
     return result
 
 
-def _profile(stepper: Stepper, loader: Loader, augment: Augment, steps: int, folder) -> dict | None:
+def _profile(
+    stepper: Stepper, loader: Loader, augment: Augment, steps: int, folder, position: list[int]
+) -> dict | None:
     """`steps` end-to-end steps under torch.profiler (warm already: one step to start it)."""
     say = functools.partial(print, file=sys.stderr)  # stdout stays the report (--json)
     profiler = StepProfiler(steps, folder, stepper.device, say=say, wait=0)
-    _end_to_end(stepper, loader, augment, steps + WARMUP, after_step=profiler.step)
+    _end_to_end(stepper, loader, augment, steps + WARMUP, position, after_step=profiler.step)
     return profiler.close()
 
 
@@ -152,19 +155,26 @@ def _model_only(stepper: Stepper, images: torch.Tensor, labels: torch.Tensor, st
     return steps * len(images)
 
 
-def _end_to_end(stepper: Stepper, loader: Loader, augment: Augment, steps: int, after_step=None) -> int:
-    """lsvr's Loader + Augment + the step, across epochs until `steps`; returns the steps."""
-    done, epoch = 0, 0
+def _end_to_end(stepper: Stepper, loader: Loader, augment: Augment, steps: int, position: list[int],
+                after_step=None) -> int:  # fmt: skip
+    """lsvr's Loader + Augment + the step, across epochs until `steps`; returns the steps. Each
+    call goes on where the last one stopped (kept on the loader), so the loader's read-ahead
+    carries from one timed round to the next as from one epoch to the next in training.
+    position: [epoch, step] where the next batch is, updated."""
+    done = 0
+    epoch, step = position
     while done < steps:
-        for b in loader.batches(epoch):
+        for b in loader.batches(epoch, step):
             stepper.step(augment.train(b), b.labels)
             b.release()
-            done += 1
+            done, step = done + 1, b.step + 1
             if after_step is not None:
                 after_step()
             if done == steps:
                 break
-        epoch += 1
+        if step >= len(loader):
+            epoch, step = epoch + 1, 0
+    position[:] = epoch, step
     return steps
 
 
