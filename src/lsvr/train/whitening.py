@@ -27,6 +27,10 @@ def whiten_first_conv(model: nn.Module, inputs: RunInputs, augment: Augment, *, 
         raise InputError(str(exc)) from None
     n = images_needed(conv, inputs.crop, min(MAX_IMAGES, len(inputs.train_rows)))
     rows = np.sort(np.random.default_rng([seed, 0x3417E]).choice(inputs.train_rows, n, replace=False))
-    images = augment.center(torch.from_numpy(inputs.train.read(rows)).to(conv.weight.device))
+    dtype, augment.dtype = augment.dtype, torch.float32  # the statistics from float32 pixels, bf16 run or not
+    try:
+        images = augment.center(torch.from_numpy(inputs.train.read(rows)).to(conv.weight.device))
+    finally:
+        augment.dtype = dtype
     pairs = whiten(conv, images.float())
     return f"lsvr train: model.whiten: {2 * pairs} filters of the first conv from {n} training images, frozen"
