@@ -23,6 +23,10 @@ OUT=${OUT:-gpu-check} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-256} STEPS=${STEPS:-
 PRECISION=${PRECISION:-bf16} SCALE=${SCALE:-1}  # a dry run: fp32 (CPU bf16 is slow) and limits x SCALE
 FM_STEPS=${FM_STEPS:-0}  # 0: the Fashion-MNIST run's epochs in full; N: N steps a leg (a dry run)
 END=$((SECONDS + ${BUDGET:-300}))
+if [[ -e "$OUT" ]] && find "$OUT" -mindepth 1 -maxdepth 1 ! -name results.tar.gz ! -name summary.txt | grep -q .; then
+  echo "gpu_check: $OUT holds files of its own; give an empty or new OUT (nothing there is overwritten)" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/lsvr-gpu-check.XXXXXX)  # the run folders and bench sets stay here, not in $OUT
 R="$WORK/results"

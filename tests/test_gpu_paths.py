@@ -120,3 +120,14 @@ def test_the_gpu_check_summary_reports_a_cut_short_bench(tmp_path):
     assert "124" in bench and "partial: model_only 41,000/s end_to_end 39,000/s" in bench
     assert "torch 2.11.0 on cuda:0: 9000.0 img/s; ok" in next(line for line in out if line.startswith("preflight"))
     assert "skip" in next(line for line in out if line.startswith("compile"))
+
+
+def test_the_gpu_check_refuses_an_out_folder_holding_other_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    env = {"OUT": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(["bash", ROOT / "scripts" / "gpu_check.sh"], env=env, capture_output=True, text=True,
+                            cwd=ROOT)  # fmt: skip
+    assert result.returncode == 2 and "holds files of its own" in result.stderr
+    assert (
+        sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine"
+    )
