@@ -13,7 +13,8 @@
 # dumps every thread's stack into its log. steps.txt gets `name rc seconds` per step.
 #
 # $OUT receives two files: results.tar.gz (every log and JSON) and summary.txt, the compact
-# summary that is also this script's last lines of output.
+# summary that is also this script's last lines of output. An $OUT holding other files is
+# refused (exit 2): nothing there is overwritten.
 #
 # A dry run on CPU (every step, the CUDA-only tests skipped; at most 450 s on 2 cores):
 #   DEVICE=cpu BATCH=8 STEPS=2 IMAGES=64 FM_STEPS=2 PRECISION=fp32 SCALE=3 BUDGET=450 OUT=/tmp/gpu-check \
