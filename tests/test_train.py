@@ -98,7 +98,7 @@ def test_resume_continues_to_the_same_weights(demo_prepared, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--set", "optim.learnig_rate=0.1"], "valid keys: model.name"),
+        (["--set", "optim.learnig_rate=0.1"], "unknown key optim.learnig_rate"),
         (["--set", "train.epochs=many"], "train.epochs must be int"),
         (["--set", "data.train=/nonexistent/set"], "/nonexistent/set: no such folder"),
         (["--set", "data.crop=64"], "larger than the images"),

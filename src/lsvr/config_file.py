@@ -1,12 +1,14 @@
 """Reading a config: YAML presets, `--set a.b=c` overrides, and the key listing.
 
-An unknown key or a value of the wrong type raises InputError naming the valid keys, before
-anything else starts; the sections themselves and their checks are in lsvr.config.
+An unknown key raises InputError naming the closest valid keys (all of them: `lsvr train
+--keys`), a value of the wrong type one naming the type expected, before anything else
+starts; the sections themselves and their checks are in lsvr.config.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -22,6 +24,20 @@ from lsvr.errors import InputError
 def valid_keys() -> list[str]:
     """Every settable key, as `section.name`."""
     return [f"{name}.{f.name}" for name, cls in sections().items() for f in dataclasses.fields(cls)]
+
+
+def unknown_key(section: str, key: str | None = None) -> InputError:
+    """The error for an unknown section (key None) or key: the closest valid names ("did you
+    mean data.normalize?"), not all 92 of them; `lsvr train --keys` lists those."""
+    known = {name: [f.name for f in dataclasses.fields(cls)] for name, cls in sections().items()}
+    if key is None:
+        what, close = f"section {section!r}", difflib.get_close_matches(section, known, n=3)
+    else:
+        what = f"key {section}.{key}"
+        close = [f"{section}.{k}" for k in difflib.get_close_matches(key, known[section], n=3)]
+        close += [f"{other}.{key}" for other, keys in known.items() if other != section and key in keys]
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return InputError(f"config: unknown {what}{hint} (`lsvr train --keys` lists every key)")
 
 
 TEST_SECTIONS = ("debug",)  # listed apart by `--keys`: no real run sets them
@@ -105,7 +121,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
     built = {}
     for name, value in raw.items():
         if name not in hints:
-            raise InputError(f"config: unknown section {name!r}; valid keys: {', '.join(valid_keys())}")
+            raise unknown_key(name)
         if not isinstance(value, dict):
             raise InputError(f"config: section {name!r} must be a mapping")
         cls = hints[name]
@@ -113,7 +129,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
         kwargs = {}
         for key, v in value.items():
             if key not in fields:
-                raise InputError(f"config: unknown key {name}.{key}; valid keys: {', '.join(valid_keys())}")
+                raise unknown_key(name, key)
             kwargs[key] = _check_type(f"{name}.{key}", v, fields[key])
         built[name] = cls(**kwargs)
     return Config(**built)
