@@ -148,8 +148,8 @@ def test_a_run_shorter_than_the_profile_keeps_what_it_recorded(tiny_data, tmp_pa
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    (["--profile", "0"], "--profile: STEPS must be >= 1, got 0"),
-    (["--profile", "-3"], "--profile: STEPS must be >= 1, got -3"),
+    (["--profile", "0"], "--profile must be a positive whole number, got 0"),
+    (["--profile", "-3"], "--profile must be a positive whole number, got -3"),
     (["--set", "train.profile_steps=-1"], "train.profile_steps must be >= 0, got -1"),
     (["--set", "train.data_wait_warn=1.5"], "train.data_wait_warn must be in [0, 1), got 1.5"),
 ])  # fmt: skip

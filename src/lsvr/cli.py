@@ -15,6 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from lsvr.cli_args import Parser, Whole, fraction, positive_float, positive_int
 from lsvr.cli_model import add_model_commands, refuse_existing
 from lsvr.cli_train import add_train_command
 from lsvr.config import CompileMode, Decode, Device, Encoding, Precision, ResizePolicy, choices
@@ -120,8 +121,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from lsvr.doctor import diagnose, format_report
 
-    if not args.seconds > 0:
-        raise InputError(f"--seconds must be > 0, got {args.seconds}")
     if args.dataset:
         from lsvr.data.dataset import PreparedDataset
 
@@ -195,13 +194,14 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="class-folder tree, idx images file, folder of idx files, a tar (ILSVRC2012's,"
                    " WebDataset shards), a folder of tars, or a shard pattern train-{000000..000009}.tar")  # fmt: skip
     p.add_argument("out", help="output folder (a folder of idx files with two splits gives OUT/train, OUT/test)")
-    p.add_argument("--size", type=int, default=256, help="stored side in pixels (short: the shorter side; 256)")
+    p.add_argument("--size", type=Whole(8, 4096), default=256,
+                   help="stored side in pixels, 8..4096 (short: the shorter side; 256)")  # fmt: skip
     p.add_argument("--encoding", choices=choices(Encoding), help="default raw; jpeg for --resize short")
     p.add_argument("--resize", choices=choices(ResizePolicy), default="squash", help="squash: the paper's; short: JPEG")
-    p.add_argument("--max-size", type=int, metavar="M", help="--resize short: the longer side's cap")
+    p.add_argument("--max-size", type=positive_int, metavar="M", help="--resize short: the longer side's cap")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB); default: 1 for idx, else 3")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality for --encoding jpeg")
-    p.add_argument("--workers", type=int, help="decoding threads (default: all cores)")
+    p.add_argument("--quality", type=Whole(1, 100), default=90, help="JPEG quality for --encoding jpeg")
+    p.add_argument("--workers", type=positive_int, help="decoding threads (default: all cores)")
     p.add_argument("--classes", help="file of class names, one per line")
     p.add_argument("--classes-from", metavar="PREPARED", help="use a prepared set's classes (val: train's)")
     p.add_argument("--labels", help="label file of a flat image folder or tar: val.txt, LOC_val_solution.csv, the"
@@ -210,7 +210,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source-format", choices=("auto", "imagenet", "webdataset"), default="auto",
                    help="a tar source's layout: imagenet (inner class tars, class folders, --labels) or webdataset"
                    " (image + .cls/.txt/.json per key); auto: by content")  # fmt: skip
-    p.add_argument("--max-rejects", type=float, default=1.0, metavar="FRACTION",
+    p.add_argument("--max-rejects", type=fraction, default=1.0, metavar="FRACTION",
                    help="abort (exit 2) once more than this fraction is rejected (default 1: never)")  # fmt: skip
     p.add_argument("--split", choices=("train", "test"), help="which split of a folder of idx files")
     p.add_argument(
@@ -218,29 +218,34 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace an existing OUT, and discard an unfinished prepare of other options",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_prepare)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     """`lsvr bench`'s arguments."""
     p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")
-    p.add_argument("what", choices=("loader", "prepare", "dist", "train", "layout"))
-    p.add_argument("--images", type=int, default=2000, help="generated photos (default 2000)")
-    p.add_argument("--batch", type=int, help="batch (loader: 128, train: 32, layout: 256) or global batch (dist: 16)")
+    p.add_argument("what", choices=("loader", "prepare", "dist", "train", "layout"),
+                   help="loader: reading batches; prepare: converting photos; dist: a step at world 1 and 2;"
+                   " train: end-to-end steps; layout: channels-last against contiguous")  # fmt: skip
+    p.add_argument("--images", type=positive_int, default=2000, help="generated photos (default 2000)")
+    p.add_argument("--batch", type=positive_int,
+                   help="batch (loader: 128, train: 32, layout: 256) or global batch (dist: 16)")  # fmt: skip
     p.add_argument("--model", help="dist, train, layout: the model stepped (default alexnet; layout: quicknet)")
-    p.add_argument("--steps", type=int, default=3, help="dist: timed steps per world size; train, layout: per pipeline")
+    p.add_argument("--steps", type=positive_int, default=3,
+                   help="dist: timed steps per world size; train, layout: per pipeline")  # fmt: skip
     p.add_argument("--device", choices=choices(Device), default="auto", help="train, layout: where the model steps")
-    p.add_argument("--crop", type=int, help="layout: the input side (default: the model's)")
+    p.add_argument("--crop", type=positive_int, help="layout: the input side (default: the model's)")
     p.add_argument("--precision", choices=choices(Precision), default="fp32", help="train: autocast precision")
     p.add_argument("--compile", choices=choices(CompileMode), default="none",
                    help="train: torch.compile mode (reduce-overhead adds CUDA graphs)")  # fmt: skip
     p.add_argument("--encoding", dest="bench_encoding", choices=choices(Encoding), default="raw",
                    help="train: the prepared set's encoding (jpeg: decoded by the loader's threads)")  # fmt: skip
     p.add_argument("--decode", choices=choices(Decode), default="host", help="train, jpeg: in loader threads or on GPU")
-    p.add_argument("--epochs", type=int, default=2, help="passes over the set per measure (raw: 4x)")
-    p.add_argument("--rounds", type=int, help="interleaved rounds, the median reported (train, layout: 3; others: 5)")
-    p.add_argument("--workers", type=int, help="threads (lsvr) and processes (baseline); default: all cores")
+    p.add_argument("--epochs", type=positive_int, default=2, help="passes over the set per measure (raw: 4x)")
+    p.add_argument("--rounds", type=positive_int,
+                   help="interleaved rounds, the median reported (train, layout: 3; others: 5)")  # fmt: skip
+    p.add_argument("--workers", type=positive_int, help="threads (lsvr) and processes (baseline); default: all cores")
     p.add_argument("--source", choices=("folder", "tar"), default="folder",
                    help="prepare: tar races a nested tar (ILSVRC2012_img_train.tar's layout) with folders")  # fmt: skip
     p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")
@@ -251,12 +256,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-baseline", action="store_true",
                    help="train: leave out the torchvision-style baseline (timed once, in another call)")  # fmt: skip
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the figures as JSON lines on stdout")
     p.set_defaults(func=cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
+    parser = Parser(prog="lsvr", description="Large-scale visual recognition (AlexNet, Ding et al.)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_prepare(sub)
@@ -264,35 +269,39 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(sub)
     add_model_commands(sub)
     p = sub.add_parser("info", help="describe a prepared dataset, checkpoint or run folder")
-    p.add_argument("target")
+    p.add_argument("target", help="a prepared dataset, a checkpoint .pt, a .safetensors export or a run folder")
     p.add_argument(
         "--verify",
         action="store_true",
         help="re-check a dataset's checksums, or that checkpoints load with finite weights",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the description as one JSON object on stdout")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="model names, parameter counts and forward multiply-adds")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the table as a JSON list on stdout")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("doctor", help="this machine's software, devices, memory and disk; a set's read rate")
     p.add_argument("dataset", nargs="?", help="a prepared set: will it fit in RAM, how fast it reads and decodes")
-    p.add_argument("--seconds", type=float, default=10.0, help="how long the read test runs (default 10)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--seconds", type=positive_float, default=10.0, help="how long the read test runs (default 10)")
+    p.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("plot", help="loss and error curves of a run as a PNG")
-    p.add_argument("run")
+    p.add_argument("run", help="a run folder (its metrics.jsonl)")
     p.add_argument("--out", help="PNG path (default RUN/plot.png)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("convert", help="torchvision AlexNet weights -> lsvr checkpoint")
-    p.add_argument("weights")
-    p.add_argument("out")
-    p.add_argument("--model", default="alexnet_tv")
+    p = sub.add_parser("convert", help="torchvision AlexNet weights -> lsvr checkpoint (model alexnet_tv)",
+                       description="Turn torchvision's AlexNet weights (alexnet-owt-7be5be79.pth, or its"
+                       " state_dict as .safetensors) into a checkpoint of lsvr's alexnet_tv, the one model"
+                       " with torchvision AlexNet's layout, for lsvr eval and predict.")  # fmt: skip
+    p.add_argument("weights", help="torchvision AlexNet weights: a state_dict .pth/.pt or .safetensors")
+    p.add_argument("out", help="the checkpoint to write, OUT.pt")
+    p.add_argument("--model", choices=("alexnet_tv",), default="alexnet_tv",
+                   help="the lsvr model the weights go into: only alexnet_tv takes them (the default)")  # fmt: skip
     p.add_argument("--classes", help="file of class names, one per line")
     p.set_defaults(func=cmd_convert)
     _add_bench(sub)
@@ -300,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a usage error said in one line (2)
+        return int(exc.code or 0)
     # train: a SIGTERM before the loop's own handler (Preemption) takes over ends the
     # start-up with one line; the heavy imports and the data checks come after this.
     with start_up_stop(enabled=args.command == "train"):

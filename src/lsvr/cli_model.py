@@ -14,38 +14,45 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lsvr.cli_args import non_negative_int, positive_int
 from lsvr.config import Device, choices
 from lsvr.errors import InputError
 from lsvr.folders import check_writable
 
+CHECKPOINT_HELP = "a checkpoint .pt, a run folder (its latest checkpoint) or a .safetensors export"
+DEVICE_HELP = "where the model runs (default auto: a CUDA device when there is one, else the CPU)"
 PREDICT_BATCH = 64  # images decoded and scored at a time: a folder of any size fits in memory
 
 
 def add_model_commands(sub: Any) -> None:
     """eval, predict and export: the commands that use a trained model (cli_model)."""
     p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a prepared dataset")
-    p.add_argument("checkpoint")
-    p.add_argument("dataset")
-    p.add_argument("--resize", type=int, metavar="N", help="shorter side before the crop (default: the checkpoint's)")
-    p.add_argument("--crop", type=int, metavar="N", help="centre crop side (default: the checkpoint's)")
-    p.add_argument("--crops", type=int, choices=(1, 10), default=1)
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    p.add_argument("dataset", help="a prepared dataset folder (lsvr prepare), e.g. the val split")
+    p.add_argument("--resize", type=positive_int, metavar="N",
+                   help="shorter side before the crop (default: the checkpoint's)")  # fmt: skip
+    p.add_argument("--crop", type=positive_int, metavar="N", help="centre crop side (default: the checkpoint's)")
+    p.add_argument("--crops", type=int, choices=(1, 10), default=1,
+                   help="1: the centre crop; 10: four corners, the centre and their mirrors (default 1)")  # fmt: skip
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, help="and the mirror (default: the run's)")
-    p.add_argument("--shift", type=int, metavar="N",
+    p.add_argument("--shift", type=non_negative_int, metavar="N",
                    help="and crops moved N px up-left, down-right: half the weight (default: the run's)")  # fmt: skip
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", choices=choices(Device), default="auto")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--batch", type=positive_int, default=256, help="images scored at a time (default 256)")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads of torch's operations (default 0: torch's choice, one per core)")  # fmt: skip
+    p.add_argument("--device", choices=choices(Device), default="auto", help=DEVICE_HELP)
+    p.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="score a set prepared with another --resize than the checkpoint's (warns)")  # fmt: skip
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top classes of image files")
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--device", choices=choices(Device), default="auto")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    p.add_argument("images", nargs="+", metavar="IMAGE|FOLDER",
+                   help="image files, or folders of them (the images directly inside, sorted by name)")  # fmt: skip
+    p.add_argument("--top", type=positive_int, default=5, help="classes shown per image, most likely first (default 5)")
+    p.add_argument("--device", choices=choices(Device), default="auto", help=DEVICE_HELP)
+    p.add_argument("--json", action="store_true", help="every prediction in one JSON object on stdout")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="a checkpoint's weights as safetensors, for sharing")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lsvr.cli_args import positive_int
 from lsvr.errors import InputError
 
 
@@ -25,7 +26,7 @@ def add_train_command(sub: Any) -> None:
     p.add_argument("--keys", action="store_true", help="list every config key with its default and exit")
     p.add_argument(
         "--profile",
-        type=int,
+        type=positive_int,
         metavar="STEPS",
         help="record STEPS steady-state steps with torch.profiler into RUN/profile (train.profile_steps)",
     )
@@ -43,8 +44,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config is None:
         raise InputError("train: a CONFIG file is needed (see configs/)")
     if args.profile is not None:
-        if args.profile < 1:
-            raise InputError(f"--profile: STEPS must be >= 1, got {args.profile}")
         overrides.append(f"train.profile_steps={args.profile}")
     cfg = load_config(config, overrides)
     if cfg.train.tensorboard:

@@ -12,13 +12,9 @@ LOADER_BATCH = 128  # `lsvr bench loader`'s default batch
 
 
 def check_bench_args(args: argparse.Namespace) -> None:
-    """One line naming the flag for a count that is not positive, a loader set smaller than one
-    batch (it would time no batch at all), or a --dir that is a file or cannot be written."""
-    counts = {"--images": args.images, "--steps": args.steps, "--epochs": args.epochs, "--rounds": args.rounds,
-              "--batch": args.batch, "--workers": args.workers, "--crop": args.crop}  # fmt: skip
-    for flag, value in counts.items():
-        if value is not None and value < 1:
-            raise InputError(f"{flag} must be a positive whole number, got {value}")
+    """One line naming the flag for a loader set smaller than one batch (it would time no batch
+    at all), or a --dir that is a file or cannot be written (each count is positive: the parser's
+    types, cli_args.py, saw to it)."""
     if args.profile and args.what != "train":
         raise InputError(f"--profile profiles `lsvr bench train`'s steps; `lsvr bench {args.what}` has none")
     if args.no_baseline and args.what != "train":
