@@ -137,14 +137,14 @@ def test_a_file_without_read_permission_is_rejected_as_unreadable(tmp_path, monk
 
     path = tmp_path / "secret.JPEG"
     path.write_bytes(jpeg_bytes(np.zeros((8, 8, 3), np.uint8)))
-    real = Path.read_bytes
+    real = os.open
 
-    def read_bytes(self):  # root reads any file whatever its mode: simulate the refusal
-        if self == path:
+    def refusing_open(name, *args, **kwargs):  # root reads any file whatever its mode: simulate the refusal
+        if Path(name) == path:
             raise PermissionError(13, "Permission denied")
-        return real(self)
+        return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(DecodeError) as caught:
         decode_file(path)
     assert caught.value.kind == "unreadable" and "Permission denied" in str(caught.value)

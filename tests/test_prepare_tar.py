@@ -106,7 +106,9 @@ def damaged_train(path, *, cut_inner: bool, at_header: bool = False) -> None:
                          ids=["inner-mid-member", "inner-at-header", "outer-mid-member", "outer-at-head"])  # fmt: skip
 def test_a_cut_tar_keeps_what_comes_before_the_damage_and_names_it_once(tmp_path, capsys, cut_inner, at_header):
     damaged_train(tmp_path / "train.tar", cut_inner=cut_inner, at_header=at_header)
-    assert cli("prepare", tmp_path / "train.tar", tmp_path / "out", *ARGS) == 0
+    assert cli("prepare", tmp_path / "train.tar", tmp_path / "out", *ARGS) == 2  # a cut source: only when allowed
+    one_line(capsys, "train.tar:n02.tar:", "--allow-cut")
+    assert cli("prepare", tmp_path / "train.tar", tmp_path / "out", *ARGS, "--allow-cut") == 0
     ds = PreparedDataset(tmp_path / "out")
     rejects = (tmp_path / "out" / "rejects.tsv").read_text().splitlines()[1:]
     by_kind = {line.split("\t")[1]: line.split("\t")[0] for line in rejects}
@@ -133,7 +135,7 @@ def test_bad_tar_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 def test_max_rejects_counts_the_members_of_a_tar(tmp_path, capsys):
     damaged_train(tmp_path / "train.tar", cut_inner=True)
-    assert cli("prepare", tmp_path / "train.tar", tmp_path / "out", *ARGS, "--max-rejects", "0.1") == 2
+    assert cli("prepare", tmp_path / "train.tar", tmp_path / "out", *ARGS, "--max-rejects", "0.1", "--allow-cut") == 2
     one_line(capsys, "train.tar", "over --max-rejects 0.1")
 
 

@@ -10,7 +10,9 @@ as in the ImageNet tools: the stored pixels are used as they are.
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -19,6 +21,11 @@ import simplejpeg
 from PIL import Image
 
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit; above it an image is refused
+# the most bytes one image file may hold (prepare's --max-image-bytes): a file or tar member above
+# it is refused before it is read, so a small hostile archive cannot make prepare hold gigabytes.
+# ILSVRC2012's largest train JPEG is under 16 MB; 64 MiB leaves room for big PNGs and TIFFs
+MAX_IMAGE_BYTES = 64 << 20
+READ_CHUNK = 1 << 30  # one read() returns at most about 2 GiB on Linux: bigger reads go in chunks
 # Pillow warns on opening an image above that limit (and raises above twice it); lsvr checks the
 # size itself and rejects the file with one line, so the warning would only repeat it as noise.
 # A filter for the whole process, not catch_warnings: prepare decodes in threads, and
@@ -44,17 +51,55 @@ def looks_like_image(name: str) -> bool:
 # ---------------------------------------------------------------- decoding
 
 
-def decode_file(path: Path, min_side: int = 0) -> np.ndarray:
-    """Decode one image file to (H, W, C) uint8, C = 1 for grey and 3 otherwise."""
+def decode_file(path: Path, min_side: int = 0, *, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
+    """Decode one image file to (H, W, C) uint8, C = 1 for grey and 3 otherwise. Only a regular
+    file is read (a FIFO would block, a device never end), and only one of at most max_bytes."""
     try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise DecodeError("is a directory", "directory") from None
+        kind = stat.S_IFMT(os.stat(path).st_mode)
+        if kind == stat.S_IFDIR:
+            raise DecodeError("is a directory", "directory")
+        if kind != stat.S_IFREG:
+            raise DecodeError(f"not a regular file ({_FILE_KINDS.get(kind, 'a special file')})", "not-a-file")
+        # O_NONBLOCK: a file swapped for a FIFO since the stat must not block the open
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            data = read_regular(fd, max_bytes, what="file")
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise DecodeError(f"unreadable: {exc.strerror or exc}", "unreadable") from None
     if not data:
         raise DecodeError("empty file", "empty")
     return decode_bytes(data, min_side)
+
+
+_FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFSOCK: "a socket", stat.S_IFLNK: "a link"}  # fmt: skip
+
+
+def too_large(size: int, max_bytes: int, what: str) -> DecodeError:
+    return DecodeError(f"the {what} holds {size} bytes, over the {max_bytes} an image may hold (--max-image-bytes)",
+                       "too-large")  # fmt: skip
+
+
+def read_regular(fd: int, max_bytes: int, *, what: str) -> bytes:
+    """An open regular file's bytes, read in chunks; DecodeError too-large, unread, when it
+    holds more than max_bytes (and when it grows past them while read)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise DecodeError(f"not a regular file ({_FILE_KINDS.get(stat.S_IFMT(info.st_mode), 'a special file')})",
+                          "not-a-file")  # fmt: skip
+    if info.st_size > max_bytes:
+        raise too_large(info.st_size, max_bytes, what)
+    parts, total = [], 0
+    while True:
+        part = os.read(fd, min(READ_CHUNK, max_bytes + 1 - total))
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        total += len(part)
+        if total > max_bytes:
+            raise too_large(total, max_bytes, what)
 
 
 def reduced_scale(width: int, height: int, min_side: int) -> int:

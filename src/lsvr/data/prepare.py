@@ -31,7 +31,15 @@ from lsvr import __version__
 from lsvr.data import output
 from lsvr.data.build import Build
 from lsvr.data.dataset import FIXED_VERSION, VARIABLE_VERSION, file_sha256
-from lsvr.data.image import MAX_PIXELS, DecodeError, resize, resize_short, short_side_shape, to_channels
+from lsvr.data.image import (
+    MAX_IMAGE_BYTES,
+    MAX_PIXELS,
+    DecodeError,
+    resize,
+    resize_short,
+    short_side_shape,
+    to_channels,
+)
 from lsvr.data.pixel_sums import ShardSums, moment_sums
 from lsvr.data.sources import IdxSource, Source, check_class_names
 from lsvr.errors import InputError
@@ -58,9 +66,9 @@ class Converter:
     sums of squares) or the DecodeError; its pixels are added to the shard's sums."""
 
     def __init__(self, source: Source, *, size: int, resize_policy: str, channels: int, encoding: str, quality: int,
-                 max_size: int | None = None):  # fmt: skip
+                 max_size: int | None = None, max_bytes: int = MAX_IMAGE_BYTES):  # fmt: skip
         self.source, self.size, self.policy, self.channels = source, size, resize_policy, channels
-        self.encoding, self.quality, self.max_size = encoding, quality, max_size
+        self.encoding, self.quality, self.max_size, self.max_bytes = encoding, quality, max_size, max_bytes
         self.min_side = size if resize_policy in ("squash", "center", "short") else 0
         self.variable = resize_policy == "short"  # images of varying shape: no per-pixel sums
         self.sums = ShardSums((1, 1, channels) if self.variable else (size, size, channels))
@@ -80,7 +88,7 @@ class Converter:
     def convert(self, i: int) -> tuple[np.ndarray, bytes | np.ndarray] | DecodeError:
         """(pixels, what is stored), or the DecodeError."""
         try:
-            pixels = self._resized(self.source.decode(i, self.min_side))
+            pixels = self._resized(self.source.decode(i, self.min_side, max_bytes=self.max_bytes))
         except DecodeError as exc:
             return exc
         pixels = np.ascontiguousarray(to_channels(pixels, self.channels))
@@ -124,13 +132,17 @@ def prepare(
     quality: int = 90,
     workers: int | None = None,
     max_rejects: float = 1.0,
+    max_image_bytes: int = MAX_IMAGE_BYTES,
+    allow_cut: bool = False,
     overwrite: bool = False,
     progress: bool = True,
     command: str = "",
 ) -> dict:
     """Write the prepared dataset of `source` to `out`, continuing an unfinished run of the
     same command; returns its meta.json contents (plus already_prepared: True when OUT held
-    the same already and nothing was written). encoding None: jpeg for --resize short, else raw."""
+    the same already and nothing was written). encoding None: jpeg for --resize short, else raw.
+    An item of more than max_image_bytes is a too-large reject, never read (each worker holds at
+    most that many bytes of input); a source cut short (source.lost) is refused unless allow_cut."""
     if resize_policy not in RESIZE_POLICIES:
         raise InputError(f"--resize must be one of {', '.join(RESIZE_POLICIES)}")
     encoding = encoding or ("jpeg" if resize_policy == "short" else "raw")
@@ -143,6 +155,10 @@ def prepare(
         raise InputError(f"--quality must be in 1..100, got {quality}")
     if not 0.0 <= max_rejects <= 1.0:
         raise InputError(f"--max-rejects must be a fraction in 0..1, got {max_rejects}")
+    if max_image_bytes < 1:
+        raise InputError(f"--max-image-bytes must be a positive number of bytes, got {max_image_bytes}")
+    if source.lost and not allow_cut:
+        raise InputError(f"{source.lost}; pass --allow-cut to prepare what it holds")
     channels = channels or (1 if isinstance(source, IdxSource) else 3)
     plan = {
         "format_version": VARIABLE_VERSION if resize_policy == "short" else FIXED_VERSION,
@@ -152,6 +168,8 @@ def prepare(
     }  # fmt: skip
     if resize_policy == "short":  # only there: a fixed-shape set's plan (and meta.json) stays as it was
         plan["max_size"] = max_size
+    if max_image_bytes != MAX_IMAGE_BYTES:  # only then: the plans of sets made before the limit stay the same
+        plan["max_image_bytes"] = max_image_bytes
     check_class_names(source.classes, where=source.root)
     out = output.resolve_out(out)
     output.check_apart(source.root, out)
@@ -199,7 +217,8 @@ def _build(source: Source, out: Path, plan: dict, *, workers: int, max_rejects: 
             build = Build.open(partial, plan, (side, side, plan["channels"]), discard=overwrite)
             convert = Converter(source, size=plan["size"], resize_policy=plan["resize"], channels=plan["channels"],
                                 encoding=plan["encoding"], quality=plan["jpeg_quality"] or 90,
-                                max_size=plan.get("max_size"))  # fmt: skip
+                                max_size=plan.get("max_size"),
+                                max_bytes=plan.get("max_image_bytes", MAX_IMAGE_BYTES))  # fmt: skip
             if build.done:
                 print(f"{partial}: continuing from image {min(n, build.done * SHARD)} of {n}", file=sys.stderr)
             try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsvr.data.image import decode_file, looks_like_image
+from lsvr.data.image import MAX_IMAGE_BYTES, decode_file, looks_like_image
 from lsvr.errors import InputError
 
 IDX_IMAGES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
@@ -29,14 +29,17 @@ class Source(ABC):
     names: list[str]
     labels: np.ndarray
     classes: list[str]
+    lost: str | None = None  # what of the source is missing, when it was cut short (a tar): prepare refuses it
 
     def __len__(self) -> int:
         return len(self.names)
 
     @abstractmethod
-    def decode(self, i: int, min_side: int = 0) -> np.ndarray:  # -> (H, W, C) uint8, C in {1, 3}
+    def decode(self, i: int, min_side: int = 0, *, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
         """Item i as pixels, or DecodeError with the reason. A JPEG may be decoded at a
-        reduced scale (1/2, 1/4, 1/8) as long as its shorter side stays >= min_side."""
+        reduced scale (1/2, 1/4, 1/8) as long as its shorter side stays >= min_side; an item
+        of more than max_bytes is refused (too-large) without being read."""
+        # -> (H, W, C) uint8, C in {1, 3}
 
 
 # ---------------------------------------------------------------- idx (Fashion-MNIST)
@@ -75,7 +78,7 @@ class IdxSource(Source):
         names = [f"{images_path.name}[{i}]" for i in range(len(labels))]
         super().__init__(root=images_path, names=names, labels=labels, classes=classes)
 
-    def decode(self, i: int, min_side: int = 0) -> np.ndarray:
+    def decode(self, i: int, min_side: int = 0, *, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
         return self.images[i][:, :, None]
 
 
@@ -151,15 +154,15 @@ class FolderSource(Source):
                 labels.append(index[name])
         super().__init__(root=root, names=names, labels=np.array(labels, dtype=np.int64), classes=classes)
 
-    def decode(self, i: int, min_side: int = 0) -> np.ndarray:
-        return decode_file(self.root / self.names[i], min_side)
+    def decode(self, i: int, min_side: int = 0, *, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
+        return decode_file(self.root / self.names[i], min_side, max_bytes=max_bytes)
 
 
 class ListSource(Source):
     """Files of a folder with labels given by a list (a flat ILSVRC val/ and its label file)."""
 
-    def decode(self, i: int, min_side: int = 0) -> np.ndarray:
-        return decode_file(self.root / self.names[i], min_side)
+    def decode(self, i: int, min_side: int = 0, *, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
+        return decode_file(self.root / self.names[i], min_side, max_bytes=max_bytes)
 
 
 def _walk(folder: Path) -> list[str]:

@@ -28,6 +28,9 @@ from lsvr.errors import InputError
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 SMALL = 1 << 16  # the most bytes of a member kept from the index pass (WebDataset labels)
 _ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError)
+_SPECIAL = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a FIFO"}
+PLACELESS = ("unsafe-name", "not-a-file")  # members with no place among the items: rejects listed last
+CUT = ("truncated", "damaged-tar")  # where a tar ends early: what came after is lost
 
 
 def is_tar_name(name: str) -> bool:
@@ -148,22 +151,31 @@ def _walk(tar: tarfile.TarFile, stream, base: int, end: int | None, inner: str, 
 
 def _member(info: tarfile.TarInfo, base: int, end: int | None, inner: str, prefix: str) -> Member | None:
     """A header as a Member; None for what a folder would not list (a plain directory, a
-    hidden name, a device). A directory named like an image and a link are rejects."""
+    hidden name). A directory named like an image, a link, a name that is absolute or climbs
+    out with '..', and a device or FIFO are rejects."""
     name = info.name[2:] if info.name.startswith("./") else info.name
     name = name.rstrip("/")
-    if not name or any(part.startswith(".") for part in name.split("/")):
+    unsafe = name.startswith("/") or ".." in name.split("/")
+    if not name or (not unsafe and any(part.startswith(".") for part in name.split("/"))):
         return None
     member = Member(prefix + name, base + info.offset_data, info.size, inner)
     if info.isdir():
         member.size = 0
         member.problem = ("directory", "is a directory") if looks_like_image(name) else None
         return member if member.problem else None
+    if unsafe:  # nothing is ever extracted, but such a name has no class folder of its own to be in
+        member.size = 0
+        member.problem = ("unsafe-name", "an absolute name or one with a '..' part, which points outside the tar")
+        return member
     if info.issym() or info.islnk():
         member.size = 0
         member.problem = ("unreadable", f"a link in the tar (to {info.linkname}); links in a tar are not followed")
         return member
     if not info.isreg():
-        return None
+        member.size = 0
+        kind = _SPECIAL.get(info.type, f"a member of type {info.type!r}")
+        member.problem = ("not-a-file", f"not a regular file: {kind} in the tar")
+        return member
     if end is not None and info.offset_data + info.size > end:
         missing = info.offset_data + info.size - end
         member.problem = ("truncated", f"the tar ends {missing} of its {info.size} bytes short")

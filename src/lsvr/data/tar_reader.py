@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsvr.data.image import READ_CHUNK
 from lsvr.data.tar_index import open_tar
 
 KEPT_BYTES = 256 << 20  # the most a compressed stream keeps for the threads behind it
@@ -41,13 +42,27 @@ class MemberReader:
             return stream.read(offset, size)
         fd = os.open(self.volumes[volume], os.O_RDONLY)
         try:
-            return os.pread(fd, size, offset)
+            return _read_all(lambda n, at: os.pread(fd, n, offset + at), size)
         finally:
             os.close(fd)
 
     def close(self) -> None:
         for stream in self.streams.values():
             stream.close()
+
+
+def _read_all(read, size: int) -> bytes:
+    """size bytes by read(n, at) calls of at most READ_CHUNK (one read returns at most about
+    2 GiB on Linux: a bigger member read in one call came back short, and looked cut); fewer
+    only where the file ends first."""
+    parts, got = [], 0
+    while got < size:
+        part = read(min(READ_CHUNK, size - got), got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class _Stream:
@@ -75,13 +90,13 @@ class _Stream:
             if offset >= here:  # keep the members passed on the way, for the threads behind
                 first = bisect.bisect_left(self.offsets, here)
                 for passed in self.offsets[first : bisect.bisect_left(self.offsets, offset)]:
-                    if self.kept_bytes >= KEPT_BYTES:
-                        break  # the rest is passed over; a thread that asks for it rewinds
+                    if self.kept_bytes + self.sizes[passed] > KEPT_BYTES:
+                        continue  # passed over (a member too large to read, or the store full): asked for, it rewinds
                     stream.seek(passed)
-                    self.kept[passed] = stream.read(self.sizes[passed])
+                    self.kept[passed] = _read_all(lambda n, _: stream.read(n), self.sizes[passed])
                     self.kept_bytes += len(self.kept[passed])
             stream.seek(offset)
-            return stream.read(size)
+            return _read_all(lambda n, _: stream.read(n), size)
 
     def close(self) -> None:
         if self.tar is not None:

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from braceexpand import braceexpand
 
-from lsvr.data.image import IMAGE_SUFFIXES, DecodeError, decode_bytes
+from lsvr.data.image import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, DecodeError, decode_bytes, too_large
 from lsvr.data.labels import label_items, read_label_file
+from lsvr.data.shard_names import shard_paths
 from lsvr.data.sources import Source
-from lsvr.data.tar_index import TAR_SUFFIXES, Member, index_tar, is_tar_name
+from lsvr.data.tar_index import CUT, PLACELESS, TAR_SUFFIXES, Member, index_tar, is_tar_name
 from lsvr.data.tar_reader import MemberReader
 from lsvr.errors import InputError
 from lsvr.progress import progress_bar
@@ -50,11 +50,13 @@ class TarSource(Source):
         items = [(self.offset[self.volume == v], self.size[self.volume == v]) for v in range(len(volumes))]
         self.reader = MemberReader(volumes, compressed, items)
 
-    def decode(self, i: int, min_side: int = 0) -> np.ndarray:
+    def decode(self, i: int, min_side: int = 0, *, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
         problem = self.problems.get(i)
         if problem is not None:
             raise DecodeError(problem[1], problem[0])
         size = int(self.size[i])
+        if size > max_bytes:  # by its header: never read
+            raise too_large(size, max_bytes, "member")
         try:
             data = self.reader.read(int(self.volume[i]), int(self.offset[i]), size)
         except (OSError, EOFError, ValueError) as exc:  # a compressed stream cut short, an I/O error
@@ -88,25 +90,74 @@ def open_tar_source(path_text: str, *, source_format: str = "auto", classes: lis
     single = len(shards) == 1 and Path(path_text).is_file()
     indexed, compressed = _index(shards, inner=single and source_format != "webdataset", progress=progress)
     parts = {"volumes": shards, "compressed": compressed}
+    # a member with no place among the items (an unsafe name, a device) is a reject, listed last
+    outcasts = [(v, m) for v, m in indexed if m.problem is not None and m.problem[0] in PLACELESS]
+    placed = [(v, m) for v, m in indexed if m.problem is None or m.problem[0] not in PLACELESS]
     wds = source_format == "webdataset" or (
-        source_format == "auto" and labels is None and any(_is_webdataset(m) for _, m in indexed)
+        source_format == "auto" and labels is None and any(_is_webdataset(m) for _, m in placed)
     )
+    class_of = _class_of(shards, single=single, wds=wds)
     if wds:
         if labels is not None:
             raise InputError(f"{root}: WebDataset shards carry their labels; --labels is for a tar of images")
-        return _webdataset(root, parts, indexed, classes)
-    if labels is not None:
-        return _flat(root, parts, indexed, labels, classes, devkit_meta)
-    if not single:  # a folder of class tars: the class is each tar's name
-        return _classes(root, parts, indexed, lambda v, m: (_stem(shards[v].name), m.name), classes)
-    if any(m.inner for _, m in indexed):  # the nested ILSVRC train tar
-        inner = [(v, m) for v, m in indexed if m.inner]
-        return _classes(root, parts, inner, lambda v, m: (_stem(m.inner), m.name.split(":", 1)[1]), classes)
-    nested = [(v, m) for v, m in indexed if "/" in m.name]
-    if not nested:
-        raise InputError(f"{root}: a tar of images without class folders or inner class tars: give their labels"
-                         " with --labels FILE")  # fmt: skip
-    return _classes(root, parts, nested, lambda v, m: tuple(m.name.split("/", 1)), classes)
+        items = _webdataset(root, parts, placed, classes)
+    elif labels is not None:
+        items = _flat(root, parts, placed, labels, classes, devkit_meta)
+    elif not single:  # a folder of class tars: the class is each tar's name
+        items = _classes(root, placed, lambda v, m: (class_of(v, m), m.name), classes)
+    elif any(m.inner for _, m in placed):  # the nested ILSVRC train tar
+        inner = [(v, m) for v, m in placed if m.inner]
+        items = _classes(root, inner, lambda v, m: (class_of(v, m), m.name.split(":", 1)[1]), classes)
+    else:
+        nested = [(v, m) for v, m in placed if "/" in m.name]
+        if not nested:
+            raise InputError(f"{root}: a tar of images without class folders or inner class tars: give their"
+                             " labels with --labels FILE")  # fmt: skip
+        items = _classes(root, nested, lambda v, m: (class_of(v, m), m.name.split("/", 1)[1]), classes)
+    members, labels_, classes = items
+    members = members + outcasts
+    labels_ = np.concatenate([labels_, np.full(len(outcasts), -1, np.int64)])
+    names = [_named(parts, v, m) for v, m in members]
+    source = TarSource(root, names, labels_, classes, **parts, members=members)
+    source.lost = _lost(parts, indexed, class_of, members, labels_, classes)
+    return source
+
+
+def _class_of(shards: list[Path], *, single: bool, wds: bool) -> Callable[[int, Member], str | None]:
+    """class_of(v, m): the class a member of shard v belongs to by its place (None in WebDataset)."""
+
+    def class_of(v: int, m: Member) -> str | None:
+        if wds:
+            return None
+        if m.inner:  # the nested ILSVRC train tar
+            return _stem(m.inner)
+        if not single:  # a folder of class tars
+            return _stem(shards[v].name)
+        return m.name.split("/", 1)[0] if "/" in m.name else None
+
+    return class_of
+
+
+def _lost(parts: dict, indexed: list[tuple[int, Member]], class_of, members: list[tuple[int, Member]],
+          labels: np.ndarray, classes: list[str]) -> str | None:  # fmt: skip
+    """What a tar cut short (or damaged) lost, in one line: where it ends, which class it cut and
+    what that class keeps; None for whole tars. A tar says nothing of the members past its end,
+    so their number, and the classes whose members all came after it, are unknown."""
+    cut = [(v, m) for v, m in indexed if m.problem is not None and m.problem[0] in CUT]
+    if not cut:
+        return None
+    v, m = cut[0]
+    volume = parts["volumes"][v].name
+    text = f"{_named(parts, v, m)}: {m.problem[1]}; the rest of {m.inner or volume} is lost"
+    cls = class_of(v, m)
+    if cls is not None:
+        kept = sum(1 for (w, k), label in zip(members, labels.tolist(), strict=True)
+                   if label >= 0 and k.problem is None and class_of(w, k) == cls)  # fmt: skip
+        text += f": class {cls} keeps {kept} images before it ({len(classes)} classes found)"
+    if m.inner and m is [k for w, k in indexed if w == v][-1]:  # the outer tar's last member: it may be cut too
+        text += f", and the classes after it in {volume}, if any"
+    more = len(cut) - 1
+    return text + (f"; {more} more place(s) cut or damaged (rejects.tsv names each)" if more else "")
 
 
 # ---------------------------------------------------------------- finding and indexing shards
@@ -126,11 +177,7 @@ def _shards(path_text: str) -> tuple[Path, list[Path]]:
         return path, shards
     if path.exists():
         return path, [path]
-    shards = [Path(p) for p in braceexpand(path_text)]
-    missing = [p for p in shards if not p.is_file()]
-    if missing:
-        raise InputError(f"{missing[0]}: no such shard ({len(missing)} of the {len(shards)} in {path_text} missing)")
-    return path, shards
+    return path, shard_paths(path_text)
 
 
 def _index(shards: list[Path], *, inner: bool, progress: bool) -> tuple[list[tuple[int, Member]], list[bool]]:
@@ -165,8 +212,11 @@ def _named(parts: dict, v: int, m: Member) -> str:
     return f"{parts['volumes'][v].name}:{m.name}"
 
 
-def _classes(root: Path, parts: dict, members: list[tuple[int, Member]],
-             split: Callable[[int, Member], tuple[str, str]], classes: list[str] | None) -> TarSource:  # fmt: skip
+Items = tuple[list[tuple[int, Member]], np.ndarray, list[str]]  # (the items' members in order, labels, classes)
+
+
+def _classes(root: Path, members: list[tuple[int, Member]], split: Callable[[int, Member], tuple[str, str]],
+             classes: list[str] | None) -> Items:  # fmt: skip
     """Items with a class each (split(v, m): (class, path within it)), in folder order."""
     keyed = sorted((split(v, m), k) for k, (v, m) in enumerate(members))
     found = sorted({cls for (cls, _), _ in keyed})
@@ -180,19 +230,17 @@ def _classes(root: Path, parts: dict, members: list[tuple[int, Member]],
     index = {name: i for i, name in enumerate(classes)}
     order = [members[k] for _, k in keyed]
     labels = np.array([index[cls] for (cls, _), _ in keyed], np.int64)
-    names = [_named(parts, v, m) for v, m in order]
-    return TarSource(root, names, labels, classes, **parts, members=order)
+    return order, labels, classes
 
 
 def _flat(root: Path, parts: dict, members: list[tuple[int, Member]], label_file: Path,
-          classes: list[str] | None, devkit_meta: Path | None) -> TarSource:  # fmt: skip
+          classes: list[str] | None, devkit_meta: Path | None) -> Items:  # fmt: skip
     """Images labelled by a label file, matched by file stem (ILSVRC2012_img_val.tar)."""
     by_stem = read_label_file(label_file, classes, devkit_meta)
     order = sorted(members, key=lambda vm: (vm[0], vm[1].name))
     paths = [m.name.rsplit("/", 1)[-1] for _, m in order]
     labels, classes = label_items(paths, by_stem, classes, root=root, label_file=label_file)
-    names = [_named(parts, v, m) for v, m in order]
-    return TarSource(root, names, labels, classes, **parts, members=order)
+    return order, labels, classes
 
 
 # ---------------------------------------------------------------- WebDataset
@@ -213,8 +261,7 @@ def _is_webdataset(member: Member) -> bool:
     return member.data is not None and _is_label_name(member.name)
 
 
-def _webdataset(root: Path, parts: dict, members: list[tuple[int, Member]],
-                classes: list[str] | None) -> TarSource:  # fmt: skip
+def _webdataset(root: Path, parts: dict, members: list[tuple[int, Member]], classes: list[str] | None) -> Items:
     """One item per sample (key) of each shard, in tar order; a sample without an image or a
     readable label is a reject."""
     samples: dict[tuple[int, str], dict[str, Member]] = {}
@@ -233,9 +280,11 @@ def _webdataset(root: Path, parts: dict, members: list[tuple[int, Member]],
         values.append(value)
     if not items:
         raise InputError(f"{root}: no samples in the shards")
-    labels, classes = _class_indices(values, classes, [_named(parts, v, m) for v, m in items])
-    names = [_named(parts, v, m) for v, m in items]
-    return TarSource(root, names, labels, classes, **parts, members=items)
+    labels, classes, beyond = _class_indices(values, classes, [_named(parts, v, m) for v, m in items])
+    for k in beyond:
+        v, m = items[k]
+        items[k] = (v, Member(m.name, m.offset, m.size, problem=("bad-label", beyond[k])))
+    return items, labels, classes
 
 
 def _label_value(member: Member | None) -> tuple[int | str | None, tuple[str, str] | None]:
@@ -248,7 +297,7 @@ def _label_value(member: Member | None) -> tuple[int | str | None, tuple[str, st
         value = json.loads(text) if ext == "json" else text
         if isinstance(value, dict):
             value = next(value[k] for k in ("label", "cls", "class") if k in value)
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isascii() and value.isdigit():  # not '٣', which isdigit() takes
             value = int(value)
     except (UnicodeDecodeError, ValueError, StopIteration, TypeError):
         value = None
@@ -258,22 +307,32 @@ def _label_value(member: Member | None) -> tuple[int | str | None, tuple[str, st
     return value, None
 
 
-def _class_indices(values: list, classes: list[str] | None, names: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Each sample's class index (-1 for a reject's), and the class list: the given one, else
-    0..max for indices, sorted names for names."""
+def _class_indices(values: list, classes: list[str] | None,
+                   names: list[str]) -> tuple[np.ndarray, list[str], dict[int, str]]:  # fmt: skip
+    """Each sample's class index (-1 for a reject's), the class list, and the samples whose label
+    is refused (k: why). The classes: the given ones, else sorted names for names, 0..the largest
+    index for indices; an index at or above the number of samples is refused then (one hostile
+    .cls of 99999999999 would size a class list of that many; 50000 in a small set made 50,001
+    classes, nearly all empty): sparse indices need their class list, --classes."""
     given = [v for v in values if v is not None]
     kinds = {type(v) for v in given}
     if len(kinds) > 1:
         raise InputError(f"{names[0].split(':')[0]}: the labels mix class indices and class names")
+    beyond: dict[int, str] = {}
+    if classes is None and kinds == {int}:
+        beyond = {k: f"class index {v} is not below the {len(values)} samples: without --classes the classes are"
+                     " 0 .. the largest index, and most of these would hold no sample; give the class list with"
+                     " --classes FILE" for k, v in enumerate(values) if v is not None and v >= len(values)}  # fmt: skip
     if classes is None:  # names: sorted; indices: 0 .. the largest
-        classes = sorted(set(given)) if kinds == {str} else [str(k) for k in range(max(given, default=-1) + 1)]
+        indices = [v for k, v in enumerate(values) if v is not None and k not in beyond]
+        classes = sorted(set(given)) if kinds == {str} else [str(k) for k in range(max(indices, default=-1) + 1)]
     index = {name: i for i, name in enumerate(classes)}
     labels = np.full(len(values), -1, np.int64)
     for k, value in enumerate(values):
-        if value is None:
+        if value is None or k in beyond:
             continue
         label = index.get(value, -1) if isinstance(value, str) else (value if value < len(classes) else -1)
         if label < 0:
             raise InputError(f"{names[k]}: label {value!r} is not among the {len(classes)} classes")
         labels[k] = label
-    return labels, classes
+    return labels, classes, beyond
