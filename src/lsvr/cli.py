@@ -76,6 +76,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             print(f"lsvr prepare: stopped: {exc}", file=sys.stderr)
             return 1
         rejected = meta["num_rejected"]
+                max_image_bytes=args.max_image_bytes, allow_cut=args.allow_cut,
         kinds = ", ".join(f"{count} {kind}" for kind, count in meta.get("rejected_by_kind", {}).items())
         note = f", {rejected} rejected: {kinds} (see {target / 'rejects.tsv'})" if rejected else ""
         counts = f"{meta['num_images']} images of {len(meta['classes'])} classes"
@@ -88,6 +89,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from lsvr.info import describe
+        if source.lost:  # prepared with --allow-cut: said again under the summary
+            print(f"lsvr prepare: {source.lost} (prepared what it holds: --allow-cut)", file=sys.stderr)
 
     info = describe(Path(args.target), verify=args.verify)
     if args.json:
@@ -217,6 +220,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         "--overwrite",
         action="store_true",
         help="replace an existing OUT, and discard an unfinished prepare of other options",
+    p.add_argument("--max-image-bytes", type=positive_int, default=64 << 20, metavar="BYTES",
+                   help="a file or tar member larger than this is rejected unread: too-large (64 MiB)")  # fmt: skip
+    p.add_argument("--allow-cut", action="store_true",
+                   help="prepare what a tar cut short or damaged holds (default: refused, naming the loss)")  # fmt: skip
     )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_prepare)
