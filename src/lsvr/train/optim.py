@@ -108,10 +108,14 @@ class Schedule:
     replan (step, planned): a time budget fixed `planned` steps, then at `step` fixed
     total_steps instead (lsvr.train.budget): from that step on the rest of the planned schedule
     is stretched, or shrunk, to end at total_steps, so the lr keeps its value there and goes on
-    from it without a jump."""
+    from it without a jump.
+
+    planned_steps: the run's length without a time budget (train.epochs, train.max_steps), where
+    a budget fixed total_steps shorter: the step schedule's drops (optim.lr_steps) move to the
+    same fractions of the budget's run, as cosine's end moves to its last step."""
 
     def __init__(self, cfg: OptimConfig, *, steps_per_epoch: int, total_steps: int, global_batch: int = 256,
-                 replan: tuple[int, int] | None = None) -> None:  # fmt: skip
+                 replan: tuple[int, int] | None = None, planned_steps: int | None = None) -> None:  # fmt: skip
         self.cfg = cfg
         self.replan, self.run_steps = replan, max(1, total_steps)
         if replan is not None:
@@ -124,6 +128,9 @@ class Schedule:
         self.warmup = warmup_steps(cfg, self.steps_per_epoch)
         # an epoch boundary e is step e * steps_per_epoch: "epoch >= e" as step // steps_per_epoch >= e was
         self.boundaries = [in_steps(cfg, s, self.steps_per_epoch) for s in cfg.lr_steps]
+        self.planned_boundaries = self.boundaries
+        if planned_steps and self.total_steps < planned_steps:  # a time budget's shorter run
+            self.boundaries = [round(b * self.total_steps / planned_steps) for b in self.boundaries]
         self.peak = in_steps(cfg, cfg.peak, self.steps_per_epoch)
 
     def factor(self, step: int) -> float:
@@ -144,6 +151,23 @@ class Schedule:
         if kind == "linear":
             return end + (1.0 - end) * (1.0 - progress)  # exactly end_factor at the end
         return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * progress))  # end 0: 0.5 * (1 + cos), exactly
+
+    def drops(self) -> list[int]:
+        """The step schedule's drops as run steps: the first step at each lower lr (after a
+        replan's stretch)."""
+        if self.replan is None:
+            return list(self.boundaries)
+        at, planned = self.replan
+        stretch = max(1, self.run_steps - at) / max(1, planned - at)
+        return [b if b <= at else at + math.ceil((b - at) * stretch - 1e-9) for b in self.boundaries]
+
+    def budget_note(self) -> str | None:
+        """One line where a time budget moved the step schedule's drops; None where it did not."""
+        if self.cfg.schedule != "step" or self.boundaries == self.planned_boundaries:
+            return None
+        before, after = ", ".join(map(str, self.planned_boundaries)), ", ".join(map(str, self.drops()))
+        return (f"lsvr train: optim.schedule=step: train.time_budget_s fixed {self.run_steps} steps, so the lr"
+                f" drops of optim.lr_steps move from steps {before} to steps {after}")  # fmt: skip
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
         """Set every group's lr for `step`; returns the base lr."""

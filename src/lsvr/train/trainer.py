@@ -168,7 +168,10 @@ class Trainer:
         self.total_steps = self.state.budget_steps = min(total, self.cap_steps)
         replan = tuple(self.state.budget_replan) if self.state.budget_replan else None
         self.schedule = Schedule(self.cfg.optim, steps_per_epoch=len(self.loader), total_steps=self.total_steps,
-                                 global_batch=self.cfg.train.global_batch, replan=replan)  # fmt: skip
+                                 global_batch=self.cfg.train.global_batch, replan=replan,
+                                 planned_steps=self.cap_steps)  # fmt: skip
+        if note := self.schedule.budget_note():
+            self.say(note)
         try:  # warm-up and peak are fixed in optim.unit: a short budget can end before them
             check_schedule(self.cfg.optim, steps_per_epoch=len(self.loader), run_steps=self.total_steps)
         except InputError as exc:
