@@ -4,7 +4,9 @@ InputError line naming the key."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 from typing import TYPE_CHECKING
 
 from lsvr.errors import InputError
@@ -13,11 +15,13 @@ if TYPE_CHECKING:
     from lsvr.config import Config, DataConfig, OptimConfig, TrainConfig
 
 MAX_SEED = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without importing torch here
 
 
 def check_ranges(cfg: Config) -> None:
     """Numbers outside what their key means: a negative seed or thread count crashed deep in
     torch, a momentum of 2 or a negative weight decay trained silently into nonsense."""
+    _check_float32(cfg)
     at_least = (
         ("train.global_batch", cfg.train.global_batch, 1),
         ("train.epochs", cfg.train.epochs, 1),
@@ -71,6 +75,21 @@ def check_ranges(cfg: Config) -> None:
     _check_schedule(cfg.optim)
     _check_adamw(cfg.optim)
     _check_ema_budget(cfg.train)
+
+
+def _check_float32(cfg: Config) -> None:
+    """Every float key (list items too) is finite and fits a float32: torch takes lr, weight decay
+    and the rest as float32 scalars, and optim.lr=1e308 passed every range above, then crashed at
+    the first step ("value cannot be converted to type float without overflow")."""
+    for section in dataclasses.fields(cfg):
+        values = getattr(cfg, section.name)
+        for f in dataclasses.fields(values):
+            value = getattr(values, f.name)
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if isinstance(item, float) and not (math.isfinite(item) and abs(item) <= FLOAT32_MAX):
+                    raise InputError(f"config: {section.name}.{f.name} must be a finite number within float32's"
+                                     f" range (at most {FLOAT32_MAX:.4g} in size), got {value}")  # fmt: skip
 
 
 def _check_ema_budget(train: TrainConfig) -> None:
