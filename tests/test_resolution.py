@@ -147,7 +147,7 @@ RAMP = {"data.res_multiple": 4, "data.res_epochs": "[0, 2]"}
     ("extra", "needles"),
     [({"data.crop": 24, "data.res_start": 16, "data.res_end": 28}, ("data.res_end=28 exceeds data.crop=24",)),
      ({"data.augment": "rrc", "data.crop": 40, "data.res_start": 24, "data.res_multiple": 8},
-      ("data.res_end=0, i.e. data.crop (40) exceeds the images of", "shorter side 32")),
+      ("data.crop=40 is larger than the images of", "(32)")),
      ({"data.res_start": 32}, ("data.res_start=32 > data.res_end=0, i.e. data.crop (28)",)),
      ({"data.res_start": 16, "data.res_multiple": 8}, ("data.crop (28) is not a multiple of data.res_multiple=8",)),
      ({"data.res_start": 24, "data.normalize": "mean_image"}, ("data.normalize=mean_image", "data.normalize=channel")),

@@ -53,10 +53,14 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
             f" x train.accumulate {cfg.train.accumulate}"
         )
     rows = np.arange(len(train))
-    val, val_rows = None, None
+    val, val_rows, notes = None, None, [ramp]
     if cfg.data.holdout:
-        if not 0 < cfg.data.holdout < len(train):
-            raise InputError(f"data.holdout={cfg.data.holdout} must be between 0 and {len(train)}")
+        if not 0 < cfg.data.holdout < len(train):  # at least one image on each side
+            raise InputError(f"data.holdout={cfg.data.holdout} must be between 1 and {len(train) - 1}"
+                             f" ({train.path} holds {len(train)} images)")  # fmt: skip
+        if cfg.data.val:
+            notes.append(f"lsvr train: data.holdout={cfg.data.holdout} validates on images held out of"
+                         f" {train.path}; data.val={cfg.data.val} is not used")  # fmt: skip
         perm = np.random.default_rng([cfg.train.seed, 0x401D]).permutation(len(train))
         val, val_rows = train, np.sort(perm[: cfg.data.holdout])
         rows = np.sort(perm[cfg.data.holdout :])
@@ -71,7 +75,7 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
     check_schedule(cfg.optim, steps_per_epoch=steps_per_epoch, run_steps=steps_per_epoch * cfg.train.epochs)
     if val is not None:
         check_eval_view(cfg, run_preprocess(cfg, train, crop=crop), train=train, crop=crop)
-    notes, done = [ramp], None
+    done = None
     if start.state is not None:
         # Read (memory-mapped) before any process group exists, so a wrong file fails fast everywhere.
         notes += resume_fits(cfg, start.state, train=train, crop=crop, where=start.resume_from)
@@ -90,10 +94,10 @@ def check_windows(cfg: Config, train: PreparedDataset, *, default_crop: int) -> 
         why = "with data.augment=rrc" if cfg.data.augment == "rrc" else f"on {train.path} (images of varying shape)"
         raise InputError(f"data.normalize=mean_image has no meaning {why}: a per-pixel mean needs every image"
                          " cut at the same place; use data.normalize=channel")  # fmt: skip
-    if cfg.data.augment == "crop" and crop > short:
+    if crop > short:  # rrc too: past the stored side a window is only upscaled (and 10000 px asked 77 GB)
         side = f"shorter side {short}" if variable else f"{short}"
-        raise InputError(f"data.crop={crop} is larger than the images of {train.path} ({side}); use a smaller"
-                         " data.crop or data.augment=rrc")  # fmt: skip
+        raise InputError(f"data.crop={crop} is larger than the images of {train.path} ({side}); use a data.crop"
+                         f" of at most {short}, or prepare the set at a larger --size")  # fmt: skip
     return crop
 
 
