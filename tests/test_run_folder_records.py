@@ -1,6 +1,6 @@
 """A run folder whose run saved no checkpoint still holds that run's records: a fresh start
-is refused rather than mixed into its metrics.jsonl, `--resume auto` starts the same run
-again. The images `lsvr plot` writes into a run folder never stop it being resumed."""
+moves them into failed-start-N/ rather than mixing them into its metrics.jsonl, `--resume auto`
+starts the same run again. The images `lsvr plot` writes into a run folder never stop it being resumed."""
 
 import shutil
 from pathlib import Path
@@ -26,18 +26,18 @@ def without_checkpoints(run: Path, out: Path) -> Path:
     return out
 
 
-def test_a_fresh_start_into_the_records_of_a_run_without_checkpoints_is_refused(run2, tiny_data, tmp_path, capsys):
+def test_a_fresh_start_into_the_records_of_a_run_without_checkpoints_moves_them_aside(run2, tiny_data, tmp_path,
+                                                                                      capsys):  # fmt: skip
     out = without_checkpoints(run2, tmp_path / "run")
     (old,) = start_ids(out)
     before = files(out)
     capsys.readouterr()
-    assert train(out, tiny_data, **{"train.max_steps": 2}) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == (
-        f"lsvr train: error: {out}: holds the records of run {old} (metrics.jsonl), which saved no checkpoint;"
-        " --resume auto starts that run again from step 0, or choose another --out"
-    )
-    assert files(out) == before
+    assert train(out, tiny_data, **{"train.max_steps": 2}) == 0
+    (new,) = start_ids(out)
+    err = capsys.readouterr().err
+    assert (f"lsvr train: {out} held run {old}, which saved no checkpoint: its records moved to"
+            f" {out / 'failed-start-1'}; starting run {new}") in err, err  # fmt: skip
+    assert files(out / "failed-start-1") == before and new != old
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@ lines of metrics.jsonl and into every checkpoint (`CheckpointRecord.run_id`). A 
 run of its checkpoints. `--resume` continues that run (`--resume auto`, a checkpoint
 inside the folder, or one carrying the folder's run id); a checkpoint of another run
 starts a new run from it, and only in a folder that holds no checkpoints: two runs'
-checkpoints never share a folder.
+checkpoints never share a folder. A fresh start into the records of a run that saved no
+checkpoint (one that failed at its first step) moves them into RUN/failed-start-N/ first.
 
 A folder lsvr did not write is never written into: `--out` may be new, empty or a run
 folder, and a run folder holds only what lsvr writes there (RUN_ENTRIES). Nothing is
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import uuid
 from collections import Counter
@@ -47,6 +49,10 @@ LOCK_NAME = ".lock"
 RUN_ENTRIES = {"config.yaml", "metrics.jsonl", "checkpoints", "plot.png", LOCK_NAME, "test.json", "samples",
                ".config.yaml.tmp", "tb", "profile"}  # fmt: skip
 RUN_SUFFIXES = (".safetensors",)
+# A run that saved no checkpoint (it failed at its first step, say) does not hold the folder:
+# a fresh start moves its records into failed-start-N/ (SET_ASIDE) and begins a new run.
+SET_ASIDE = ("config.yaml", "metrics.jsonl", "tb", "profile", ".config.yaml.tmp")
+SET_ASIDE_NAME = re.compile(r"failed-start-[0-9]+")
 
 
 @dataclass
@@ -75,6 +81,7 @@ class RunFolder:
         self.checkpoints = self.out / "checkpoints"
         self._lock = FolderLock(self.out / LOCK_NAME, folder=self.out, what="run folder")
         self._created = False
+        self._aside: Path | None = None  # where record_start moves a run's records that saved no checkpoint
 
     def open(self) -> RunFolder:
         """Refuse an unwritable folder, then take the lock (rank 0); nothing is read before."""
@@ -122,12 +129,13 @@ class RunFolder:
                 raise InputError(
                     f"{self.out}: already holds checkpoints; pass --resume auto to continue, or another --out"
                 )
+            run_id = new_run_id()
             if self.holds_records():  # a second run's lines would join the first's in metrics.jsonl
-                raise InputError(
-                    f"{self.out}: holds the records of run {self.run_id() or 'without id'} (metrics.jsonl), which"
-                    " saved no checkpoint; --resume auto starts that run again from step 0, or choose another --out"
-                )
-            return Start(new_run_id())
+                self._aside = self._aside_folder()
+                note = (f"lsvr train: {self.out} held run {self.run_id() or 'without id'}, which saved no checkpoint:"
+                        f" its records moved to {self._aside}; starting run {run_id}")  # fmt: skip
+                return Start(run_id, note=note)
+            return Start(run_id)
         if resume == "auto":
             return self._continue()
         found = checkpoint.find_valid(resume)
@@ -200,12 +208,46 @@ class RunFolder:
             return Start(ours, note=note)
         return Start(new_run_id())
 
+    def _aside_folder(self) -> Path:
+        """failed-start-N: the next N of the folder."""
+        taken = [int(p.name.rsplit("-", 1)[1]) for p in self.out.iterdir() if SET_ASIDE_NAME.fullmatch(p.name)]
+        return self.out / f"failed-start-{max(taken, default=0) + 1}"
+
+    def _set_aside(self) -> list[tuple[Path, Path]]:
+        """Move the records of a run that saved no checkpoint into failed-start-N/ (start said
+        where); the (from, to) pairs moved."""
+        if self._aside is None:
+            return []
+        self._aside.mkdir()
+        moved = []
+        for name in SET_ASIDE:
+            if (self.out / name).exists():
+                (self.out / name).rename(self._aside / name)
+                moved.append((self.out / name, self._aside / name))
+        return moved
+
     def record_start(self, config_text: str, write_start: Any) -> None:
         """Write config.yaml, then the `start` record (write_start()): once every check that can
-        refuse the run has passed. Where the record cannot be written (a full disk), config.yaml
-        and metrics.jsonl are put back as they were, so a failed start changes nothing."""
+        refuse the run has passed (a run that saved no checkpoint is first moved aside). Where the
+        record cannot be written (a full disk), config.yaml and metrics.jsonl are put back as they
+        were, so a failed start changes nothing."""
         if not self.writing():  # only the lock's holder writes the folder
             raise RuntimeError(f"{self.out}: written without holding its lock")
+        try:
+            moved = self._set_aside()
+        except OSError as exc:
+            raise WriteError(f"{self._aside}: could not be written ({exc.strerror or exc})") from None
+        try:
+            self._write_start(config_text, write_start)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                for was, now in moved:
+                    now.rename(was)
+                if self._aside is not None:
+                    self._aside.rmdir()
+            raise
+
+    def _write_start(self, config_text: str, write_start: Any) -> None:
         config, metrics = self.out / "config.yaml", self.out / "metrics.jsonl"
         old = config.read_bytes() if config.is_file() else None
         size = metrics.stat().st_size if metrics.is_file() else None
@@ -264,14 +306,20 @@ def check_owned(out: Path, *, resuming: bool = False) -> None:
     """Refuse (InputError naming the folder and the first foreign entry) an --out that holds
     what lsvr does not write in a run folder, or a config.yaml or metrics.jsonl not lsvr's:
     a run must never overwrite or append to a user's files. `resuming` a run this folder
-    holds, the advice is to move the stray entry away, not to leave the run."""
+    holds, the advice is to move the stray entry away, not to leave the run. A dangling link
+    is refused as prepare refuses it (lsvr.data.output.resolve_out)."""
+    if out.is_symlink() and not out.exists():
+        raise InputError(f"{out}: a symbolic link to {os.readlink(out)}, which does not exist; lsvr writes through"
+                         " a link only to an existing folder: create it or choose another --out")  # fmt: skip
     if not out.exists():
         return
     if not out.is_dir():
         raise InputError(f"{out}: is a file, not a run folder; choose another --out")
     entries = sorted(os.listdir(out))
     for entry in entries:
-        if entry not in RUN_ENTRIES and not entry.endswith(RUN_SUFFIXES) and not _image_file(out / entry):
+        if entry in RUN_ENTRIES or entry.endswith(RUN_SUFFIXES) or SET_ASIDE_NAME.fullmatch(entry):
+            continue
+        if not _image_file(out / entry):
             if resuming and {"metrics.jsonl", "checkpoints"} & set(entries):
                 raise InputError(f"{out}: holds {entry}, which lsvr does not write in a run folder;"
                                  f" move {out / entry} away to continue this run")  # fmt: skip
