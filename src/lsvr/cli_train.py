@@ -34,6 +34,22 @@ def add_train_command(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """`lsvr train`; under torchrun a refusal is said by rank 0 (and the first process of each
+    other node: its files may differ), not once per process: the others exit 2 without a word."""
+    try:
+        return _train(args)
+    except InputError as exc:
+        from lsvr.train.launch import launch_env
+
+        launch = launch_env()
+        if launch.is_main:
+            raise
+        if launch.local_rank == 0:
+            raise InputError(f"rank {launch.rank}: {exc}") from None
+        return 2
+
+
+def _train(args: argparse.Namespace) -> int:
     from lsvr.config_file import describe_keys, load_config
     from lsvr.folders import check_writable
 

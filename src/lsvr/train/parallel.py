@@ -1,14 +1,13 @@
 """Distribution: the process group from torchrun's environment, model wrapping, reductions.
 
-The model knows nothing of this module, and no other module reads torchrun's environment
-(launch_env). One code path serves 1 process and N nodes: with WORLD_SIZE unset or 1 no
-process group is created and every call here is a no-op.
+The model knows nothing of this module, and no module but lsvr.train.launch (launch_env)
+reads torchrun's environment. One code path serves 1 process and N nodes: with WORLD_SIZE
+unset or 1 no process group is created and every call here is a no-op.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lsvr.config import Config
+from lsvr.train.launch import LaunchEnv, launch_env
 
 
 class PeerError(RuntimeError):
@@ -56,34 +56,6 @@ def pick_device(name: str, local_rank: int = 0, *, setting: str = "train.device"
         sep = " " if setting.startswith("--") else "="
         raise InputError(f"{setting}{sep}cuda but no CUDA device is available")
     return torch.device("cuda", local_rank)
-
-
-@dataclass(frozen=True)
-class LaunchEnv:
-    """What torchrun tells a worker through its environment; a plain process is rank 0 of 1."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    restart: int = 0  # TORCHELASTIC_RESTART_COUNT: how many times torchrun restarted the workers
-    agent_store: bool = False  # the store is hosted by torchrun's agent, not by rank 0
-    master_addr: str = ""
-    master_port: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def launch_env() -> LaunchEnv:
-    """The one reader of torchrun's environment variables."""
-    env = os.environ
-    return LaunchEnv(
-        rank=int(env.get("RANK", "0")), world=int(env.get("WORLD_SIZE", "1")),
-        local_rank=int(env.get("LOCAL_RANK", "0")), restart=int(env.get("TORCHELASTIC_RESTART_COUNT", "0")),
-        agent_store=env.get("TORCHELASTIC_USE_AGENT_STORE") == "True",
-        master_addr=env.get("MASTER_ADDR", ""), master_port=int(env.get("MASTER_PORT", "0")),
-    )  # fmt: skip
 
 
 def setup(cfg: Config) -> Distributed:
