@@ -37,7 +37,7 @@ def _read_names(path: str | None) -> list[str] | None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from lsvr.data.dataset import PreparedDataset
-    from lsvr.data.open_source import open_source
+    from lsvr.data.open_source import check_options, open_source
     from lsvr.data.output import check_apart, check_location, check_split_parent, resolve_out
     from lsvr.data.prepare import WriteError, prepare
     from lsvr.data.sources import check_class_names, idx_splits
@@ -53,6 +53,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     devkit_meta = Path(args.devkit_meta) if args.devkit_meta else None
     if not source_path.exists() and "{" not in args.source:  # a brace pattern names WebDataset shards
         raise InputError(f"{source_path}: no such file or directory")
+    check_options(source_path, split=args.split, labels=labels, devkit_meta=devkit_meta)
     # before reading the source: an OUT that is the source or above it, or that cannot be
     # written, is refused at once (an OUT inside a class-folder tree is refused by prepare())
     check_apart(source_path, out, inside_ok=True)
@@ -65,7 +66,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for split in splits:
         target = out / split if len(splits) > 1 else out
         source = open_source(source_path, split=split, classes=classes, labels=labels, devkit_meta=devkit_meta,
-                             source_format=args.source_format, progress=not args.no_progress)  # fmt: skip
+                             source_format=args.source_format, progress=not args.no_progress,
+                             allow_empty_classes=args.allow_empty_classes)  # fmt: skip
         try:
             meta = prepare(
                 source, target, size=args.size, resize_policy=args.resize, max_size=args.max_size,
@@ -216,6 +218,8 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rejects", type=fraction, default=1.0, metavar="FRACTION",
                    help="abort (exit 2) once more than this fraction is rejected (default 1: never)")  # fmt: skip
     p.add_argument("--split", choices=("train", "test"), help="which split of a folder of idx files")
+    p.add_argument("--allow-empty-classes", action="store_true",
+                   help="keep an empty class folder as a class of no images (default: refused, named)")  # fmt: skip
     p.add_argument(
         "--overwrite",
         action="store_true",

@@ -72,6 +72,7 @@ def read_label_file(path: Path, classes: list[str] | None, devkit_meta: Path | N
     if not lines:
         raise InputError(f"{path}: empty label file")
     if lines[0].lower().startswith("imageid"):  # LOC_val_solution.csv
+        _no_devkit_meta(devkit_meta, path)
         labels = {}
         for row in csv.DictReader(lines):
             words = (row.get("PredictionString") or "").split()
@@ -89,6 +90,7 @@ def read_label_file(path: Path, classes: list[str] | None, devkit_meta: Path | N
             labels[f"ILSVRC2012_val_{k:08d}"] = synsets[int(ident)]
         return labels
     if all(len(f) == 2 for f in fields):  # val.txt: FILENAME INDEX (or FILENAME WNID)
+        _no_devkit_meta(devkit_meta, path)
         labels = {}
         for k, (name, label) in enumerate(fields, start=1):
             if label.isdigit():
@@ -100,6 +102,13 @@ def read_label_file(path: Path, classes: list[str] | None, devkit_meta: Path | N
             labels[_stem(name)] = label
         return labels
     raise InputError(f"{path}: not a known label file (val.txt, LOC_val_solution.csv or the devkit ground truth)")
+
+
+def _no_devkit_meta(devkit_meta: Path | None, label_file: Path) -> None:
+    """--devkit-meta with a label file that names its classes: it would be ignored without a word."""
+    if devkit_meta is not None:
+        raise InputError(f"--devkit-meta {devkit_meta}: maps the ILSVRC2012_IDs of the devkit's ground truth;"
+                         f" {label_file} names its classes itself")  # fmt: skip
 
 
 def labelled_folder(

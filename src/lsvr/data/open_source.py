@@ -4,6 +4,7 @@ a label file, or tar files. Above sources.py and labels.py, which it picks betwe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from lsvr.data.image import looks_like_image
@@ -22,10 +23,12 @@ def open_source(
     devkit_meta: Path | None = None,
     source_format: str = "auto",
     progress: bool = False,
+    allow_empty_classes: bool = False,
 ) -> Source:
     """The source at path: an idx images file, a folder of idx files (split picks one), class
     folders, a flat folder of images with a label file (`labels`), or tar files read in place
-    (data/tar_source.py: ILSVRC2012's tars, WebDataset shards; a brace pattern names shards)."""
+    (data/tar_source.py: ILSVRC2012's tars, WebDataset shards; a brace pattern names shards).
+    An empty class folder is refused unless allow_empty_classes."""
     if source_format != "auto" or looks_like_tar_source(str(path)):
         if path.is_dir() and idx_splits(path):
             raise InputError(f"{path}: a folder of idx files is not a tar source (--source-format is for tars)")
@@ -48,9 +51,29 @@ def open_source(
         if split not in splits:
             raise InputError(f"{path}: no {split} idx files (has: {', '.join(splits)})")
         return IdxSource(splits[split], classes)
-    source = FolderSource(path, classes)
+    source = FolderSource(path, classes, allow_empty=allow_empty_classes)
     if not len(source):
         if any(looks_like_image(name) for name in list_folder(path)):
             raise InputError(f"{path}: images but no class folders: give their labels with --labels FILE")
         raise InputError(f"{path}: no images found (expected class folders of images, or idx files)")
     return source
+
+
+def check_options(path: Path, *, split: str | None, labels: Path | None, devkit_meta: Path | None) -> None:
+    """Refuse, naming why, a prepare option that does not apply to the source at path: it would
+    be ignored without a word, or misread (--labels on class folders asked for a meta.mat)."""
+    if devkit_meta is not None and labels is None:
+        raise InputError(f"--devkit-meta {devkit_meta}: maps the ILSVRC2012_IDs of the devkit's ground truth"
+                         " given with --labels; without --labels there is nothing to map")  # fmt: skip
+    idx_folder = path.is_dir() and bool(idx_splits(path))
+    if split is not None and not idx_folder:
+        raise InputError(f"--split {split}: picks the train or test files of a folder of idx files; {path} is not"
+                         " one")  # fmt: skip
+    if labels is None or not path.is_dir() or looks_like_tar_source(str(path)):
+        return  # a tar source checks its own labels (data/tar_source.py)
+    if idx_folder:
+        raise InputError(f"--labels {labels}: {path} holds idx files, which carry their own labels")
+    subfolders = any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(path))
+    if subfolders and not any(looks_like_image(name) for name in list_folder(path)):
+        raise InputError(f"--labels {labels}: {path} holds class folders, whose names are the labels; --labels"
+                         " labels a flat folder of images (ILSVRC2012's val/)")  # fmt: skip

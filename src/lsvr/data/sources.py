@@ -137,19 +137,26 @@ def idx_splits(folder: Path) -> dict[str, Path]:
 
 
 class FolderSource(Source):
-    """root/<class>/.../<image>: classes are the sorted folder names (the ImageFolder order)."""
+    """root/<class>/.../<image>: classes are the sorted folder names (the ImageFolder order).
+    A class folder without a file is refused (a class no image can teach; torchvision's
+    ImageFolder refuses it too) unless allow_empty, or the classes are given."""
 
-    def __init__(self, root: Path, classes: list[str] | None) -> None:
+    def __init__(self, root: Path, classes: list[str] | None, *, allow_empty: bool = False) -> None:
         dirs = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
         if classes is not None:
             unknown = sorted(set(dirs) - set(classes))
             if unknown:
                 raise InputError(f"{root}: class folders not among the given classes: {', '.join(unknown[:5])}")
+        by_folder = classes is None  # the folders are the classes: an empty one would be a class of its own
         classes = classes or dirs
         index = {name: i for i, name in enumerate(classes)}
         names, labels = [], []
         for name in dirs:
-            for path in _walk(root / name):
+            found = _walk(root / name)
+            if not found and by_folder and not allow_empty:
+                raise InputError(f"{root / name}: an empty class folder (no files): it would be a class without"
+                                 " images; remove it, or pass --allow-empty-classes to keep it")  # fmt: skip
+            for path in found:
                 names.append(os.path.relpath(path, root))
                 labels.append(index[name])
         super().__init__(root=root, names=names, labels=np.array(labels, dtype=np.int64), classes=classes)
