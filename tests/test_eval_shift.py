@@ -13,7 +13,7 @@ from tests.support import cli, one_line, train
 from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset
 from lsvr.evaluate import eval_loader, evaluate
-from lsvr.inference import predict
+from lsvr.inference import eval_batch, predict
 from lsvr.preprocess import Preprocess
 from lsvr.train import checkpoint
 from lsvr.train.budget import plan_steps
@@ -56,7 +56,8 @@ def test_a_shift_puts_half_the_weight_on_crops_moved_up_left_and_down_right(tiny
     assert shifted["top1"] == pytest.approx(100.0 * int((want.argmax(1) == labels).sum()) / len(ds), abs=1e-9)
     centre = evaluate(model, eval_loader(ds, pre, batch_size=50, workers=1), augment, flip=True)
     assert centre["loss"] != pytest.approx(shifted["loss"], rel=1e-4)  # the moved crops change what is scored
-    assert torch.allclose(predict(model, augment, images, torch.device("cpu"), flip=True, shift=1), want, atol=1e-6)
+    batch = eval_batch(list(images), replace(pre, eval_shift=1))  # predict's: the whole images, for shifted views
+    assert torch.allclose(predict(model, augment, batch, torch.device("cpu"), flip=True, shift=1), want, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -99,24 +99,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from lsvr.inference import augment_for, image_paths, load_images, load_model, predict
+    from lsvr.inference import augment_for, check_view, image_paths, load_images, load_model, predict
     from lsvr.train.parallel import pick_device
 
     if args.top < 1:  # torch's topk raised on -1; 0 printed the file names and no class
         raise InputError(f"--top must be a positive whole number, got {args.top}")
     device = pick_device(args.device, setting="--device")
     model, state, found = load_model(Path(args.checkpoint), device)
+    check_view(state.preprocess, found)  # the view `lsvr eval` scores: refused where eval would refuse it
     augment = augment_for(state.preprocess, device)
     paths = image_paths(args.images)
     results, failed = [], 0
     for start in range(0, len(paths), PREDICT_BATCH):
-        images, good, bad = load_images(paths[start : start + PREDICT_BATCH], state.preprocess)
+        batch, good, bad = load_images(paths[start : start + PREDICT_BATCH], state.preprocess)
         for line in bad:
             print(f"lsvr predict: error: {line}", file=sys.stderr)
         failed += len(bad)
-        if images is None:
+        if batch is None:
             continue
-        probs = predict(model, augment, images, device, flip=state.preprocess.eval_flip,
+        probs = predict(model, augment, batch, device, flip=state.preprocess.eval_flip,
                         shift=state.preprocess.eval_shift)  # fmt: skip
         values, indices = probs.topk(min(args.top, probs.shape[1]), dim=1)
         for path, row_values, row_indices in zip(good, values, indices, strict=True):

@@ -1,8 +1,10 @@
-"""A trained model from a checkpoint, and single images prepared the way training saw them."""
+"""A trained model from a checkpoint, and single images seen as `lsvr eval` sees them: stored as
+prepare stores them, then evaluation's view (the centred window, its mirror, the shifted crops)."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,10 @@ import torch
 from torch import nn
 
 from lsvr.data.augment import Augment
+from lsvr.data.draws import Draws
 from lsvr.data.image import (
     IMAGE_SUFFIXES,
     DecodeError,
-    center_crop,
     decode_file,
     looks_like_image,
     resize,
@@ -22,7 +24,9 @@ from lsvr.data.image import (
     to_channels,
 )
 from lsvr.data.match import FIELDS, differences, require_match
+from lsvr.data.readers import Batch, resize_window
 from lsvr.errors import InputError
+from lsvr.evaluate import check_shift, eval_views
 from lsvr.models.registry import build_model
 from lsvr.preprocess import Preprocess
 from lsvr.train import checkpoint
@@ -110,8 +114,8 @@ def eval_view(pre: Preprocess, *, eval_size: int | None = None, eval_crop: int |
 def augment_for(pre: Preprocess, device: torch.device) -> Augment:
     """The evaluation-time preprocessing stored in a checkpoint (no random crop or mirror).
     Augment takes the side of whole images from the mean image; a record without one (resize
-    "short": channel statistics only) hands it images already cut to eval_crop (load_image),
-    so a zero image of that side stands in, unused by channel normalisation."""
+    "short": channel statistics only) hands it windows already cut to eval_crop (eval_batch,
+    the reader), so a zero image of that side stands in, unused by channel normalisation."""
     mean = pre.mean_image.float().numpy() if pre.mean_image is not None else np.zeros(
         (pre.eval_crop, pre.eval_crop, pre.channels), np.float32)  # fmt: skip
     return Augment(
@@ -151,20 +155,26 @@ def check_dataset(pre: Preprocess, dataset: Any, *, allow_mismatch: bool = False
 
 
 def image_paths(names: list[str]) -> list[Path]:
-    """Each argument as a path, a folder replaced by the image files in it, sorted by name
-    (a folder without any stays itself, for load_image to report; a class-folder tree is an
-    InputError naming a subfolder to give instead)."""
+    """Each argument as a path, a folder replaced by the entries in it named like images, sorted
+    by name: files, and links to nothing (load_image names them, as it would given directly);
+    subfolders are not entered. A folder without any stays itself, for load_image to report;
+    a class-folder tree is an InputError naming a subfolder to give instead."""
     out = []
     for name in names:
         path = Path(name)
         if not path.is_dir():
             out.append(path)
             continue
-        inside = sorted(p for p in path.iterdir() if p.is_file() and looks_like_image(p.name))
+        inside = sorted(p for p in path.iterdir() if (p.is_file() or _dangling(p)) and looks_like_image(p.name))
         if not inside:
             _refuse_tree(path)
         out.extend(inside or [path])
     return out
+
+
+def _dangling(path: Path) -> bool:
+    """A symbolic link whose target is missing (is_file and exists say False, as for nothing)."""
+    return path.is_symlink() and not path.exists()
 
 
 def _refuse_tree(folder: Path) -> None:
@@ -183,27 +193,59 @@ def _refuse_tree(folder: Path) -> None:
 
 
 def load_image(path: Path, pre: Preprocess) -> np.ndarray:
-    """One image file as the evaluation sees it: resized by the record's prepare policy to
-    eval_size, (eval_size, eval_size, C) uint8, for Augment's centre crop; for resize "short",
-    torchvision's evaluation: the shorter side to eval_size, then the centre eval_crop,
-    (eval_crop, eval_crop, C). Either way what `lsvr eval` scores on a set prepared the
-    record's way (a model trained through rrc on a squash set saw squashed images)."""
+    """One image file as `lsvr prepare` stores it in a set of the record's kind, before any JPEG
+    encoding: decoded as prepare decodes it (a large JPEG at a reduced scale that keeps the
+    shorter side at `size` or more), brought to `size` by the record's policy, (size, size, C)
+    uint8; for resize "short", the shorter side to `size` (the longer at most max_size),
+    (h, w, C). `eval_batch` then takes evaluation's view of it, as from a prepared set."""
     if path.is_dir():
         raise InputError(f"{path}: a folder with no image files ({' '.join(IMAGE_SUFFIXES)})")
+    if _dangling(path):
+        raise InputError(f"{path}: a link to {os.readlink(path)}, which does not exist")
     if not path.is_file():
-        raise InputError(f"{path}: no such image file")
+        raise InputError(f"{path}: {'not a regular file' if path.exists() else 'no such image file'}")
+    # prepare's decode (data/prepare.py, Converter): policies that shrink to `size` let a JPEG decode smaller
+    min_side = pre.size if pre.resize in ("squash", "center", "short", None) else 0
     try:
-        pixels = decode_file(path)
+        pixels = decode_file(path, min_side)
     except DecodeError as exc:
         raise InputError(f"{path}: {exc}") from None
     if pre.resize == "short":
-        return to_channels(center_crop(resize_short(pixels, pre.eval_size), pre.eval_crop), pre.channels)
-    return to_channels(resize(pixels, pre.eval_size, pre.resize or "squash"), pre.channels)
+        return to_channels(resize_short(pixels, pre.size, pre.max_size), pre.channels)
+    return to_channels(resize(pixels, pre.size, pre.resize or "squash"), pre.channels)
 
 
-def load_images(paths: list[Path], pre: Preprocess) -> tuple[np.ndarray | None, list[Path], list[str]]:
-    """The readable files as one (N, size, size, C) uint8 batch (None if there is none), their
-    paths, and one line for each file that could not be read: one bad file spoils no other."""
+def check_view(pre: Preprocess, where: Path) -> None:
+    """Refuse a record whose evaluation view eval_loader would refuse on a set of its kind (where:
+    the checkpoint): a mean image resized, or shifted views of images not stored at eval_size."""
+    stored = 0 if pre.resize == "short" else pre.size  # 0: shapes vary
+    if pre.normalize == "mean_image" and pre.eval_size != stored:
+        raise InputError(f"{where}: evaluation at {pre.eval_size} px with a mean image of {stored} px: a per-pixel"
+                         " mean only fits the stored images")  # fmt: skip
+    if pre.eval_shift:
+        check_shift(where, stored=stored, eval_size=pre.eval_size, crop=pre.eval_crop, shift=pre.eval_shift)
+
+
+def eval_batch(images: list[np.ndarray], pre: Preprocess) -> Batch:
+    """Stored images (load_image) as `lsvr eval`'s loader hands them to `eval_views` for the
+    record's one-view evaluation (lsvr.evaluate.eval_loader): each image's centred window,
+    torchvision's Resize(eval_size) + CenterCrop(eval_crop) (Draws.centred), cut and resized
+    as the reader does; with shifted views, the whole images, which must be stored at eval_size.
+    Labels are zeros: there are none to score. check_view has refused the views that cannot be cut."""
+    labels = torch.zeros(len(images), dtype=torch.int64)
+    if pre.eval_shift:
+        return Batch(torch.from_numpy(np.stack(images)), labels, None)  # (B, size, size, C)
+    sizes = np.array([image.shape[:2] for image in images], np.int64)  # (B, 2)
+    draws = Draws.centred(sizes, resize=pre.eval_size, crop=pre.eval_crop)
+    windows = zip(*(t.tolist() for t in (draws.top, draws.left, draws.height, draws.width)), strict=True)
+    cut = [resize_window(torch.from_numpy(np.ascontiguousarray(image[top : top + h, left : left + w])), pre.eval_crop)
+           for image, (top, left, h, w) in zip(images, windows, strict=True)]  # fmt: skip
+    return Batch(torch.stack(cut), labels, draws)  # (B, crop, crop, C)
+
+
+def load_images(paths: list[Path], pre: Preprocess) -> tuple[Batch | None, list[Path], list[str]]:
+    """The readable files as one batch of evaluation's view (eval_batch; None if there is none),
+    their paths, and one line for each file that could not be read: one bad file spoils no other."""
     images, good, bad = [], [], []
     for path in paths:
         try:
@@ -211,15 +253,16 @@ def load_images(paths: list[Path], pre: Preprocess) -> tuple[np.ndarray | None, 
             good.append(path)
         except InputError as exc:
             bad.append(str(exc))
-    return (np.stack(images) if images else None), good, bad
+    return (eval_batch(images, pre) if images else None), good, bad
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, augment: Augment, images: np.ndarray, device: torch.device, *,
+def predict(model: nn.Module, augment: Augment, batch: Batch, device: torch.device, *,
             flip: bool = False, shift: int = 0) -> torch.Tensor:  # fmt: skip
-    """Class probabilities (N, classes) from the centre crop of each image (flip: the mean of the
-    crop's and its mirror's; shift: the shifted crops too, as the record's evaluation scores them)."""
-    from lsvr.evaluate import shift_views
-
-    views = shift_views(augment, torch.from_numpy(images).to(device), flip=flip, shift=shift)
+    """Class probabilities (N, classes) of a batch from eval_batch, from the views `lsvr eval`
+    scores (lsvr.evaluate.eval_views): the centred window (flip: the mean of it and its mirror's),
+    or, whole images with a shift, the centre crops and the shifted ones."""
+    draws = batch.draws.to(device) if batch.draws is not None else None
+    on_device = Batch(batch.images.to(device), batch.labels, draws)
+    views = eval_views(augment, on_device, flip=flip, shift=shift)
     return sum(weight * torch.softmax(model(view).float(), dim=1) for view, weight in views).cpu()

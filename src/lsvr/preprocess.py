@@ -3,9 +3,9 @@ checkpoint and export, compared field by field where a dataset meets a model.
 
 The pipeline it describes: prepare stores each image at `size` x `size` (`resize` policy,
 `interpolation`, `channels`, `encoding`), or with resize "short" at shorter side `size`,
-aspect kept; training takes random windows (`augment`: the paper's `crop` square, or rrc:
-RandomResizedCrop resized to `crop`); evaluation brings an image to `eval_size` (the
-prepare policy's size; "short": the shorter side, as torchvision's Resize) and takes the
+aspect kept (the longer side at most `max_size`); training takes random windows (`augment`:
+the paper's `crop` square, or rrc: RandomResizedCrop resized to `crop`); evaluation brings an
+image to `eval_size` (the prepare policy's size; "short": the shorter side, as torchvision's Resize) and takes the
 centre `eval_crop` (and, with `eval_flip`, its mirror too; with `eval_shift`, crops shifted
 that many pixels up-left and down-right as well, half the weight); both normalise (`normalize`: the
 mean image, or per-channel mean/std, in 0..255 units). `classes` are the model's outputs.
@@ -37,6 +37,7 @@ class Preprocess:
     size: int | None = field(default=None, metadata=_compared("size", "--size {}"))  # stored side
     channels: int | None = field(default=None, metadata=_compared("channels", "--channels {}"))
     resize: str | None = field(default=None, metadata=_compared("resize", "--resize {}"))  # squash, center, pad, short
+    max_size: int | None = None  # resize "short": the cap on the longer side (prepare --max-size); None: none
     # Not compared: it barely changes what a model sees (see lsvr.inference.check_dataset).
     encoding: str | None = None  # raw or jpeg; None: not recorded (older checkpoints)
     crop: int | None = field(default=None, metadata=_compared("data.crop"))  # the random training crop
@@ -62,7 +63,7 @@ class Preprocess:
         mean = torch.from_numpy(ds.mean_image) if ds.mean_image is not None else None  # none where shapes vary
         return cls(
             classes=tuple(ds.classes), size=size, channels=int(ds.shape[2]), resize=meta.get("resize"),
-            encoding=meta.get("encoding"), crop=crop, eval_size=size, eval_crop=crop,
+            max_size=meta.get("max_size"), encoding=meta.get("encoding"), crop=crop, eval_size=size, eval_crop=crop,
             normalize=normalize, mean_image=mean, **stats,
         )  # fmt: skip
 
@@ -100,7 +101,7 @@ class Preprocess:
         )._checked()
 
     def _checked(self) -> Preprocess:
-        for name in ("size", "channels", "crop", "eval_size", "eval_crop"):
+        for name in ("size", "max_size", "channels", "crop", "eval_size", "eval_crop"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"preprocess {name} is {value!r}, not a positive whole number")
