@@ -1,6 +1,6 @@
 """`lsvr train`: its flags, the config and overrides they name, and the run's exit status.
 
-lsvr train CONFIG [--set key=value [key=value ...]] [--out RUN] [--resume auto|PATH] [--profile STEPS] [--keys]
+lsvr train CONFIG [--set key=value [key=value ...]] [--out RUN] [--resume auto|PATH] [--profile STEPS] [--keys] [-v]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def add_train_command(sub: Any) -> None:
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", help="auto (the run folder's latest checkpoint) or a checkpoint/run path")
     p.add_argument("--keys", action="store_true", help="list every config key with its default and exit")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print the resolved config at the start (it is always in RUN/config.yaml)")  # fmt: skip
     p.add_argument(
         "--profile",
         type=positive_int,
@@ -73,6 +75,9 @@ def _train(args: argparse.Namespace) -> int:
     from lsvr.train.engine import NonFiniteLossError, train
     from lsvr.train.metrics import WriteError
     from lsvr.train.parallel import PeerError, launch_env
+    from lsvr.train.signals import check_start_up
+
+    check_start_up()  # a SIGTERM during the imports above (torch's): nothing to save
 
     resume = args.resume
     if resume is not None and Path(resume).suffix == ".safetensors":
@@ -87,7 +92,8 @@ def _train(args: argparse.Namespace) -> int:
     if resume is None and launch.restart > 0:
         resume = "auto"  # a worker restarted by torchrun continues from its run folder
     try:
-        summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]))
+        summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]),
+                        verbose=args.verbose)  # fmt: skip
     except NonFiniteLossError as exc:
         print(f"lsvr train: stopped: {exc}", file=sys.stderr)
         return 1

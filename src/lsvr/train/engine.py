@@ -16,24 +16,28 @@ from lsvr.config import Config
 from lsvr.train import parallel
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import check_inputs
-from lsvr.train.signals import Preemption
+from lsvr.train.signals import Preemption, check_start_up
 from lsvr.train.trainer import NonFiniteLossError, StepHook, Trainer
 
 __all__ = ["NonFiniteLossError", "StepHook", "train"]
 
 
 def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "",
-          on_step: StepHook | None = None) -> dict[str, Any]:  # fmt: skip
+          on_step: StepHook | None = None, verbose: bool = False) -> dict[str, Any]:  # fmt: skip
     """Run (or continue) training into the run folder `out`; returns a summary.
     on_step(step, model, env) is called after every step's update (and exchange), on every rank.
+    verbose: the resolved config on stderr too, under the run's one line (it is in RUN/config.yaml).
     Rank 0 holds the run folder's lock throughout (lsvr.train.run_folder)."""
     with RunFolder(out, main=parallel.launch_env().is_main, resuming=resume is not None) as folder:
         start = folder.start(resume)
-        return _train(cfg, start, folder, command=command, on_step=on_step)
+        return _train(cfg, start, folder, command=command, on_step=on_step, verbose=verbose)
 
 
-def _train(cfg: Config, start: Start, folder: RunFolder, *, command: str, on_step: StepHook | None) -> dict[str, Any]:
+def _train(cfg: Config, start: Start, folder: RunFolder, *, command: str, on_step: StepHook | None,
+           verbose: bool) -> dict[str, Any]:  # fmt: skip
+    check_start_up()  # the run folder is locked, nothing written: a SIGTERM noted so far ends it here
     inputs = check_inputs(cfg, start=start, world=parallel.launch_env().world)  # before the process group
+    check_start_up()
     if inputs.done:  # every rank sees it before any group exists, and nothing is written
         step, where = start.state.step, start.resume_from if start.forked else folder.out
         if folder.main:
@@ -45,9 +49,9 @@ def _train(cfg: Config, start: Start, folder: RunFolder, *, command: str, on_ste
         torch.use_deterministic_algorithms(True, warn_only=True)
     env = parallel.setup(cfg)
     try:
-        with Preemption() as preemption:
+        with Preemption() as preemption:  # takes over from the start-up's handler: a signal noted before ends it
             trainer = Trainer(cfg, inputs, start, env, folder=folder, command=command, on_step=on_step,
-                              preemption=preemption)  # fmt: skip
+                              preemption=preemption, verbose=verbose)  # fmt: skip
             summary = trainer.run()
         parallel.barrier(env)  # every rank done (rank 0's last save included) before the group goes
         return summary

@@ -58,9 +58,11 @@ class Trainer:
     """One run of the loop, on every rank; rank 0 alone prints and writes (through `folder`)."""
 
     def __init__(self, cfg: Config, inputs: RunInputs, start: Start, env: parallel.Distributed, *, folder: RunFolder,
-                 command: str, on_step: StepHook | None, preemption: Preemption) -> None:  # fmt: skip
+                 command: str, on_step: StepHook | None, preemption: Preemption,
+                 verbose: bool = False) -> None:  # fmt: skip
         self.cfg, self.inputs, self.start, self.env, self.folder = cfg, inputs, start, env, folder
         self.command, self.on_step, self.preemption = command, on_step, preemption
+        self.verbose = verbose  # the resolved config on stderr too (lsvr train --verbose)
         self.log = folder.metrics_log()
         self.faults = Faults.arm(cfg.debug, attempt=env.restart)  # they strike the first attempt alone
         self.checkpointer = checkpoint.Checkpointer(folder.checkpoints, keep=cfg.checkpoint.keep, faults=self.faults)
@@ -195,8 +197,14 @@ class Trainer:
             resume_from=str(resume_from) if resume_from else None, process_start=round(self.started, 3),
             **provenance(),
         ))  # fmt: skip
-        self.say(f"lsvr train: run {out} ({start.run_id}), world {env.world}, device {env.device}, crop {crop}")
-        self.say(yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
+        # One line: the full config is in RUN/config.yaml, and on stderr with --verbose (~50 lines a run
+        # in a terminal or a SLURM log were read as noise before the first step).
+        steps = f"steps {self.state.step}->{self.total_steps}" if self.state.step else f"{self.total_steps} steps"
+        self.say(f"lsvr train: run {out} ({start.run_id}): {cfg.model.name} on {cfg.data.train}"
+                 f" ({len(self.inputs.train_rows)} images, {len(self.inputs.train.classes)} classes, crop {crop}),"
+                 f" {steps}, device {env.device}, world {env.world}; config: {out / 'config.yaml'}")  # fmt: skip
+        if self.verbose:
+            self.say(yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
 
     def parallelize(self) -> None:
         """The net the steps run: DDP-wrapped where asked, compiled where asked."""
