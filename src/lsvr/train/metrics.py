@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+RESUME = "resume"  # the record a continued run writes at its start: {"kind": "resume", "step": N}
+
 
 class WriteError(RuntimeError):
     """A run-folder file other than a checkpoint could not be written (a full disk, say)."""
@@ -47,18 +49,24 @@ def _ends_torn(path: Path) -> bool:
         return False
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Every record of a metrics.jsonl. A line that is not one JSON object (a torn last line of
-    a killed run, bytes that are not UTF-8, a foreign `[1, 2]`) is skipped: readers index
-    records by key, and one stray line must not hide the rest of a run."""
+def read_metrics(path: Path, *, superseded: bool = False) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl as an unbroken run would have written them: a `resume`
+    record (step N) drops the records before it that are past step N, those a killed attempt
+    wrote after the checkpoint the run continued from (it trains those steps again, with other
+    figures). superseded=True: every record, as written. A line that is not one JSON object (a
+    torn last line of a killed run, bytes that are not UTF-8, a foreign `[1, 2]`) is skipped:
+    readers index records by key, and one stray line must not hide the rest of a run."""
     records = []
     for raw in path.read_bytes().splitlines():
         try:
             record = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if isinstance(record, dict):
-            records.append(record)
+        if not isinstance(record, dict):
+            continue
+        if record.get("kind") == RESUME and _number(record.get("step")) and not superseded:
+            records = [r for r in records if not (_number(r.get("step")) and r["step"] > record["step"])]
+        records.append(record)
     return records
 
 

@@ -27,7 +27,9 @@ class Observers:
 
     def start(self, step: int) -> None:
         """The loop begins at run step `step`: the profiler starts counting (rank 0's steps:
-        every rank runs the same ones)."""
+        every rank runs the same ones); TensorBoard hides what an earlier attempt wrote past it."""
+        if self.board is not None:
+            self.board.continue_at(step)
         steps = self.cfg.train.profile_steps
         if steps and self.main:
             self.profiler = StepProfiler(steps, self.out / "profile", self.device, first_step=step, say=self.say)

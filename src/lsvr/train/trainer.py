@@ -34,6 +34,7 @@ from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
 from lsvr.train.lookahead import Lookahead
+from lsvr.train.metrics import RESUME
 from lsvr.train.observe import Observers
 from lsvr.train.optim import Schedule, build_optimizer, check_schedule
 from lsvr.train.record import CheckpointRecord
@@ -191,12 +192,15 @@ class Trainer:
             if line:
                 self.say(line)
         resume_from = self.inputs.resume_from
+        continued = not start.forked and start.run_id == self.folder.run_id()  # this run's records: an attempt before
         self.folder.record_start(yaml.safe_dump(to_dict(cfg), sort_keys=False), lambda: self.log.write(
             "start", command=self.command, run_id=start.run_id, config=to_dict(cfg), world=env.world,
             device=str(env.device), threads=torch.get_num_threads(), host=platform.node(), cpus=os.cpu_count(),
             resume_from=str(resume_from) if resume_from else None, process_start=round(self.started, 3),
             **provenance(),
         ))  # fmt: skip
+        if continued:  # what an earlier attempt logged past this step is superseded (read_metrics drops it)
+            self.log.write(RESUME, step=self.state.step)
         # One line: the full config is in RUN/config.yaml, and on stderr with --verbose (~50 lines a run
         # in a terminal or a SLURM log were read as noise before the first step).
         steps = f"steps {self.state.step}->{self.total_steps}" if self.state.step else f"{self.total_steps} steps"
