@@ -66,7 +66,8 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again_with_its_rec
     lines = [line for line in capsys.readouterr().err.splitlines() if "failed-start" in line]
     assert lines == [f"lsvr train: {out} held run {failed}, which saved no checkpoint: its records moved to"
                      f" {out / 'failed-start-1'}; starting run {new}"]  # fmt: skip
-    assert start_ids(out / "failed-start-1") == [failed] and (out / "failed-start-1" / "config.yaml").read_bytes() == config
+    aside = out / "failed-start-1"
+    assert start_ids(aside) == [failed] and (aside / "config.yaml").read_bytes() == config
     assert checkpoint.load(checkpoint.find(out))["run_id"] == new
     # the folder with failed-start-1/ is still a run folder: it resumes, and a fresh start is refused
     capsys.readouterr()
