@@ -78,6 +78,13 @@ def verify_run(folder: Path) -> list[str]:
     return problems
 
 
+def varying_shape(sizes: dict[str, Any], *, channels: int) -> str:
+    """The shape of a set of varying shapes (prepare --resize short) in words: its policy."""
+    cap = sizes.get("max_size")
+    longer = f"longer side at most {cap} (the shorter then less)" if cap else "aspect kept"
+    return f"varying: shorter side {sizes['shorter_side']}, {longer}, {channels} channels"
+
+
 def describe(target: Path, *, verify: bool = False) -> dict[str, Any]:
     if not target.exists():
         raise InputError(f"{target}: no such file or directory")
@@ -86,6 +93,8 @@ def describe(target: Path, *, verify: bool = False) -> dict[str, Any]:
     if (target / "meta.json").is_file():
         dataset = PreparedDataset(target)
         info = {"kind": "dataset", **dataset.describe()}
+        if dataset.variable:  # meta.json's [0, 0, C] says "each its own": say the policy instead
+            info["image_shape"] = varying_shape(dataset.size_policy(), channels=int(dataset.shape[2]))
         if verify:
             info["problems"] = dataset.verify()
             info["verified"] = not info["problems"]
