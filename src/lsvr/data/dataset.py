@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from pathlib import Path
 
@@ -36,13 +37,15 @@ def _image_shape(meta: dict) -> bool:
     return (shape[0] > 0 and shape[1] > 0) or shape[0] == shape[1] == 0
 
 
-def _numbers(meta: dict, key: str) -> bool:
-    """channel_mean / channel_std: one number per channel (sets older than the field lack it)."""
+def _numbers(meta: dict, key: str, *, positive: bool = False) -> bool:
+    """channel_mean / channel_std: one finite number per channel, each > 0 when `positive` (a std
+    divides every pixel: 0 made the loss 5.4); sets older than the field lack it."""
     value = meta.get(key)
     if value is None:
         return key not in meta
     return isinstance(value, list) and len(value) == meta["image_shape"][2] and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)  # fmt: skip
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+        for v in value)  # fmt: skip
 
 
 class RecordError(InputError):
@@ -80,16 +83,16 @@ class PreparedDataset:
         self.classes: list[str] = list(self.meta["classes"])
         self.shape: tuple[int, int, int] = tuple(self.meta["image_shape"])  # (H, W, C)
         self.encoding: str = self.meta["encoding"]
-        self.labels = self._load("labels.npy").astype(np.int64)
+        self.labels = self._load("labels.npy", dtype=np.integer).astype(np.int64)  # float labels were truncated
         self.variable = self.shape[0] == 0  # images of varying shape: sizes in shapes.npy
         # (H, W, C), 0..255; None for a set of varying shapes, where a per-pixel mean has no meaning
-        self.mean_image = None if self.variable else self._load("mean.npy").astype(np.float32)
+        self.mean_image = None if self.variable else self._load("mean.npy", dtype=np.floating).astype(np.float32)
         if self.encoding == "raw":
             # (N, H, W, C) uint8; a plain view: np.memmap's per-index overhead is 15% of a crop's copy
-            self.images = self._load("images.npy", mmap=True).view(np.ndarray)
+            self.images = self._load("images.npy", mmap=True, dtype=np.uint8).view(np.ndarray)
             found = self.images.shape
         else:
-            self.offsets = self._load("offsets.npy")
+            self.offsets = self._load("offsets.npy", dtype=np.integer)
             blob = self.path / "images.bin"
             size = blob.stat().st_size if blob.is_file() else -1
             if self.offsets.ndim != 1 or not len(self.offsets) or size != int(self.offsets[-1]) or size <= 0:
@@ -119,15 +122,23 @@ class PreparedDataset:
             count = f"{len(self.labels)} labels" if self.labels.ndim == 1 else f"labels of shape {self.labels.shape}"
             raise InputError(f"{self.path / 'labels.npy'}: {count}, {images} and meta.json count {len(self)} images")
 
-    def _load(self, name: str, mmap: bool = False) -> np.ndarray:
+    def _load(self, name: str, mmap: bool = False, dtype: type | None = None) -> np.ndarray:
+        """A .npy file of the set; of `dtype` (or a kind of it: np.integer) when given."""
         try:
-            return np.load(self.path / name, mmap_mode="r" if mmap else None, allow_pickle=False)
+            array = np.load(self.path / name, mmap_mode="r" if mmap else None, allow_pickle=False)
         except FileNotFoundError:
             raise InputError(f"{self.path / name}: missing") from None
         except (ValueError, EOFError, OSError) as exc:
             # an empty file is an EOFError, a broken header a ValueError: neither says which file
             reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"{self.path / name}: unreadable ({reason}); prepare the set again") from None
+        if dtype is not None and not np.issubdtype(array.dtype, dtype):
+            want = {np.integer: "whole numbers", np.floating: "floats", np.uint8: "uint8"}[dtype]
+            raise InputError(f"{self.path / name}: {array.dtype} values, expected {want} (altered: prepare the set"
+                             " again)")  # fmt: skip
+        if dtype is np.floating and not np.isfinite(array).all():
+            raise InputError(f"{self.path / name}: holds nan or inf (altered: prepare the set again)")
+        return array
 
     def _check_meta(self, meta_path: Path) -> None:
         """Every field of meta.json the reader relies on, of the right type, or an InputError naming it."""
@@ -148,8 +159,8 @@ class PreparedDataset:
             ("image_shape", lambda: _image_shape(m), "[height, width, 1 or 3] ([0, 0, C]: shapes vary)"),
             ("encoding", lambda: m["encoding"] in ("raw", "jpeg"), "raw or jpeg"),
             ("checksums", lambda: isinstance(m["checksums"], dict), "a mapping of file names to sha256"),
-            ("channel_mean", lambda: _numbers(m, "channel_mean"), "one number per channel"),
-            ("channel_std", lambda: _numbers(m, "channel_std"), "one number per channel"),
+            ("channel_mean", lambda: _numbers(m, "channel_mean"), "one finite number per channel"),
+            ("channel_std", lambda: _numbers(m, "channel_std", positive=True), "one finite number > 0 per channel"),
         )  # fmt: skip
         if m.get("image_shape") and isinstance(m["image_shape"], list) and m["image_shape"][:1] == [0]:
             checks += (  # images of varying shape: what prepare --resize short writes, and only that
