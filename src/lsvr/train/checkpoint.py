@@ -124,11 +124,12 @@ def _best(folder: Path) -> tuple[Path | None, float | None]:
     return (found, top1) if found is not None and top1 is not None else (None, None)
 
 
-def _set_aside_broken(folder: Path, newer_than: Path) -> None:
-    """Rename step files past the one just written that do not load to NAME.corrupt: a
-    resume skipped them, and they must never count as the newest checkpoint again."""
+def _set_aside_broken(folder: Path, *, after: Path | None) -> None:
+    """Rename step files past `after` (None: every one) that do not load to NAME.corrupt: a
+    resume skipped them, and they must never count as the newest checkpoint again, nor as one
+    of the `keep` newest."""
     for path in _steps(folder):
-        if path.name <= newer_than.name:
+        if after is not None and path.name <= after.name:
             continue
         try:
             load_step(path)
@@ -146,6 +147,7 @@ class Checkpointer:
 
     def __init__(self, folder: Path, *, keep: int, faults: Faults | None = None) -> None:
         self.folder, self.keep, self.faults = Path(folder), keep, faults or Faults()
+        self.checked = False  # every step file there loaded once (at this process's first save)
 
     def clean(self) -> list[Path]:
         """Remove the temp files a killed save left; returns them."""
@@ -161,7 +163,10 @@ class Checkpointer:
 
     def save(self, record: CheckpointRecord, *, top1: float | None = None) -> Path:
         """Write step-<8 digits>.pt for record.step, point `latest` at it (and `best` when its
-        top1 beats the best so far), then prune to the newest `keep` plus the best.
+        top1 beats the best so far), then prune to the newest `keep` plus the best. A step file
+        that does not load is moved aside as *.corrupt: every one at this process's first save
+        (one a resume skipped, before this save could write over it), later ones at every save;
+        `keep` counts files that load.
 
         Only files up to this step are pruned: a later step file is one a resume skipped (moved
         aside as *.corrupt when it does not load) or another run's, never this run's to delete,
@@ -169,6 +174,9 @@ class Checkpointer:
         folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"step-{record.step:08d}.pt"
+        if not self.checked:
+            _set_aside_broken(folder, after=None)
+            self.checked = True
         buffer = io.BytesIO()
         torch.save(record.to_dict(), buffer)
 
@@ -182,7 +190,7 @@ class Checkpointer:
         if top1 is not None and (best is None or best_top1 is None or top1 > best_top1):
             _write(folder / "best", f"{path.name}\n{top1}\n".encode())
             best = path
-        _set_aside_broken(folder, newer_than=path)
+        _set_aside_broken(folder, after=path)
         steps = [p for p in _steps(folder) if p.name <= path.name]
         for old in steps[: -self.keep]:
             if old != best and old != path:
