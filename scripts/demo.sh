@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # `make demo`: prepare the embedded Fashion-MNIST subset, train a short schedule,
-# evaluate, predict a few test images, plot; ends with the test top-1 and the run folder.
+# evaluate, predict a few test images, plot; ends with the test top-1 and the run folder
+# (Ctrl-C: a line saying the demo stopped, no result, exit 130).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${DEMO:-runs/demo}
 data=prepared/demo
+
+# Ctrl-C reaches every process of the demo: `lsvr train` then stops after its step, saves and
+# exits 0, and bash runs this trap once it has. The demo ends there, saying so, with no result
+# line: a run cut short is not the demo's result. 130: the status of a process ended by Ctrl-C.
+trap 'echo >&2; echo "demo: stopped (Ctrl-C): no result; what was done is in $run" >&2; exit 130' INT
 
 # A re-run replaces the previous demo run and nothing else: a DEMO folder that holds anything
 # the demo does not write (a user's own files) is refused, and so is a file or a link.
