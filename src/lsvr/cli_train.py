@@ -95,7 +95,8 @@ def _train(args: argparse.Namespace) -> int:
         summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]),
                         verbose=args.verbose)  # fmt: skip
     except NonFiniteLossError as exc:
-        print(f"lsvr train: stopped: {exc}", file=sys.stderr)
+        if launch.is_main:  # every rank stops at the same step (the health flags are summed over ranks)
+            print(f"lsvr train: stopped: {exc}", file=sys.stderr)
         return 1
     except PeerError as exc:
         print(f"lsvr train: {exc}", file=sys.stderr)
