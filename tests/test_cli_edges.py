@@ -18,7 +18,7 @@ from lsvr.errors import InputError
         (["loader", "--images", "-5"], "--images must be a positive whole number, got -5"),
         (["prepare", "--rounds", "0"], "--rounds must be a positive whole number, got 0"),
         (["train", "--steps", "0"], "--steps must be a positive whole number, got 0"),
-        (["layout", "--crop", "0"], "--crop must be a positive whole number, got 0"),
+        (["layout", "--crop", "0"], "--crop must be in 1..4096, got 0"),
         (["layout", "--crop", "4"], "crop 4 is too small for quicknet (at least 8)"),
     ],
 )

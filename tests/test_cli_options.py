@@ -60,7 +60,9 @@ def test_a_bad_number_is_refused_in_one_line_before_anything_is_read(tmp_path, c
     ("flags", "says"),
     [(("--batch", "0"), "--batch must be a positive whole number, got 0"),
      (("--batch", "-5"), "--batch must be a positive whole number, got -5"),
-     (("--threads", "-3"), "--threads must be a whole number >= 0, got -3")],
+     (("--threads", "-3"), "--threads must be in 0..1024, got -3"),
+     (("--threads", "100000"), "--threads must be in 0..1024, got 100000"),  # "can't start new thread"
+     (("--resize", "100000"), "--resize must be in 1..4096, got 100000")],
 )  # fmt: skip
 def test_eval_refuses_a_bad_batch_or_thread_count(tmp_path, capsys, flags, says):
     assert cli("eval", tmp_path / "run", tmp_path / "set", *flags) == 2
@@ -72,7 +74,7 @@ def test_prepare_refuses_a_worker_count_below_one_and_writes_nothing(tmp_path, c
     photos = write_tree(tmp_path / "photos", {"a": 2, "b": 2})
     out = tmp_path / "out"
     assert cli("prepare", photos, out, "--workers", workers, "--no-progress") == 2
-    one_line(capsys, f"--workers must be a positive whole number, got {workers}")
+    one_line(capsys, f"--workers must be in 1..1024, got {workers}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # neither out/ nor out.partial/
 
 

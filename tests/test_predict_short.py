@@ -84,7 +84,7 @@ def test_a_crop_larger_than_the_resize_exits_2_before_any_file_is_read(tmp_path,
     assert cli("eval", tmp_path / "no.pt", tmp_path / "no-set", "--resize", "24", "--crop", "28") == 2
     one_line(capsys, "--crop 28 is larger than --resize 24")
     assert cli("eval", tmp_path / "no.pt", tmp_path / "no-set", "--resize", "0") == 2
-    one_line(capsys, "--resize must be a positive whole number, got 0")
+    one_line(capsys, "--resize must be in 1..4096, got 0")
 
 
 @pytest.mark.slow  # about 1.2 s with the module's resnet18 checkpoint

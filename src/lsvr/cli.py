@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from lsvr.cli_args import Parser, Whole, fraction, positive_float, positive_int
+from lsvr.cli_args import Parser, Whole, fraction, image_side, positive_float, positive_int, thread_count
 from lsvr.cli_model import add_model_commands, refuse_existing
 from lsvr.cli_train import add_train_command
 from lsvr.config import CompileMode, Decode, Device, Encoding, Precision, ResizePolicy, choices
@@ -206,7 +206,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-size", type=positive_int, metavar="M", help="--resize short: the longer side's cap")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB); default: 1 for idx, else 3")
     p.add_argument("--quality", type=Whole(1, 100), default=90, help="JPEG quality for --encoding jpeg")
-    p.add_argument("--workers", type=positive_int, help="decoding threads (default: all cores)")
+    p.add_argument("--workers", type=thread_count, help="decoding threads (default: all cores)")
     p.add_argument("--classes", help="file of class names, one per line")
     p.add_argument("--classes-from", metavar="PREPARED", help="use a prepared set's classes (val: train's)")
     p.add_argument("--labels", help="label file of a flat image folder or tar: val.txt, LOC_val_solution.csv, the"
@@ -246,7 +246,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=3,
                    help="dist: timed steps per world size; train, layout: per pipeline")  # fmt: skip
     p.add_argument("--device", choices=choices(Device), default="auto", help="train, layout: where the model steps")
-    p.add_argument("--crop", type=positive_int, help="layout: the input side (default: the model's)")
+    p.add_argument("--crop", type=image_side, help="layout: the input side (default: the model's)")
     p.add_argument("--precision", choices=choices(Precision), default="fp32", help="train: autocast precision")
     p.add_argument("--compile", choices=choices(CompileMode), default="none",
                    help="train: torch.compile mode (reduce-overhead adds CUDA graphs)")  # fmt: skip
@@ -256,7 +256,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, default=2, help="passes over the set per measure (raw: 4x)")
     p.add_argument("--rounds", type=positive_int,
                    help="interleaved rounds, the median reported (train, layout: 3; others: 5)")  # fmt: skip
-    p.add_argument("--workers", type=positive_int, help="threads (lsvr) and processes (baseline); default: all cores")
+    p.add_argument("--workers", type=thread_count, help="threads (lsvr) and processes (baseline); default: all cores")
     p.add_argument("--source", choices=("folder", "tar"), default="folder",
                    help="prepare: tar races a nested tar (ILSVRC2012_img_train.tar's layout) with folders")  # fmt: skip
     p.add_argument("--dir", help="folder for the generated photos and prepared sets (default ~/.cache/lsvr-bench)")

@@ -78,7 +78,9 @@ class Real:
         return value
 
 
-positive_int = Whole(1)  # counts, sizes, batches, threads of a pool
-non_negative_int = Whole(0)  # 0 has a meaning of its own (--threads 0: torch's choice; --shift 0: none)
+positive_int = Whole(1)  # counts, sizes, batches
+non_negative_int = Whole(0)  # 0 has a meaning of its own (--shift 0: none)
+image_side = Whole(1, 4096)  # as prepare's --size at most: `eval --resize 100000` asked 10 TB at once
+thread_count = Whole(1, 1024)  # threads or processes: 100,000 ended in "can't start new thread"
 positive_float = Real(0.0, above=True)  # durations
 fraction = Real(0.0, 1.0)  # shares of a whole

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lsvr.cli_args import non_negative_int, positive_int
+from lsvr.cli_args import Whole, image_side, non_negative_int, positive_int
 from lsvr.config import Device, choices
 from lsvr.errors import InputError
 from lsvr.folders import check_writable
@@ -29,16 +29,16 @@ def add_model_commands(sub: Any) -> None:
     p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a prepared dataset")
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("dataset", help="a prepared dataset folder (lsvr prepare), e.g. the val split")
-    p.add_argument("--resize", type=positive_int, metavar="N",
+    p.add_argument("--resize", type=image_side, metavar="N",
                    help="shorter side before the crop (default: the checkpoint's)")  # fmt: skip
-    p.add_argument("--crop", type=positive_int, metavar="N", help="centre crop side (default: the checkpoint's)")
+    p.add_argument("--crop", type=image_side, metavar="N", help="centre crop side (default: the checkpoint's)")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1,
                    help="1: the centre crop; 10: four corners, the centre and their mirrors (default 1)")  # fmt: skip
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, help="and the mirror (default: the run's)")
     p.add_argument("--shift", type=non_negative_int, metavar="N",
                    help="and crops moved N px up-left, down-right: half the weight (default: the run's)")  # fmt: skip
     p.add_argument("--batch", type=positive_int, default=256, help="images scored at a time (default 256)")
-    p.add_argument("--threads", type=non_negative_int, default=0,
+    p.add_argument("--threads", type=Whole(0, 1024), default=0,
                    help="CPU threads of torch's operations (default 0: torch's choice, one per core)")  # fmt: skip
     p.add_argument("--device", choices=choices(Device), default="auto", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
