@@ -11,8 +11,9 @@ from tests.support import DEMO_DATA, cli, tiny_set
 
 
 @pytest.fixture(autouse=True)
-def _threads():
+def _threads(monkeypatch):
     torch.set_num_threads(1)  # two cores, and results that do not depend on the thread count
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a run in this process keeps it (train.threads: 0 reads it)
     yield
 
 

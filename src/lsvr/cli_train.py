@@ -54,6 +54,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from lsvr.config_file import describe_keys, load_config
     from lsvr.folders import check_writable
+    from lsvr.train.cpus import quiet_openmp_waits
+
+    quiet_openmp_waits()  # before torch is imported (OpenMP reads it when loaded): OMP_WAIT_POLICY=PASSIVE unless set
 
     if args.keys:
         print(describe_keys())

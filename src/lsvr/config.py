@@ -80,7 +80,9 @@ class DataConfig:
     normalize: Literal["mean_image", "channel"] = _f(
         "mean_image", "mean_image (the paper: subtract the mean image) or channel (mean/std)"
     )
-    workers: int = _f(2, "background threads that read batches")
+    workers: int = _f(
+        0, "background threads that read batches; 0: the job's CPUs (SLURM_CPUS_PER_TASK, affinity) per local process"
+    )
     decode: Decode = _f("host", "JPEG sets: decode in the reading threads (host) or on the GPU (device: torchvision)")
     prefetch: int = _f(2, "batches read ahead of the training step")
     bad_records: StopOrSkip = _f(
@@ -125,7 +127,9 @@ class TrainConfig:
     max_steps: int = _f(0, "stop after this many steps in all; 0: no limit")
     seed: int = _f(0, "seed of the weights, the epoch order and the augmentation")
     precision: Precision = _f("fp32", "fp32, bf16 or fp16 (autocast)")
-    threads: int = _f(0, "CPU intra-op threads; 0: torch's default")
+    threads: int = _f(
+        0, "CPU intra-op threads; 0: the cores the load leaves free (a resume: the checkpoint's; OMP_NUM_THREADS wins)"
+    )
     deterministic: bool = _f(False, "torch.use_deterministic_algorithms: bitwise-repeatable steps (CPU)")
     accumulate: int = _f(1, "micro-batches per step (gradient accumulation)")
     device: Device = _f("auto", "auto, cpu or cuda")

@@ -34,7 +34,7 @@ def check_ranges(cfg: Config) -> None:
         ("train.threads", cfg.train.threads, 0),
         ("train.seed", cfg.train.seed, 0),
         ("data.prefetch", cfg.data.prefetch, 1),
-        ("data.workers", cfg.data.workers, 1),
+        ("data.workers", cfg.data.workers, 0),
         ("data.holdout", cfg.data.holdout, 0),
         ("data.crop", cfg.data.crop, 0),
         ("data.eval_size", cfg.data.eval_size, 0),

@@ -2,7 +2,8 @@
 CUDA, cuDNN, NCCL, simplejpeg's libjpeg-turbo), the devices and their memory, the CPU's cores
 and SIMD level, RAM and free disk; with a prepared DATASET, whether it fits in the page cache,
 how fast it reads and decodes (a few seconds with one thread, then with every core), and the
-`data.workers` and encoding that suit this machine.
+`train.threads` (from the cores the load leaves free), `data.workers` and encoding that suit
+this machine.
 """
 
 from __future__ import annotations
@@ -49,7 +50,31 @@ def diagnose(dataset: str | None, *, seconds: float = 10.0) -> dict[str, Any]:
     else:
         report["recommend"] = {"data.workers": max(1, cores // max(1, len(devices))),
                                "why": ["the usable cores, shared by the training processes (one per GPU)"]}  # fmt: skip
+    threads, why = _threads(cores=cores, processes=max(1, len(devices)))
+    report["cpu"]["load_1min"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    report["recommend"] = {"train.threads": threads, **report["recommend"]}
+    report["recommend"]["why"] = [why, *report["recommend"]["why"]]
     return report
+
+
+def _threads(*, cores: int, processes: int) -> tuple[int, str]:
+    """train.threads for a run started now, and why: OpenMP's threads spin against other busy
+    processes (TRAPS.md: 1,897 -> 163 images/s under a load of 5 on 2 cores)."""
+    from lsvr.train.cpus import free_threads
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    share = max(1, cores // processes)
+    threads = free_threads(share=share, cpus=cores, load=load)
+    why = (
+        f"train.threads {threads}: {cores} usable cores, {processes} training process(es), load {load:.1f} now;"
+        " train.threads: 0 chooses from the free cores at each start (a resume keeps the checkpoint's count)"
+    )
+    if threads < share:
+        why += "; other processes keep the rest busy: more threads would spin against them"
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if policy and policy.upper() == "ACTIVE":
+        why += "; OMP_WAIT_POLICY=ACTIVE is set: idle threads spin, which costs most on a shared machine"
+    return threads, why
 
 
 def versions() -> dict[str, str]:

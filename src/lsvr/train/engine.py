@@ -14,6 +14,7 @@ import torch
 
 from lsvr.config import Config
 from lsvr.train import parallel
+from lsvr.train.cpus import choose_threads
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import check_inputs
 from lsvr.train.signals import Preemption, check_start_up
@@ -43,8 +44,9 @@ def _train(cfg: Config, start: Start, folder: RunFolder, *, command: str, on_ste
         if folder.main:
             print(f"lsvr train: {where} is already at step {step} ({inputs.done}): nothing to train", file=sys.stderr)
         return {"run": str(folder.out), "step": step, "done": True}
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads, _ = choose_threads(cfg.train.threads, saved=start.state.threads if start.state else None)
+    if threads:  # None: torch's own count (OMP_NUM_THREADS set)
+        torch.set_num_threads(threads)
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     env = parallel.setup(cfg)

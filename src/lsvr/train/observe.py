@@ -12,6 +12,7 @@ import torch
 from lsvr.config import Config
 from lsvr.memory import resident_mb
 from lsvr.train.board import Board
+from lsvr.train.cpus import choose_workers
 from lsvr.train.metrics import MetricsLog
 from lsvr.train.profile import StepProfiler
 from lsvr.train.throughput import Window
@@ -62,7 +63,7 @@ class Observers:
             return
         self.warned_wait = True
         data = self.cfg.data
-        tips = [f"more data.workers (now {data.workers})"]
+        tips = [f"more data.workers (now {choose_workers(data.workers)[0]})"]
         if self.encoding == "jpeg" and data.decode == "host":
             tips.append("data.decode=device on a GPU" if self.device.type == "cuda" else
                         "a set prepared with --encoding raw (no decoding)")  # fmt: skip

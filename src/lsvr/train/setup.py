@@ -18,6 +18,7 @@ from lsvr.errors import InputError
 from lsvr.evaluate import eval_loader
 from lsvr.models.registry import model_spec
 from lsvr.preprocess import Preprocess
+from lsvr.train.cpus import choose_workers
 from lsvr.train.optim import check_schedule
 from lsvr.train.parallel import Distributed
 from lsvr.train.record import CheckpointRecord
@@ -206,7 +207,8 @@ def run_loaders(cfg: Config, inputs: RunInputs, pre: Preprocess, *, env: Distrib
     """The run's training loader (this rank's share of each global batch, its augmentation and
     resolution ramp) and its validation loader (None without data.val), as `pre` views it."""
     per_rank = cfg.train.global_batch // env.world
-    common = {"rank": env.rank, "world": env.world, "workers": cfg.data.workers, "device": env.device,
+    workers, _ = choose_workers(cfg.data.workers)  # 0: the job's CPUs over its local processes
+    common = {"rank": env.rank, "world": env.world, "workers": workers, "device": env.device,
               "decode": cfg.data.decode, "bad_records": cfg.data.bad_records, "warn": warn}  # fmt: skip
     loader = Loader(
         inputs.train, batch_size=per_rank, shuffle=True, seed=cfg.train.seed, indices=inputs.train_rows,

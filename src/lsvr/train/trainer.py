@@ -195,9 +195,9 @@ class Trainer:
         continued = not start.forked and start.run_id == self.folder.run_id()  # this run's records: an attempt before
         self.folder.record_start(yaml.safe_dump(to_dict(cfg), sort_keys=False), lambda: self.log.write(
             "start", command=self.command, run_id=start.run_id, config=to_dict(cfg), world=env.world,
-            device=str(env.device), threads=torch.get_num_threads(), host=platform.node(), cpus=os.cpu_count(),
-            resume_from=str(resume_from) if resume_from else None, process_start=round(self.started, 3),
-            **provenance(),
+            device=str(env.device), threads=torch.get_num_threads(), workers=self.loader.workers, host=platform.node(),
+            cpus=os.cpu_count(), resume_from=str(resume_from) if resume_from else None,
+            process_start=round(self.started, 3), **provenance(),
         ))  # fmt: skip
         if continued:  # what an earlier attempt logged past this step is superseded (read_metrics drops it)
             self.log.write(RESUME, step=self.state.step)
@@ -206,7 +206,8 @@ class Trainer:
         steps = f"steps {self.state.step}->{self.total_steps}" if self.state.step else f"{self.total_steps} steps"
         self.say(f"lsvr train: run {out} ({start.run_id}): {cfg.model.name} on {cfg.data.train}"
                  f" ({len(self.inputs.train_rows)} images, {len(self.inputs.train.classes)} classes, crop {crop}),"
-                 f" {steps}, device {env.device}, world {env.world}; config: {out / 'config.yaml'}")  # fmt: skip
+                 f" {steps}, device {env.device}, world {env.world}, {torch.get_num_threads()} threads,"
+                 f" {self.loader.workers} reading; config: {out / 'config.yaml'}")  # fmt: skip
         if self.verbose:
             self.say(yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
 
