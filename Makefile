@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO ?= runs/demo
 
-.PHONY: demo test test-fast lint format install clean
+.PHONY: demo test test-fast lint format install clean gpu-wheels
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ test: lint
 # No process started, nothing over a few seconds (pyproject.toml's `slow` marker).
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Wheels of what the GPU machine may lack (simplejpeg, pytest and its requirements...), for
+# scripts/gpu_check.sh: .whl/, git-ignored; offline, says what is missing (scripts/gpu_wheels.sh).
+gpu-wheels:
+	PYTHON=$(PYTHON) bash scripts/gpu_wheels.sh
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

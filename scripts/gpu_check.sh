@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, for the lent machine (Python 3.12, torch 2.11, torchvision 0.26,
 # no network). Run from the repository root, with the wheels of what that machine lacks in
-# .whl/ (simplejpeg; see README "GPU check").
+# .whl/ (`make gpu-wheels`: simplejpeg, pytest and its requirements...; see README "GPU check").
 #
 # Steps, most valuable first, each with its own limit in seconds (they add to 300; a step gets
 # at most what is left of BUDGET, and one with under 10 s left is skipped):
-#   preflight 20 (doctor, imports, 3 bf16 AlexNet steps: the check stops here if they fail),
+#   preflight 20 (doctor, every step's imports, 3 bf16 AlexNet steps: the check stops here if they fail),
 #   cuda_tests 25, bf16_raw 40 (model-only, end-to-end, baseline), prepare_fm256 10,
 #   syncs 20, bf16_jpeg_device 25, bf16_jpeg_host 20, resnet50_bf16_raw 25, compile 30,
 #   reduce_overhead 25, fm256 50 (2 epochs, --resume to 3, eval), fp32_raw 10.

@@ -2,10 +2,11 @@
 
 python3 scripts/gpu_preflight.py DEVICE OUT.json
 
-`lsvr doctor`'s report (the one version reporter), every import the later steps need, then
-three bf16 training steps of the paper's AlexNet on one resident batch of 256 (2 on CPU),
-the loss finite. Writes what it found to OUT.json and exits 1, naming the first failure,
-when the check cannot go on; takes seconds (a dry run on CPU included).
+`lsvr doctor`'s report (the one version reporter), every import the later steps need (NEEDED:
+each missing one named with the steps that need it; OPTIONAL: reported), then three bf16
+training steps of the paper's AlexNet on one resident batch of 256 (2 on CPU), the loss
+finite. Writes what it found to OUT.json and exits 1, naming the failure (every missing
+import), when the check cannot go on; takes seconds (a dry run on CPU included).
 """
 
 from __future__ import annotations
@@ -17,21 +18,40 @@ import sys
 import time
 from pathlib import Path
 
-NEEDED = ("simplejpeg", "numpy", "yaml", "torch", "lsvr.bench.train", "lsvr.data.device_decode", "lsvr.train.engine")
-OPTIONAL = ("torchvision", "tensorboard")  # nvJPEG's decode and the TensorBoard check need them
+# Every import the steps of scripts/gpu_check.sh make, by the steps that need it: one missing
+# stops the check here, named, instead of a later step failing on it (cuda_tests without pytest
+# left `no tally`). tests/test_gpu_preflight.py checks these against the code the steps run and
+# against pytest's own requirements; `make gpu-wheels` puts wheels of what the machine may lack in .whl/.
+NEEDED = {
+    "every step (lsvr)": ("numpy", "yaml", "torch", "simplejpeg", "PIL", "tqdm", "braceexpand", "lsvr.cli",
+                          "lsvr.data.prepare", "lsvr.train.trainer", "lsvr.evaluate", "lsvr.doctor"),
+    "preflight, bench, syncs": ("lsvr.bench.train", "lsvr.train.engine", "lsvr.data.device_decode"),
+    "cuda_tests (pytest and its requirements)": ("pytest", "pluggy", "iniconfig", "packaging", "pygments",
+                                                  "pytest_timeout"),
+}  # fmt: skip
+OPTIONAL = {  # reported, not needed: what uses each
+    "torchvision": "nvJPEG decode (bf16_jpeg_device) and the loader's torchvision baseline",
+    "tensorboard": "train.tensorboard",
+    "safetensors": "lsvr export, pretrained weights",
+    "scipy": "the ILSVRC devkit's meta.mat",
+    "matplotlib": "lsvr plot",
+}
 
 
 def main(device_name: str, out: str) -> int:
     began = time.perf_counter()
     found: dict = {"imports": {}}
-    failure = None
-    for name in (*NEEDED, *OPTIONAL):
+    missing = []
+    needed = [(name, step) for step, names in NEEDED.items() for name in names]
+    for name, step in [*needed, *OPTIONAL.items()]:
         try:
             module = importlib.import_module(name)
             found["imports"][name] = getattr(module, "__version__", "ok")
         except Exception as exc:  # each import's failure is reported, not raised
-            found["imports"][name] = f"missing: {exc}"
-            failure = failure or (name in NEEDED and f"import {name}: {exc}")
+            found["imports"][name] = f"missing ({step}): {exc}"
+            if name not in OPTIONAL:
+                missing.append(f"{name} ({step}: {exc})")
+    failure = f"missing imports: {'; '.join(missing)}; see `make gpu-wheels`" if missing else None
     if not failure:
         from lsvr.doctor import diagnose
 
