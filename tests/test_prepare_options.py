@@ -43,6 +43,16 @@ def test_labels_for_idx_files_are_refused(tmp_path, capsys):
     _nothing_written(tmp_path, "idx", "val.txt")
 
 
+def test_allow_empty_classes_with_idx_files_is_refused(tmp_path, capsys):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((4, 8, 8)))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(4))
+    assert cli("prepare", folder, tmp_path / "out", "--allow-empty-classes", "--no-progress") == 2
+    one_line(capsys, "--allow-empty-classes keeps the empty class folders of a class-folder tree", "is idx files")
+    _nothing_written(tmp_path, "idx")
+
+
 def test_a_devkit_meta_beside_a_label_file_that_names_classes_is_refused(tmp_path, capsys, photos):
     flat = tmp_path / "val"
     flat.mkdir()

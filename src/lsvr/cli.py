@@ -53,7 +53,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     devkit_meta = Path(args.devkit_meta) if args.devkit_meta else None
     if not source_path.exists() and "{" not in args.source:  # a brace pattern names WebDataset shards
         raise InputError(f"{source_path}: no such file or directory")
-    check_options(source_path, split=args.split, labels=labels, devkit_meta=devkit_meta)
+    check_options(source_path, split=args.split, labels=labels, devkit_meta=devkit_meta,
+                  allow_empty_classes=args.allow_empty_classes)  # fmt: skip
     # before reading the source: an OUT that is the source or above it, or that cannot be
     # written, is refused at once (an OUT inside a class-folder tree is refused by prepare())
     check_apart(source_path, out, inside_ok=True)

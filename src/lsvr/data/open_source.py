@@ -59,7 +59,8 @@ def open_source(
     return source
 
 
-def check_options(path: Path, *, split: str | None, labels: Path | None, devkit_meta: Path | None) -> None:
+def check_options(path: Path, *, split: str | None, labels: Path | None, devkit_meta: Path | None,
+                  allow_empty_classes: bool = False) -> None:  # fmt: skip
     """Refuse, naming why, a prepare option that does not apply to the source at path: it would
     be ignored without a word, or misread (--labels on class folders asked for a meta.mat)."""
     if devkit_meta is not None and labels is None:
@@ -69,11 +70,16 @@ def check_options(path: Path, *, split: str | None, labels: Path | None, devkit_
     if split is not None and not idx_folder:
         raise InputError(f"--split {split}: picks the train or test files of a folder of idx files; {path} is not"
                          " one")  # fmt: skip
-    if labels is None or not path.is_dir() or looks_like_tar_source(str(path)):
-        return  # a tar source checks its own labels (data/tar_source.py)
-    if idx_folder:
-        raise InputError(f"--labels {labels}: {path} holds idx files, which carry their own labels")
-    subfolders = any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(path))
-    if subfolders and not any(looks_like_image(name) for name in list_folder(path)):
-        raise InputError(f"--labels {labels}: {path} holds class folders, whose names are the labels; --labels"
-                         " labels a flat folder of images (ILSVRC2012's val/)")  # fmt: skip
+    tars = looks_like_tar_source(str(path))
+    if labels is not None and path.is_dir() and not tars:  # a tar source checks its own (data/tar_source.py)
+        if idx_folder:
+            raise InputError(f"--labels {labels}: {path} holds idx files, which carry their own labels")
+        subfolders = any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(path))
+        if subfolders and not any(looks_like_image(name) for name in list_folder(path)):
+            raise InputError(f"--labels {labels}: {path} holds class folders, whose names are the labels; --labels"
+                             " labels a flat folder of images (ILSVRC2012's val/)")  # fmt: skip
+    kind = ("tar files" if tars else "idx files" if idx_folder else "a file" if not path.is_dir()
+            else "a flat folder of images (--labels)" if labels is not None else None)  # fmt: skip
+    if allow_empty_classes and kind:
+        raise InputError(f"--allow-empty-classes keeps the empty class folders of a class-folder tree; {path} is"
+                         f" {kind}")  # fmt: skip
