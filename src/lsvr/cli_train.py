@@ -1,6 +1,7 @@
 """`lsvr train`: its flags, the config and overrides they name, and the run's exit status.
 
-lsvr train CONFIG [--set key=value [key=value ...]] [--out RUN] [--resume auto|PATH] [--profile STEPS] [--keys] [-v]
+lsvr train CONFIG [--set key=value [key=value ...]] [--out RUN] [--resume auto|PATH [--allow-changes]]
+           [--profile STEPS] [--keys] [-v]
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def add_train_command(sub: Any) -> None:
                    help="override config keys: --set a.b=1 c.d=2, or the flag repeated")  # fmt: skip
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", help="auto (the run folder's latest checkpoint) or a checkpoint/run path")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue with settings that change the run's arithmetic (optim.lr, ...)"
+                        " where they differ from the checkpoint's; each change is said either way")  # fmt: skip
     p.add_argument("--keys", action="store_true", help="list every config key with its default and exit")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print the resolved config at the start (it is always in RUN/config.yaml)")  # fmt: skip
@@ -83,6 +87,8 @@ def _train(args: argparse.Namespace) -> int:
     check_start_up()  # a SIGTERM during the imports above (torch's): nothing to save
 
     resume = args.resume
+    if args.allow_changes and resume is None:
+        raise InputError("--allow-changes: applies to a resume only (--resume auto|PATH)")
     if resume is not None and Path(resume).suffix == ".safetensors":
         raise InputError(
             f"{resume}: an export holds weights only and cannot be resumed from; resume from the run's"
@@ -96,7 +102,7 @@ def _train(args: argparse.Namespace) -> int:
         resume = "auto"  # a worker restarted by torchrun continues from its run folder
     try:
         summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]),
-                        verbose=args.verbose)  # fmt: skip
+                        verbose=args.verbose, allow_changes=args.allow_changes)  # fmt: skip
     except NonFiniteLossError as exc:
         if launch.is_main:  # every rank stops at the same step (the health flags are summed over ranks)
             print(f"lsvr train: stopped: {exc}", file=sys.stderr)

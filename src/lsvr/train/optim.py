@@ -70,7 +70,8 @@ def parameter_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
 
     Which parameter goes where never depends on the flags, so a saved optimizer state fits;
     torch's load_state_dict then restores the saved groups' decay, lr_mult and momentum or
-    betas (a resume keeps them; the schedule sets the lr anew each step)."""
+    betas, and a resume puts the config's back (lsvr.train.resume: a change of them is refused
+    unless asked for, lsvr.train.changes); the schedule sets the lr anew each step."""
     weights, biases, norms = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:

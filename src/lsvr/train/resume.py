@@ -23,12 +23,17 @@ def restore(trainer: Trainer) -> None:
     if where is None:
         return
     saved = checkpoint.read(where)  # on the CPU: load_state_dict moves each tensor
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in trainer.optimizer.param_groups]
     try:
         trainer.model.load_state_dict(saved.model)
         trainer.optimizer.load_state_dict(saved.optimizer)
     except (RuntimeError, ValueError) as exc:
         message = str(exc).splitlines()[0]
         raise InputError(f"{where}: does not fit this config's model ({message})") from None
+    # torch's load_state_dict gives each group the saved decay, momentum, betas and lr multiplier:
+    # the config's are the run's (a change lsvr.train.changes accepted; the same values otherwise).
+    for group, setting in zip(trainer.optimizer.param_groups, settings, strict=True):
+        group.update(setting)
     if saved.scaler:
         trainer.scaler.load_state_dict(saved.scaler)
     if trainer.ema is not None:  # a checkpoint without an average starts one at its weights

@@ -18,6 +18,7 @@ from lsvr.errors import InputError
 from lsvr.evaluate import eval_loader
 from lsvr.models.registry import model_spec
 from lsvr.preprocess import Preprocess
+from lsvr.train.changes import check_changes
 from lsvr.train.cpus import choose_workers
 from lsvr.train.optim import check_schedule
 from lsvr.train.parallel import Distributed
@@ -39,9 +40,10 @@ class RunInputs:
     done: str | None = None  # why the checkpoint has nothing left to train ("train.max_steps=4")
 
 
-def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
-    """Open the datasets, resolve the crop, check the resumed checkpoint against them; any
-    problem is an InputError."""
+def check_inputs(cfg: Config, *, start: Start, world: int, allow_changes: bool = False) -> RunInputs:
+    """Open the datasets, resolve the crop, check the resumed checkpoint against them (and its
+    settings against the config's: allow_changes, lsvr train --allow-changes); any problem is an
+    InputError."""
     if not cfg.data.train:
         raise InputError("config: data.train is not set (a folder made by `lsvr prepare`)")
     spec = model_spec(cfg.model.name)
@@ -79,7 +81,8 @@ def check_inputs(cfg: Config, *, start: Start, world: int) -> RunInputs:
     done = None
     if start.state is not None:
         # Read (memory-mapped) before any process group exists, so a wrong file fails fast everywhere.
-        notes += resume_fits(cfg, start.state, train=train, crop=crop, where=start.resume_from)
+        notes += resume_fits(cfg, start.state, train=train, crop=crop, where=start.resume_from,
+                             allow_changes=allow_changes, forked=start.forked)  # fmt: skip
         done = nothing_to_train(cfg, start.state, steps_per_epoch=len(rows) // cfg.train.global_batch)
     return RunInputs(train, val, rows, val_rows, crop, start.resume_from, notes, done)
 
@@ -143,11 +146,13 @@ def nothing_to_train(cfg: Config, state: CheckpointRecord, *, steps_per_epoch: i
     return why
 
 
-def resume_fits(cfg: Config, state: CheckpointRecord, *, train: PreparedDataset, crop: int, where: Path) -> list[str]:
+def resume_fits(cfg: Config, state: CheckpointRecord, *, train: PreparedDataset, crop: int, where: Path,
+                allow_changes: bool = False, forked: bool = False) -> list[str | None]:  # fmt: skip
     """Refuse (naming the field and both values) a checkpoint of another model or optimizer
     (optim.name), or whose model would see other images: classes (order included), stored size,
-    crop or normalisation. Returns the lines to say about what may change: precision and
-    accumulation, and another seed."""
+    crop or normalisation. Returns the line to say about the settings that differ from the
+    checkpoint's (lsvr.train.changes: those that change the run's arithmetic refused unless
+    allow_changes, or forked: a new run from another run's checkpoint)."""
     name = state.setting("model", "name")
     if name != cfg.model.name:
         raise InputError(f"{where}: a checkpoint of another model ({name}) than {cfg.model.name}")
@@ -167,19 +172,7 @@ def resume_fits(cfg: Config, state: CheckpointRecord, *, train: PreparedDataset,
         problems += _statistics(pre, train, cfg.data.normalize)
     if problems:
         raise InputError(f"{train.path}: does not fit the checkpoint {where}: " + "; ".join(problems))
-    notes = []
-    for key in ("precision", "accumulate"):
-        before, after = state.setting("train", key), getattr(cfg.train, key)
-        if before is not None and before != after:
-            notes.append(f"lsvr train: train.{key} changes from {before} to {after} on resume")
-    seed = state.setting("train", "seed")
-    if seed not in (None, cfg.train.seed):
-        holdout = " and another data.holdout split" if cfg.data.holdout else ""
-        notes.append(
-            f"lsvr train: warning: train.seed={cfg.train.seed}, the checkpoint's run used {seed}: another"
-            f" epoch order and augmentation{holdout}; the result will differ from an unbroken run"
-        )
-    return notes
+    return [check_changes(cfg, state.config or {}, where=where, allowed=allow_changes, forked=forked)]
 
 
 def _statistics(pre: Preprocess, train: PreparedDataset, normalize: str) -> list[str]:
