@@ -21,7 +21,8 @@ def _nothing_written(tmp_path, *kept):
     ("flags", "says"),
     [(("--devkit-meta", "missing.mat"), "--devkit-meta missing.mat: maps the ILSVRC2012_IDs"),
      (("--split", "test"), "--split test: picks the train or test files of a folder of idx files"),
-     (("--labels", "LABELS"), "holds class folders, whose names are the labels")],
+     (("--labels", "LABELS"), "holds class folders, whose names are the labels"),
+     (("--quality", "50"), "--quality 50: the JPEG quality of --encoding jpeg; this prepare stores raw pixels")],
 )  # fmt: skip
 def test_an_option_that_does_not_apply_to_class_folders_is_refused(tmp_path, capsys, photos, flags, says):
     labels = tmp_path / "gt.txt"

@@ -55,6 +55,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise InputError(f"{source_path}: no such file or directory")
     check_options(source_path, split=args.split, labels=labels, devkit_meta=devkit_meta,
                   allow_empty_classes=args.allow_empty_classes)  # fmt: skip
+    if args.quality is not None and (args.encoding or ("jpeg" if args.resize == "short" else "raw")) == "raw":
+        raise InputError(f"--quality {args.quality}: the JPEG quality of --encoding jpeg; this prepare stores raw"
+                         " pixels (--resize short, or --encoding jpeg, stores JPEG)")  # fmt: skip
     # before reading the source: an OUT that is the source or above it, or that cannot be
     # written, is refused at once (an OUT inside a class-folder tree is refused by prepare())
     check_apart(source_path, out, inside_ok=True)
@@ -72,7 +75,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         try:
             meta = prepare(
                 source, target, size=args.size, resize_policy=args.resize, max_size=args.max_size,
-                encoding=args.encoding, channels=args.channels, quality=args.quality, workers=args.workers,
+                encoding=args.encoding, channels=args.channels, quality=args.quality or 90, workers=args.workers,
                 max_rejects=args.max_rejects, overwrite=args.overwrite, progress=not args.no_progress, command=command,
             )  # fmt: skip
         except WriteError as exc:
@@ -206,7 +209,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resize", choices=choices(ResizePolicy), default="squash", help="squash: the paper's; short: JPEG")
     p.add_argument("--max-size", type=positive_int, metavar="M", help="--resize short: the longer side's cap")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB); default: 1 for idx, else 3")
-    p.add_argument("--quality", type=Whole(1, 100), default=90, help="JPEG quality for --encoding jpeg")
+    p.add_argument("--quality", type=Whole(1, 100), help="JPEG quality for --encoding jpeg (default 90)")
     p.add_argument("--workers", type=thread_count, help="decoding threads (default: all cores)")
     p.add_argument("--classes", help="file of class names, one per line")
     p.add_argument("--classes-from", metavar="PREPARED", help="use a prepared set's classes (val: train's)")
