@@ -77,12 +77,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                 source, target, size=args.size, resize_policy=args.resize, max_size=args.max_size,
                 encoding=args.encoding, channels=args.channels, quality=args.quality or 90, workers=args.workers,
                 max_rejects=args.max_rejects, overwrite=args.overwrite, progress=not args.no_progress, command=command,
+                max_image_bytes=args.max_image_bytes, allow_cut=args.allow_cut,
             )  # fmt: skip
         except WriteError as exc:
             print(f"lsvr prepare: stopped: {exc}", file=sys.stderr)
             return 1
         rejected = meta["num_rejected"]
-                max_image_bytes=args.max_image_bytes, allow_cut=args.allow_cut,
         kinds = ", ".join(f"{count} {kind}" for kind, count in meta.get("rejected_by_kind", {}).items())
         note = f", {rejected} rejected: {kinds} (see {target / 'rejects.tsv'})" if rejected else ""
         counts = f"{meta['num_images']} images of {len(meta['classes'])} classes"
@@ -90,13 +90,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             print(f"already prepared: {counts} in {target}{note}")
         else:
             print(f"prepared {counts} into {target}{note}")
+        if source.lost:  # prepared with --allow-cut: said again under the summary
+            print(f"lsvr prepare: {source.lost} (prepared what it holds: --allow-cut)", file=sys.stderr)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from lsvr.info import describe
-        if source.lost:  # prepared with --allow-cut: said again under the summary
-            print(f"lsvr prepare: {source.lost} (prepared what it holds: --allow-cut)", file=sys.stderr)
 
     info = describe(Path(args.target), verify=args.verify)
     if args.json:
@@ -221,6 +221,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                    " (image + .cls/.txt/.json per key); auto: by content")  # fmt: skip
     p.add_argument("--max-rejects", type=fraction, default=1.0, metavar="FRACTION",
                    help="abort (exit 2) once more than this fraction is rejected (default 1: never)")  # fmt: skip
+    p.add_argument("--max-image-bytes", type=positive_int, default=64 << 20, metavar="BYTES",
+                   help="a file or tar member larger than this is rejected unread: too-large (64 MiB)")  # fmt: skip
+    p.add_argument("--allow-cut", action="store_true",
+                   help="prepare what a tar cut short or damaged holds (default: refused, naming the loss)")  # fmt: skip
     p.add_argument("--split", choices=("train", "test"), help="which split of a folder of idx files")
     p.add_argument("--allow-empty-classes", action="store_true",
                    help="keep an empty class folder as a class of no images (default: refused, named)")  # fmt: skip
@@ -228,10 +232,6 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         "--overwrite",
         action="store_true",
         help="replace an existing OUT, and discard an unfinished prepare of other options",
-    p.add_argument("--max-image-bytes", type=positive_int, default=64 << 20, metavar="BYTES",
-                   help="a file or tar member larger than this is rejected unread: too-large (64 MiB)")  # fmt: skip
-    p.add_argument("--allow-cut", action="store_true",
-                   help="prepare what a tar cut short or damaged holds (default: refused, naming the loss)")  # fmt: skip
     )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_prepare)
