@@ -165,4 +165,7 @@ def test_bf16_gradient_exchange_trains_close_to_fp32(single, demo_prepared, tmp_
 
 def test_a_global_batch_that_does_not_divide_by_the_world_is_refused(demo_prepared, tmp_path):
     result = torchrun([CONFIG, tmp_path / "odd", "-", *settings(demo_prepared, **{"train.global_batch": 33})], nproc=2)
-    assert result.returncode != 0 and "does not divide by world size 2" in result.stderr
+    # said once, by rank 0 (every rank printed it before); torchrun's report carries rank 0's status 2
+    said = (result.stdout + result.stderr).count("train.global_batch=33 does not divide by world size 2")
+    assert result.returncode != 0 and said == 1, result.stderr[-3000:]
+    assert "exitcode  : 2" in result.stderr and not (tmp_path / "odd").exists(), result.stderr[-3000:]

@@ -73,3 +73,21 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again_with_its_rec
     capsys.readouterr()
     assert train(out, tiny_data, **settings) == 2
     one_line(capsys, "already holds checkpoints")
+
+
+@pytest.mark.parametrize(("rank", "local_rank", "waits"), [(1, 1, True), (2, 0, False)])
+def test_a_refusal_on_another_rank_waits_for_rank_0_or_is_said_with_its_rank(tiny_data, tmp_path, capsys, monkeypatch,
+                                                                             rank, local_rank, waits):  # fmt: skip
+    """Under torchrun rank 0 says a refusal every rank meets; another rank of its node waits for
+    torchrun to stop it (tests/test_distributed.py shows the one line), and says it itself, with
+    its rank, only where it is still running after the wait. The first process of another node
+    says it at once (its files may differ)."""
+    waited = []
+    monkeypatch.setattr("lsvr.train.launch.wait_for_stop", lambda: waited.append(True))
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    capsys.readouterr()
+    assert train(tmp_path / "run", tiny_data, **{"data.holdout": 160}) == 2
+    one_line(capsys, f"lsvr train: error: rank {rank}: data.holdout=160 must be between 1 and 159")
+    assert waited == ([True] if waits else []) and not (tmp_path / "run").exists()

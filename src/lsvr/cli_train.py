@@ -40,19 +40,20 @@ def add_train_command(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """`lsvr train`; under torchrun a refusal is said by rank 0 (and the first process of each
-    other node: its files may differ), not once per process: the others exit 2 without a word."""
+    """`lsvr train`; under torchrun a refusal is said by rank 0 (and by the first process of
+    each other node: its files may differ), not once per process: the others wait for torchrun
+    to stop them (launch.wait_for_stop), saying it themselves only where rank 0 went on."""
     try:
         return _train(args)
     except InputError as exc:
-        from lsvr.train.launch import launch_env
+        from lsvr.train.launch import launch_env, wait_for_stop
 
         launch = launch_env()
         if launch.is_main:
             raise
-        if launch.local_rank == 0:
-            raise InputError(f"rank {launch.rank}: {exc}") from None
-        return 2
+        if launch.local_rank != 0:
+            wait_for_stop()
+        raise InputError(f"rank {launch.rank}: {exc}") from None
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -80,8 +81,9 @@ def _train(args: argparse.Namespace) -> int:
 
     from lsvr.train import checkpoint, slurm
     from lsvr.train.engine import NonFiniteLossError, train
+    from lsvr.train.launch import launch_env, wait_for_stop
     from lsvr.train.metrics import WriteError
-    from lsvr.train.parallel import PeerError, launch_env
+    from lsvr.train.parallel import PeerError
     from lsvr.train.signals import check_start_up
 
     check_start_up()  # a SIGTERM during the imports above (torch's): nothing to save
@@ -104,8 +106,9 @@ def _train(args: argparse.Namespace) -> int:
         summary = train(cfg, out=out, resume=resume, command=shlex.join(["lsvr", *sys.argv[1:]]),
                         verbose=args.verbose, allow_changes=args.allow_changes)  # fmt: skip
     except NonFiniteLossError as exc:
-        if launch.is_main:  # every rank stops at the same step (the health flags are summed over ranks)
-            print(f"lsvr train: stopped: {exc}", file=sys.stderr)
+        if not launch.is_main:  # every rank stops at the same step (the health flags are summed over ranks)
+            wait_for_stop()
+        print(f"lsvr train: stopped: {'' if launch.is_main else f'rank {launch.rank}: '}{exc}", file=sys.stderr)
         return 1
     except PeerError as exc:
         print(f"lsvr train: {exc}", file=sys.stderr)
