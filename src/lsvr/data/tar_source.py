@@ -149,13 +149,13 @@ def _lost(parts: dict, indexed: list[tuple[int, Member]], class_of, members: lis
     v, m = cut[0]
     volume = parts["volumes"][v].name
     text = f"{_named(parts, v, m)}: {m.problem[1]}; the rest of {m.inner or volume} is lost"
+    if m.inner and m is [k for w, k in indexed if w == v][-1]:  # the outer tar's last member: it may be cut too
+        text += f", with the classes after it in {volume}, if any"
     cls = class_of(v, m)
     if cls is not None:
         kept = sum(1 for (w, k), label in zip(members, labels.tolist(), strict=True)
                    if label >= 0 and k.problem is None and class_of(w, k) == cls)  # fmt: skip
         text += f": class {cls} keeps {kept} images before it ({len(classes)} classes found)"
-    if m.inner and m is [k for w, k in indexed if w == v][-1]:  # the outer tar's last member: it may be cut too
-        text += f", and the classes after it in {volume}, if any"
     more = len(cut) - 1
     return text + (f"; {more} more place(s) cut or damaged (rejects.tsv names each)" if more else "")
 
