@@ -88,9 +88,13 @@ def open_tar(path: Path) -> tarfile.TarFile:
 
 
 def index_tar(path: Path, *, inner: bool = False, keep: Callable[[str], bool] | None = None,
+              digest: Callable[[str, bytes], bytes] | None = None,
               progress: Callable[[int], None] | None = None) -> tuple[list[Member], bool]:  # fmt: skip
     """Every regular file of the tar at path (and, with `inner`, of the tars it holds), in tar
-    order, and whether it is compressed. keep(name): keep that member's bytes (up to SMALL).
+    order, and whether it is compressed. keep(name): keep that member's bytes (up to SMALL),
+    as digest(name, bytes) gives them: one member's at a time, so that what is kept of a
+    million members is what digest keeps (a .tar.gz of 64 KB labels of zeros, each kept
+    whole, would take a thousand times its size).
     progress(n): called with the bytes of the tar passed so far (uncompressed tars)."""
     with open_tar(path) as tar:
         compressed = is_compressed(tar)
@@ -100,21 +104,26 @@ def index_tar(path: Path, *, inner: bool = False, keep: Callable[[str], bool] | 
             cut = member.problem is not None and member.problem[0] == "truncated"
             if inner and member.name.lower().endswith(".tar") and (member.problem is None or cut):
                 # an inner tar the outer's end cuts: its members before the cut are kept
-                members.extend(_inner(tar.fileobj, member, end - member.offset if cut else member.size, keep))
+                found = _inner(tar.fileobj, member, end - member.offset if cut else member.size, keep)
             else:
-                members.append(member)
+                found = [member]
+            for m in found:
+                if digest is not None and m.data is not None:
+                    m.data = digest(m.name, m.data)
+                members.append(m)
         return members, compressed
 
 
-def _inner(stream, holder: Member, size: int, keep) -> list[Member]:
+def _inner(stream, holder: Member, size: int, keep) -> Iterator[Member]:
     """The members of an inner tar (its first `size` bytes, what the outer tar holds of it), by
     a window on the outer stream; an inner tar that does not open is one reject named after it."""
     try:
         tar = tarfile.open(fileobj=_Window(stream, holder.offset, size), mode="r:")  # noqa: SIM115 (closed below)
     except _ERRORS as exc:
-        return [Member(holder.name, holder.offset, holder.size, problem=("damaged-tar", f"not a readable tar: {exc}"))]
+        yield Member(holder.name, holder.offset, holder.size, problem=("damaged-tar", f"not a readable tar: {exc}"))
+        return
     with tar:
-        return list(_walk(tar, tar.fileobj, holder.offset, size, holder.name, keep, None))
+        yield from _walk(tar, tar.fileobj, holder.offset, size, holder.name, keep, None)
 
 
 def _walk(tar: tarfile.TarFile, stream, base: int, end: int | None, inner: str, keep,

@@ -34,6 +34,7 @@ from lsvr.progress import progress_bar
 SOURCE_FORMATS = ("auto", "imagenet", "webdataset")
 LABEL_EXTS = ("cls", "txt", "json")  # a WebDataset sample's label member, in order of preference
 IMAGE_EXTS = tuple(s[1:] for s in IMAGE_SUFFIXES)
+LABEL_BYTES = 256  # the longest label kept (a class index, a class name; ImageNet's are 9 characters)
 
 
 class TarSource(Source):
@@ -188,7 +189,7 @@ def _index(shards: list[Path], *, inner: bool, progress: bool) -> tuple[list[tup
     done, found, compressed = 0, [], []
     try:
         for v, shard in enumerate(shards):
-            members, packed = index_tar(shard, inner=inner, keep=_is_label_name,
+            members, packed = index_tar(shard, inner=inner, keep=_is_label_name, digest=_label_text,
                                         progress=lambda at, base=done: bar.update(base + at - bar.n))  # fmt: skip
             found.extend((v, m) for m in members)
             compressed.append(packed)
@@ -255,6 +256,22 @@ def _split_key(name: str) -> tuple[str, str]:
     folder, _, base = name.rpartition("/")
     stem, _, ext = base.partition(".")
     return (f"{folder}/{stem}" if folder else stem), ext.lower()
+
+
+def _label_text(name: str, data: bytes) -> bytes:
+    """What is kept of a label member from the index pass: its label alone, at most LABEL_BYTES
+    (a .json's label field; b"" for none: a bad-label reject)."""
+    try:
+        text = data.decode("utf-8").strip()
+        if _split_key(name)[1] == "json":
+            value = json.loads(text)
+            if isinstance(value, dict):
+                value = next(value[k] for k in ("label", "cls", "class") if k in value)
+            text = json.dumps(value)
+    except (UnicodeDecodeError, ValueError, StopIteration, TypeError):
+        return b""
+    kept = text.encode("utf-8")
+    return kept if len(kept) <= LABEL_BYTES else b""
 
 
 def _is_webdataset(member: Member) -> bool:
