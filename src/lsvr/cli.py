@@ -224,7 +224,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-image-bytes", type=positive_int, default=64 << 20, metavar="BYTES",
                    help="a file or tar member larger than this is rejected unread: too-large (64 MiB)")  # fmt: skip
     p.add_argument("--allow-cut", action="store_true",
-                   help="prepare what a tar cut short or damaged holds (default: refused, naming the loss)")  # fmt: skip
+                   help="prepare what a cut or damaged tar holds (default: refused, naming what is lost)")  # fmt: skip
     p.add_argument("--split", choices=("train", "test"), help="which split of a folder of idx files")
     p.add_argument("--allow-empty-classes", action="store_true",
                    help="keep an empty class folder as a class of no images (default: refused, named)")  # fmt: skip
