@@ -2,6 +2,9 @@
 (issue 28, items 27 and 28): train.threads: 0 and data.workers: 0, OMP_WAIT_POLICY, the presets."""
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 from tests.support import ROOT
@@ -12,12 +15,12 @@ from lsvr.train import cpus
 
 @pytest.fixture
 def machine(monkeypatch):
-    """A machine of `n` CPUs (the affinity mask) under a 1-minute load of `load`; no thread or
-    SLURM variable set."""
+    """A machine of `n` CPUs (the affinity mask), `load` of them busy with other work; no thread
+    or SLURM variable set."""
 
     def set_machine(n: int, load: float = 0.0) -> None:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)))
-        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+        monkeypatch.setattr(cpus, "busy_cpus", lambda seconds=0.2: load)
 
     for name in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK", "LOCAL_WORLD_SIZE", "OMP_WAIT_POLICY"):
         monkeypatch.delenv(name, raising=False)
@@ -25,7 +28,7 @@ def machine(monkeypatch):
 
 
 @pytest.mark.parametrize(("n", "load", "threads"), [(2, 0.1, 2), (2, 1.2, 1), (2, 5.0, 1), (16, 3.4, 13)])
-def test_auto_threads_take_the_cores_the_load_leaves_free(machine, n, load, threads):
+def test_auto_threads_take_the_cores_other_work_leaves_free(machine, n, load, threads):
     machine(n, load)
     assert cpus.choose_threads(0, saved=None)[0] == threads
 
@@ -74,4 +77,15 @@ def test_doctor_advises_threads_from_the_free_cores(machine):
     machine(2, 1.3)  # one other busy process on 2 cores
     advice = diagnose(None)["recommend"]
     assert advice["train.threads"] == 1
-    assert "load 1.3" in advice["why"][0] and "spin" in advice["why"][0]
+    assert "1.3 of them busy" in advice["why"][0] and "spin" in advice["why"][0]
+
+
+@pytest.mark.slow
+def test_busy_cpus_sees_a_busy_process():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert cpus.busy_cpus(0.5) >= 0.8  # the loop's CPU, whatever else runs
+    finally:
+        busy.kill()
+        busy.wait()

@@ -60,17 +60,17 @@ def diagnose(dataset: str | None, *, seconds: float = 10.0) -> dict[str, Any]:
 def _threads(*, cores: int, processes: int) -> tuple[int, str]:
     """train.threads for a run started now, and why: OpenMP's threads spin against other busy
     processes (TRAPS.md: 1,897 -> 163 images/s under a load of 5 on 2 cores)."""
-    from lsvr.train.cpus import free_threads
+    from lsvr.train.cpus import busy_cpus, free_threads
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = busy_cpus()
     share = max(1, cores // processes)
-    threads = free_threads(share=share, cpus=cores, load=load)
+    threads = free_threads(share=share, cpus=cores, load=busy)
     why = (
-        f"train.threads {threads}: {cores} usable cores, {processes} training process(es), load {load:.1f} now;"
-        " train.threads: 0 chooses from the free cores at each start (a resume keeps the checkpoint's count)"
+        f"train.threads {threads}: {cores} usable cores, {processes} training process(es), {busy:.1f} of them busy"
+        " with other work now; train.threads: 0 chooses so at each start (a resume keeps the checkpoint's count)"
     )
     if threads < share:
-        why += "; other processes keep the rest busy: more threads would spin against them"
+        why += "; more threads would spin against the other work"
     policy = os.environ.get("OMP_WAIT_POLICY")
     if policy and policy.upper() == "ACTIVE":
         why += "; OMP_WAIT_POLICY=ACTIVE is set: idle threads spin, which costs most on a shared machine"

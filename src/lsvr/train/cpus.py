@@ -4,8 +4,9 @@ the config leaves them at 0.
 
 OpenMP's threads spin while they wait: with as many threads as cores on a machine that other
 processes also use, a small convnet fell from 1,897 to 163 images/s under a load of 5 on 2
-cores (TRAPS.md). So `train.threads: 0` takes the CPUs left free by the others (the load
-average) and OMP_WAIT_POLICY=PASSIVE is set before torch is imported unless the user set it.
+cores (TRAPS.md). So `train.threads: 0` takes the CPUs other work leaves free (measured over
+0.2 s at the start) and OMP_WAIT_POLICY=PASSIVE is set before torch is imported unless the user
+set it.
 A checkpoint records the thread count (another count changes a CPU run's bits): a resume with
 `train.threads: 0` takes the checkpoint's count, so it continues bitwise as it began.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 WAIT_POLICY = "PASSIVE"  # OpenMP's threads sleep at once when idle instead of spinning against other processes
 
@@ -44,9 +46,39 @@ def process_share(cpus: int | None = None, processes: int | None = None) -> int:
 
 def free_threads(*, share: int, cpus: int, load: float) -> int:
     """Threads for this process: its share of the CPUs, at most the CPUs the load leaves free
-    (rounded to the nearer CPU), at least 1. `load`: the machine's 1-minute load average."""
+    (rounded to the nearer CPU), at least 1. `load`: the CPUs busy with other work."""
     free = cpus - math.floor(load + 0.5)
     return max(1, min(share, free))
+
+
+def busy_cpus(seconds: float = 0.2) -> float:
+    """How many of this process's CPUs other work keeps busy now: their busy time in /proc/stat
+    over `seconds` (this process waits meanwhile). Not the 1-minute load average: it still
+    counts a command that just ended (the demo's prepare), and all of a node's CPUs."""
+    mine = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+    def times() -> dict[str, tuple[int, int]]:  # cpu name -> (idle + iowait, total) jiffies
+        found = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name[:3] == "cpu" and name[3:].isdigit() and (mine is None or int(name[3:]) in mine):
+                    ticks = [int(x) for x in fields[:8]]
+                    found[name] = (ticks[3] + ticks[4], sum(ticks))
+        return found
+
+    try:
+        before = times()
+        time.sleep(seconds)
+        after = times()
+    except (OSError, ValueError, IndexError):  # no /proc (not Linux): the load average
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = 0.0
+    for name, (idle, total) in after.items():
+        elapsed = total - before.get(name, (idle, total))[1]
+        if elapsed > 0:
+            busy += 1 - (idle - before[name][0]) / elapsed
+    return busy
 
 
 def choose_threads(configured: int, *, saved: int | None) -> tuple[int | None, str]:
@@ -58,9 +90,9 @@ def choose_threads(configured: int, *, saved: int | None) -> tuple[int | None, s
     if saved:  # auto on a resume: the count that wrote the checkpoint, so its bits continue
         return min(saved, job_cpus()), "the checkpoint's"
     cpus = job_cpus()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    threads = free_threads(share=process_share(cpus), cpus=cpus, load=load)
-    return threads, f"auto: {cpus} CPUs, load {load:.1f}"
+    busy = busy_cpus()
+    threads = free_threads(share=process_share(cpus), cpus=cpus, load=busy)
+    return threads, f"auto: {cpus} CPUs, {busy:.1f} busy"
 
 
 def choose_workers(configured: int) -> tuple[int, str]:
