@@ -41,7 +41,11 @@ def test_threads_set_by_the_config_the_environment_or_a_checkpoint_are_kept(mach
     assert cpus.choose_threads(0, saved=2)[0] is None  # torch's own count, which reads it
 
 
-def test_openmp_threads_sleep_when_idle_unless_the_user_says(machine, monkeypatch):
+def test_openmp_threads_sleep_when_idle_on_a_busy_machine_unless_the_user_says(machine, monkeypatch):
+    machine(2, 0.1)
+    cpus.quiet_openmp_waits()
+    assert "OMP_WAIT_POLICY" not in os.environ  # idle: spinning costs no one, PASSIVE costs speed
+    machine(2, 1.0)
     cpus.quiet_openmp_waits()
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
