@@ -33,15 +33,20 @@ def train(cfg: Config, *, out: Path, resume: str | None = None, command: str = "
     Rank 0 holds the run folder's lock throughout (lsvr.train.run_folder)."""
     with RunFolder(out, main=parallel.launch_env().is_main, resuming=resume is not None) as folder:
         start = folder.start(resume)
-        return _train(cfg, start, folder, command=command, on_step=on_step, verbose=verbose,
-                      allow_changes=allow_changes)
+        return _train(
+            cfg, start, folder, command=command, on_step=on_step, verbose=verbose, allow_changes=allow_changes
+        )
 
 
 def _train(cfg: Config, start: Start, folder: RunFolder, *, command: str, on_step: StepHook | None,
            verbose: bool, allow_changes: bool = False) -> dict[str, Any]:  # fmt: skip
     check_start_up()  # the run folder is locked, nothing written: a SIGTERM noted so far ends it here
-    inputs = check_inputs(cfg, start=start, world=parallel.launch_env().world,  # before the process group
-                          allow_changes=allow_changes)
+    inputs = check_inputs(
+        cfg,
+        start=start,
+        world=parallel.launch_env().world,  # before the process group
+        allow_changes=allow_changes,
+    )
     check_start_up()
     if inputs.done:  # every rank sees it before any group exists, and nothing is written
         step, where = start.state.step, start.resume_from if start.forked else folder.out
