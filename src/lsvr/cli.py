@@ -15,13 +15,18 @@ import shlex
 import sys
 from pathlib import Path
 
+from lsvr.train import signals
+
+if sys.argv[1:2] == ["train"]:  # `lsvr train`: SIGTERM noted from here, before the imports below
+    signals.watch_start_up()
+
 from lsvr.cli_args import Parser, Whole, fraction, image_side, positive_float, positive_int, thread_count
 from lsvr.cli_model import add_model_commands, refuse_existing
 from lsvr.cli_train import add_train_command
 from lsvr.config import CompileMode, Decode, Device, Encoding, Precision, ResizePolicy, choices
 from lsvr.errors import InputError
 from lsvr.folders import check_writable
-from lsvr.train.signals import STOPPED_DURING_START_UP, StartUpStop, start_up_stop
+from lsvr.train.signals import STOPPED_DURING_START_UP, StartUpStop, check_start_up, start_up_stop
 
 
 def _read_names(path: str | None) -> list[str] | None:
@@ -329,14 +334,17 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0), or a usage error said in one line (2)
         return int(exc.code or 0)
     # train: a SIGTERM before the loop's own handler (Preemption) takes over ends the
-    # start-up with one line; the heavy imports and the data checks come after this.
+    # start-up with one line; the heavy imports and the data checks come after this. The
+    # handler notes it; check_start_up acts on it here and at the start-up's other safe points.
     with start_up_stop(enabled=args.command == "train"):
         try:
+            check_start_up()
             if args.command in ("prepare", "train", "eval", "bench"):
                 from lsvr.memory import keep_freed_memory
 
                 keep_freed_memory()
             status = args.func(args)
+            check_start_up()  # noted where no Preemption took over: nothing trained (`--keys`, done)
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
             return status
         except BrokenPipeError:
