@@ -206,8 +206,8 @@ class Trainer:
         steps = f"steps {self.state.step}->{self.total_steps}" if self.state.step else f"{self.total_steps} steps"
         self.say(f"lsvr train: run {out} ({start.run_id}): {cfg.model.name} on {cfg.data.train}"
                  f" ({len(self.inputs.train_rows)} images, {len(self.inputs.train.classes)} classes, crop {crop}),"
-                 f" {steps}, device {env.device}, world {env.world}, {torch.get_num_threads()} threads,"
-                 f" {self.loader.workers} reading; config: {out / 'config.yaml'}")  # fmt: skip
+                 f" {steps}, device {env.device}, world {env.world}, compute threads {torch.get_num_threads()},"
+                 f" reading threads {self.loader.workers}; config: {out / 'config.yaml'}")  # fmt: skip
         if self.verbose:
             self.say(yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None).rstrip())
 
