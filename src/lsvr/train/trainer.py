@@ -201,8 +201,7 @@ class Trainer:
         ))  # fmt: skip
         if continued:  # what an earlier attempt logged past this step is superseded (read_metrics drops it)
             self.log.write(RESUME, step=self.state.step)
-        # One line: the full config is in RUN/config.yaml, and on stderr with --verbose (~50 lines a run
-        # in a terminal or a SLURM log were read as noise before the first step).
+        # one line (the config is in RUN/config.yaml; ~50 lines of it before the first step were noise)
         steps = f"steps {self.state.step}->{self.total_steps}" if self.state.step else f"{self.total_steps} steps"
         self.say(f"lsvr train: run {out} ({start.run_id}): {cfg.model.name} on {cfg.data.train}"
                  f" ({len(self.inputs.train_rows)} images, {len(self.inputs.train.classes)} classes, crop {crop}),"
