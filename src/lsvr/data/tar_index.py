@@ -104,7 +104,10 @@ def index_tar(path: Path, *, inner: bool = False, keep: Callable[[str], bool] | 
             cut = member.problem is not None and member.problem[0] == "truncated"
             if inner and member.name.lower().endswith(".tar") and (member.problem is None or cut):
                 # an inner tar the outer's end cuts: its members before the cut are kept
-                found = _inner(tar.fileobj, member, end - member.offset if cut else member.size, keep)
+                found = list(_inner(tar.fileobj, member, end - member.offset if cut else member.size, keep))
+                if not found and not cut:  # its class would vanish without a word (ImageFolder refuses it too)
+                    raise InputError(f"{path}:{member.name}: an empty class tar (no members): its class would"
+                                     " have no images; remove it from the tar, or extract the others")  # fmt: skip
             else:
                 found = [member]
             for m in found:
