@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO ?= runs/demo
 
-.PHONY: demo test test-fast lint format install clean gpu-wheels
+.PHONY: demo test test-fast lint format install clean gpu-wheels docs
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ test: lint
 # No process started, nothing over a few seconds (pyproject.toml's `slow` marker).
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# docs/CLI.md and docs/CONFIG.md, generated from the parsers and the config dataclasses;
+# tests/test_reference_docs.py fails while either is stale.
+docs: install
+	$(BIN)/python -m lsvr.reference
 
 # Wheels of what the GPU machine may lack (simplejpeg, pytest and its requirements...), for
 # scripts/gpu_check.sh: .whl/, git-ignored; offline, says what is missing (scripts/gpu_wheels.sh).

@@ -41,6 +41,7 @@ def unknown_key(section: str, key: str | None = None) -> InputError:
 
 
 TEST_SECTIONS = ("debug",)  # listed apart by `--keys`: no real run sets them
+TEST_SECTIONS_NOTE = "for tests only: failures on purpose (lsvr.train.faults); a real run leaves these alone"
 
 
 def describe_keys() -> str:
@@ -53,7 +54,7 @@ def describe_keys() -> str:
             value = getattr(getattr(default, name), f.name)
             line = f"{name}.{f.name} = {value!r}  # {f.metadata['doc']}"
             (tests if name in TEST_SECTIONS else lines).append(line)
-    heading = ["", "# for tests only: failures on purpose (lsvr.train.faults); a real run leaves these alone"]
+    heading = ["", f"# {TEST_SECTIONS_NOTE}"]
     return "\n".join(lines + (heading + tests if tests else []))
 
 
