@@ -1,11 +1,11 @@
 """Every option of every command: a bad number stops the command in one line before anything is
-read or written, every argument says what it is in --help, and the README's synopsis lists them."""
+read or written, and every argument says what it is in --help (docs/CLI.md lists them all:
+tests/test_reference_docs.py)."""
 
 import argparse
-import re
 
 import pytest
-from tests.support import ROOT, cli, one_line, write_tree
+from tests.support import cli, one_line, write_tree
 
 from lsvr.cli import build_parser
 from lsvr.cli_args import Real, Whole
@@ -104,17 +104,3 @@ def test_convert_help_names_the_model_it_takes(capsys):
     assert cli("convert", "--help") == 0
     out = capsys.readouterr().out
     assert "alexnet_tv" in out and "torchvision" in out
-
-
-def test_the_readme_synopsis_lists_every_option_of_eval_predict_info_and_bench():
-    block = (ROOT / "README.md").read_text().split("## The command line", 1)[1].split("```")[1]
-    commands = _commands()
-    for command in ("eval", "predict", "info", "bench"):
-        said = " ".join(line for line in re.split(r"\n(?=lsvr )", block) if line.startswith(f"lsvr {command} "))
-        for action in commands[command]._actions:
-            for flag in action.option_strings:
-                both = isinstance(action, argparse.BooleanOptionalAction)  # --flip and --no-flip: --[no-]flip
-                shown = re.sub(r"^--(no-)?", "--[no-]", flag) if both else flag
-                assert flag in ("-h", "--help") or shown in said, f"README synopsis of lsvr {command} lacks {flag}"
-    for what in next(a for a in commands["bench"]._actions if a.dest == "what").choices:
-        assert re.search(rf"^lsvr bench (\S+\|)?{what}\b", block, re.M), f"README synopsis lacks lsvr bench {what}"

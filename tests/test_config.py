@@ -57,12 +57,6 @@ def test_ints_widen_to_floats_but_bools_are_not_ints():
         load_config(None, ["train.epochs=true"])
 
 
-def test_readme_lists_every_key():
-    readme = (ROOT / "README.md").read_text()
-    missing = [key for key in valid_keys() if f"{key} = " not in readme]
-    assert not missing, f"README.md lacks {missing}: paste `lsvr train --keys` into it"
-
-
 def test_every_choice_key_is_checked_from_its_literal_type():
     import typing
 
