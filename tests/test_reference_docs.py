@@ -119,6 +119,24 @@ def test_a_dropped_row_is_missed():
     assert missing_from_config(config) == ["optim.nesterov", "optim.nesterov: sgd: Nesterov momentum"]
 
 
+def cells(row: str) -> int:
+    """The cells of a table row as GitHub splits it: at each `|` not escaped."""
+    return len(re.split(r"(?<!\\)\|", row.strip())) - 2
+
+
+def test_every_table_row_has_the_cells_of_its_header():
+    for path, text in reference.generated().items():
+        header = 0
+        for line in text.splitlines():
+            if not line.startswith("|"):
+                header = 0
+            elif header == 0:
+                header = cells(line)
+            else:
+                assert cells(line) == header, f"{path}: {line}"
+    assert cells("| `IMAGE\\|FOLDER` | a | b | c |") == 4 and cells("| `IMAGE|FOLDER` | a | b | c |") == 5
+
+
 def test_the_same_bytes_whatever_the_terminal_or_folder(monkeypatch, tmp_path):
     before = reference.generated()
     monkeypatch.setenv("COLUMNS", "40")
