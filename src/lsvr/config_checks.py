@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING
 
 from lsvr.errors import InputError
+from lsvr.prepared_with import prepared_with
 
 if TYPE_CHECKING:
     from lsvr.config import Config, DataConfig, OptimConfig, TrainConfig
@@ -68,6 +69,7 @@ def check_ranges(cfg: Config) -> None:
                          " weights would drift apart between the averages; average every step, or use ddp")  # fmt: skip
     if cfg.model.whiten and cfg.model.init_from:
         raise InputError("config: model.whiten would replace the first conv of model.init_from's weights; give one")
+    prepared_with(cfg.data.prepared_with)  # options lsvr prepare's own parser refuses: said before any work
     _check_rrc(cfg.data)
     _check_mix(cfg.data)
     _check_resolution(cfg.data)

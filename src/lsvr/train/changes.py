@@ -29,7 +29,7 @@ FREE = {
     "train.fused_lrn", "train.compile", "data.workers", "data.decode", "data.prefetch", "data.bad_records",
     "parallel.timeout_s", "parallel.bucket_mb", "guard.nonfinite", "guard.max_skips",
     "data.train", "data.val", "data.eval_size", "data.eval_crop", "data.val_flip", "data.val_shift",
-    "train.val_from", "train.ema_eval", "model.init_from",
+    "train.val_from", "train.ema_eval", "model.init_from", "data.prepared_with",
     "train.epochs", "train.max_steps", "train.time_budget_s",
 }  # fmt: skip
 # Checked on their own, with their own messages (lsvr.train.setup.resume_fits, lsvr.train.resume):

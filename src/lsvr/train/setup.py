@@ -17,6 +17,7 @@ from lsvr.data.randaugment import randaugment_for
 from lsvr.errors import InputError
 from lsvr.evaluate import eval_loader
 from lsvr.models.registry import model_spec
+from lsvr.prepared_with import check_prepared
 from lsvr.preprocess import Preprocess
 from lsvr.train.changes import check_changes
 from lsvr.train.cpus import choose_workers
@@ -48,6 +49,7 @@ def check_inputs(cfg: Config, *, start: Start, world: int, allow_changes: bool =
         raise InputError("config: data.train is not set (a folder made by `lsvr prepare`)")
     spec = model_spec(cfg.model.name)
     train = PreparedDataset(cfg.data.train)
+    prepared = [check_prepared(cfg, train)]  # data.prepared_with: first, as it names the prepare that fits
     crop = check_windows(cfg, train, default_crop=spec.default_crop)
     ramp = check_resolution(cfg, train, crop=crop)  # progressive resizing: its start line, or None
     if cfg.train.global_batch % (world * cfg.train.accumulate):
@@ -56,7 +58,7 @@ def check_inputs(cfg: Config, *, start: Start, world: int, allow_changes: bool =
             f" x train.accumulate {cfg.train.accumulate}"
         )
     rows = np.arange(len(train))
-    val, val_rows, notes = None, None, [ramp]
+    val, val_rows, notes = None, None, [*prepared, ramp]
     if cfg.data.holdout:
         if not 0 < cfg.data.holdout < len(train):  # at least one image on each side
             raise InputError(f"data.holdout={cfg.data.holdout} must be between 1 and {len(train) - 1}"
@@ -69,6 +71,7 @@ def check_inputs(cfg: Config, *, start: Start, world: int, allow_changes: bool =
         rows = np.sort(perm[cfg.data.holdout :])
     elif cfg.data.val:
         val = PreparedDataset(cfg.data.val)
+        notes.append(check_prepared(cfg, val))
         val_rows = np.arange(len(val))
         require_match(Preprocess.from_dataset(train), Preprocess.from_dataset(val), where=val.path,
                       names=("training set", "validation set"))  # fmt: skip
