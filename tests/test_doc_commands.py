@@ -83,5 +83,7 @@ def folders(tmp_path_factory):
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[name(e) + ("-skip" if is_skip(e) else "") for e in EXAMPLES])
 def test_documented_command_block(example, folders):
+    if is_skip(example):  # Sybil would skip the next block silently, passed, where no reason is given
+        assert example.parsed[0] == "end" or example.parsed[1], f"{name(example)}: a skip directive with no reason"
     folders.enter(example)
     example.evaluate()  # the skip directives' Skipper raises SkipTest for the block after one

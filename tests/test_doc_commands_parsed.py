@@ -123,11 +123,15 @@ def check_line(line: str) -> bool:
 
 
 def commands(source: str) -> list[str]:
-    """The block's command lines; a `for ...; do BODY; done` line gives its body, `&&` splits."""
+    """The block's command lines, `&&` split; a `for VAR in FIRST ...; do BODY; done` line gives
+    its body with $VAR as FIRST."""
     lines = []
     for line in logical_lines(source):
-        loop = re.match(r"^for .+?;\s*do\s+(.+?);?\s*done$", line)
-        lines += [part.strip() for part in (loop.group(1) if loop else line).split("&&")]
+        loop = re.match(r"^for (\w+) in (\S+).*?;\s*do\s+(.+?);?\s*done$", line)
+        if loop:
+            line = loop.group(3).replace("${" + loop.group(1) + "}", loop.group(2))
+            line = re.sub(rf"\${loop.group(1)}\b", loop.group(2), line)
+        lines += [part.strip() for part in line.split("&&")]
     return lines
 
 
