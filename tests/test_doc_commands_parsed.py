@@ -165,3 +165,17 @@ def test_a_skipped_command_block_parses(example, reason):
     assert reason, f"{name(example)}: skipped with no reason"
     checked = [check_line(line) for line in commands(str(example.parsed))]
     assert any(checked), f"{name(example)}: no command these checks know (torchrun, lsvr, sbatch, make, scripts...)"
+
+
+def test_the_runner_s_scale_down_options_win_over_what_a_document_wrote():
+    """tests/doc_shim.py appends; argparse keeps an option's last value and later --set items win."""
+    from tests.doc_shim import scaled, torchrun_scaled
+
+    written = ["train", "configs/resnet50_imagenet.yaml", "--set", "train.global_batch=1024", "train.max_steps=0"]
+    args = build_parser().parse_args(scaled(written, "BENCH"))
+    config = load_config(ROOT / args.config, [item for items in args.set for item in items])
+    assert (config.train.global_batch, config.train.max_steps, config.train.progress) == (8, 2, False)
+    bench = build_parser().parse_args(scaled(["bench", "train", "--images", "64", "--steps", "2"], "BENCH"))
+    assert (bench.images, bench.steps, bench.rounds, bench.dir) == (20, 1, 1, "BENCH")
+    torchrun = get_args_parser().parse_args(torchrun_scaled(["--nproc-per-node", "2", "-m", "lsvr", *written], "B"))
+    assert torchrun.nproc_per_node == "2" and torchrun.training_script_args[-1] == "data.val_shift=0"
