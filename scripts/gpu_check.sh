@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, for the lent machine (Python 3.12, torch 2.11, torchvision 0.26,
 # no network). Run from the repository root, with the wheels of what that machine lacks in
-# .whl/ (`make gpu-wheels`: simplejpeg, pytest and its requirements...; see README "GPU check").
+# .whl/ (`make gpu-wheels`: simplejpeg, pytest and its requirements...; see docs/BENCHMARKS.md, "The bench commands, and the GPU check").
 #
 # Steps, most valuable first, each with its own limit in seconds (they add to 300; a step gets
 # at most what is left of BUDGET, and one with under 10 s left is skipped):

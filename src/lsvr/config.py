@@ -72,8 +72,9 @@ class DataConfig:
     holdout: int = _f(0, "training images set aside (fixed by seed) as validation instead of data.val")
     prepared_with: str = _f(
         "",
-        "the `lsvr prepare` options data.train and data.val were made with, as typed (`--resize short --size 320`):"
-        " checked at the start, refused where the run would be wrong, warned of where merely different; '': no check",
+        "the `lsvr prepare` options data.train and data.val were made with, as typed"
+        " (`--resize short --size 320 --max-size 500`): checked at the start, refused where the run would"
+        " be wrong, warned of where merely different; '': no check",
     )
     crop: int = _f(0, "crop size fed to the model; 0: the model's default, capped at the image size")
     flip: bool = _f(True, "random horizontal mirror during training (the paper: p=0.5)")

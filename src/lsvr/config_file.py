@@ -45,8 +45,8 @@ TEST_SECTIONS_NOTE = "for tests only: failures on purpose (lsvr.train.faults); a
 
 
 def describe_keys() -> str:
-    """One line per key: name, default and doc (for `lsvr train --keys` and the README); the
-    sections for tests come last, under a heading that says so."""
+    """One line per key: name, default and doc (for `lsvr train --keys`; docs/CONFIG.md is
+    generated apart); the sections for tests come last, under a heading that says so."""
     lines, tests = [], []
     default = Config()
     for name, cls in sections().items():
