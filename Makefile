@@ -1,5 +1,6 @@
 # lsvr: `make demo` (set-up + the main job on the embedded data), `make test` (lint + every
-# test: the CI command) and `make test-fast` (the tests not marked slow: the edit loop).
+# test: the CI command), `make test-fast` (the tests not marked slow: the edit loop) and
+# `make docs` (docs/CLI.md and docs/CONFIG.md regenerated from the code).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0

@@ -20,6 +20,15 @@ def test_a_crop_larger_than_the_stored_images_exits_2_before_anything_is_written
     assert not out.exists()
 
 
+def test_a_refused_start_into_new_nested_folders_leaves_none_of_them(tiny_data, tmp_path, capsys):
+    # `--out runs/photos` refused left an empty `runs/` behind
+    (tmp_path / "kept").mkdir()
+    out = tmp_path / "kept" / "runs" / "week1" / "run"
+    assert train(out, tiny_data, **{"data.crop": 10000}) == 2
+    one_line(capsys, "data.crop=10000 is larger than the images of")
+    assert list((tmp_path / "kept").iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("key", "value"), [("optim.lr", "1e308"), ("optim.weight_decay", "1.0e308"), ("data.rrc_ratio", "[0.5, 1.0e39]")]
 )

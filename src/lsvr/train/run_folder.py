@@ -20,6 +20,7 @@ refused before it writes anything; the kernel frees the lock of a killed run.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -80,7 +81,7 @@ class RunFolder:
         self.out, self.main, self.resuming = Path(out), main, resuming
         self.checkpoints = self.out / "checkpoints"
         self._lock = FolderLock(self.out / LOCK_NAME, folder=self.out, what="run folder")
-        self._created = False
+        self._created: list[Path] = []  # the folders open() made, deepest first
         self._aside: Path | None = None  # where record_start moves a run's records that saved no checkpoint
 
     def open(self) -> RunFolder:
@@ -89,7 +90,7 @@ class RunFolder:
         check_owned(self.out, resuming=self.resuming)  # read only: a refusal leaves the folder as it was
         if not self.main:
             return self
-        self._created = not self.out.exists()
+        self._created = list(itertools.takewhile(lambda p: not p.exists(), (self.out, *self.out.parents)))
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
@@ -106,10 +107,13 @@ class RunFolder:
         self._remove_if_empty()
 
     def _remove_if_empty(self) -> None:
-        """A folder this run created and never wrote into (a refused start) is not left behind."""
-        if self._created:
-            with contextlib.suppress(OSError):  # it holds files: keep it
-                self.out.rmdir()
+        """The folders this run created and never wrote into (a refused start), `--out runs/a`'s
+        new `runs/` too, are not left behind."""
+        for folder in self._created:
+            try:
+                folder.rmdir()
+            except OSError:  # it holds files: keep it, and the folders above it
+                return
 
     def __enter__(self) -> RunFolder:
         return self.open()
