@@ -36,6 +36,17 @@ def one_line(capsys, *needles: str) -> str:
     return err.strip()
 
 
+def as_rank(monkeypatch, rank: int, local_rank: int, world: int = 4) -> list[bool]:
+    """This process as rank `rank` (`local_rank` on its node) of a torchrun run of `world`; the
+    list gets True each time it waits for torchrun to stop it (lsvr.train.launch.wait_for_stop)."""
+    waited: list[bool] = []
+    monkeypatch.setattr("lsvr.train.launch.wait_for_stop", lambda: waited.append(True))
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    return waited
+
+
 def wait_for(condition, seconds: float = 120, what: str = "the condition") -> None:
     """Poll `condition()` until it is true; fail after `seconds`."""
     deadline = time.monotonic() + seconds

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from tests.ilsvrc_tars import write_ilsvrc
-from tests.support import ROOT, cli, one_line, train, write_tree
+from tests.support import ROOT, as_rank, cli, one_line, train, write_tree
 
 from lsvr.config_file import load_config
 from lsvr.data.dataset import PreparedDataset
@@ -141,11 +141,7 @@ def test_a_resnet_preset_on_a_squash_256_set_is_refused_in_one_line_before_anyth
 
 @pytest.mark.parametrize(("rank", "local_rank", "waits"), [(1, 1, True), (2, 0, False)])
 def test_every_rank_refuses_it_alike(photo_sets, tmp_path, capsys, monkeypatch, rank, local_rank, waits):
-    waited = []
-    monkeypatch.setattr("lsvr.train.launch.wait_for_stop", lambda: waited.append(True))
-    monkeypatch.setenv("RANK", str(rank))
-    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
-    monkeypatch.setenv("WORLD_SIZE", "4")
+    waited = as_rank(monkeypatch, rank, local_rank)
     capsys.readouterr()
     assert cli("train", RESNET, "--out", tmp_path / "run", "--set", f"data.train={photo_sets / 'squash256'}") == 2
     one_line(capsys, f"lsvr train: error: rank {rank}: {photo_sets / 'squash256'}: prepared with --resize squash")

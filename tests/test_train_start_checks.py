@@ -4,7 +4,7 @@ that failed before its first checkpoint: the same command starts it again, its r
 aside into RUN/failed-start-N/."""
 
 import pytest
-from tests.support import one_line, start_ids, train
+from tests.support import as_rank, one_line, start_ids, train
 
 from lsvr.train import checkpoint
 
@@ -91,11 +91,7 @@ def test_a_refusal_on_another_rank_waits_for_rank_0_or_is_said_with_its_rank(tin
     torchrun to stop it (tests/test_distributed.py shows the one line), and says it itself, with
     its rank, only where it is still running after the wait. The first process of another node
     says it at once (its files may differ)."""
-    waited = []
-    monkeypatch.setattr("lsvr.train.launch.wait_for_stop", lambda: waited.append(True))
-    monkeypatch.setenv("RANK", str(rank))
-    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
-    monkeypatch.setenv("WORLD_SIZE", "4")
+    waited = as_rank(monkeypatch, rank, local_rank)
     capsys.readouterr()
     assert train(tmp_path / "run", tiny_data, **{"data.holdout": 160}) == 2
     one_line(capsys, f"lsvr train: error: rank {rank}: data.holdout=160 must be between 1 and 159")
