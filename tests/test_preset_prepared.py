@@ -139,6 +139,15 @@ def test_a_resnet_preset_on_a_squash_256_set_is_refused_in_one_line_before_anyth
     assert not out.exists()
 
 
+def test_a_preset_run_before_its_sets_are_prepared_gives_the_prepare_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the preset's own prepared/imagenet-short/train, not made yet
+    capsys.readouterr()
+    assert cli("train", RESNET, "--out", tmp_path / "run") == 2
+    one_line(capsys, "lsvr train: error: prepared/imagenet-short/train: no such folder; make it with `lsvr prepare"
+             " SOURCE prepared/imagenet-short/train --resize short --size 320 --max-size 500`")  # fmt: skip
+    assert sorted(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("rank", "local_rank", "waits"), [(1, 1, True), (2, 0, False)])
 def test_every_rank_refuses_it_alike(photo_sets, tmp_path, capsys, monkeypatch, rank, local_rank, waits):
     waited = as_rank(monkeypatch, rank, local_rank)

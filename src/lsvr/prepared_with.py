@@ -15,6 +15,7 @@ import contextlib
 import io
 import re
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsvr.errors import InputError
@@ -84,6 +85,17 @@ def prepared_with(value: str) -> dict[str, Any] | None:
     if args.quality is not None and options["encoding"] == "raw":
         raise InputError(f"{what}: --quality is the JPEG quality of --encoding jpeg; these options store raw pixels")
     return options
+
+
+def open_set(cfg: Config, folder: str) -> PreparedDataset:
+    """The prepared set at folder; a missing one of a preset that names its preparation is an
+    InputError giving the prepare command (a user who ran a preset before preparing its sets)."""
+    from lsvr.data.dataset import PreparedDataset
+
+    if cfg.data.prepared_with.strip() and not Path(folder).exists():
+        raise InputError(f"{folder}: no such folder; make it with `lsvr prepare SOURCE {folder}"
+                         f" {cfg.data.prepared_with}` (the preset's header has the whole command)")  # fmt: skip
+    return PreparedDataset(folder)
 
 
 def check_prepared(cfg: Config, ds: PreparedDataset) -> str | None:

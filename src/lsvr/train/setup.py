@@ -17,7 +17,7 @@ from lsvr.data.randaugment import randaugment_for
 from lsvr.errors import InputError
 from lsvr.evaluate import eval_loader
 from lsvr.models.registry import model_spec
-from lsvr.prepared_with import check_prepared
+from lsvr.prepared_with import check_prepared, open_set
 from lsvr.preprocess import Preprocess
 from lsvr.train.changes import check_changes
 from lsvr.train.cpus import choose_workers
@@ -48,7 +48,7 @@ def check_inputs(cfg: Config, *, start: Start, world: int, allow_changes: bool =
     if not cfg.data.train:
         raise InputError("config: data.train is not set (a folder made by `lsvr prepare`)")
     spec = model_spec(cfg.model.name)
-    train = PreparedDataset(cfg.data.train)
+    train = open_set(cfg, cfg.data.train)
     prepared = [check_prepared(cfg, train)]  # data.prepared_with: first, as it names the prepare that fits
     crop = check_windows(cfg, train, default_crop=spec.default_crop)
     ramp = check_resolution(cfg, train, crop=crop)  # progressive resizing: its start line, or None
@@ -70,7 +70,7 @@ def check_inputs(cfg: Config, *, start: Start, world: int, allow_changes: bool =
         val, val_rows = train, np.sort(perm[: cfg.data.holdout])
         rows = np.sort(perm[cfg.data.holdout :])
     elif cfg.data.val:
-        val = PreparedDataset(cfg.data.val)
+        val = open_set(cfg, cfg.data.val)
         notes.append(check_prepared(cfg, val))
         val_rows = np.arange(len(val))
         require_match(Preprocess.from_dataset(train), Preprocess.from_dataset(val), where=val.path,
