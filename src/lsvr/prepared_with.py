@@ -78,10 +78,12 @@ def prepared_with(value: str) -> dict[str, Any] | None:
     args = parse_prepare(["SOURCE", "OUT", *words], what=what)
     options = recorded_options(args)
     resize, size, cap = options["resize"], options["size"], options["max_size"]
-    if cap is not None and (resize != "short" or cap < size):  # what lsvr prepare refuses before reading
-        raise InputError(f"{what}: --max-size caps the longer side of --resize short, and at least --size")
-    if resize == "short" and options["encoding"] == "raw":
-        raise InputError(f"{what}: --resize short stores images of varying shape, which only --encoding jpeg holds")
+    from lsvr.data.prepare import check_short  # here: the config's checks import this module
+
+    try:  # what lsvr prepare refuses before reading, in its own words
+        check_short(resize, size=size, max_size=cap, encoding=options["encoding"])
+    except InputError as exc:
+        raise InputError(f"{what}: {exc}") from None
     if args.quality is not None and options["encoding"] == "raw":
         raise InputError(f"{what}: --quality is the JPEG quality of --encoding jpeg; these options store raw pixels")
     return options

@@ -150,7 +150,7 @@ def prepare(
         raise InputError("--encoding must be raw or jpeg")
     if not 8 <= size <= 4096:
         raise InputError(f"--size must be in 8..4096, got {size}")
-    _check_short(resize_policy, size=size, max_size=max_size, encoding=encoding)
+    check_short(resize_policy, size=size, max_size=max_size, encoding=encoding)
     if not 1 <= quality <= 100:
         raise InputError(f"--quality must be in 1..100, got {quality}")
     if not 0.0 <= max_rejects <= 1.0:
@@ -186,7 +186,7 @@ def prepare(
         output.remove_empty(created)
 
 
-def _check_short(policy: str, *, size: int, max_size: int | None, encoding: str) -> None:
+def check_short(policy: str, *, size: int, max_size: int | None, encoding: str) -> None:
     """--max-size belongs to --resize short, which stores images of varying shape: JPEG only."""
     if max_size is not None and policy != "short":
         raise InputError(f"--max-size caps the longer side of --resize short; --resize {policy} stores size x size")
