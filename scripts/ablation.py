@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lsvr.train.metrics import read_metrics, time_to_accuracy
+from lsvr.runs.metrics import read_metrics, time_to_accuracy
 
 # The plain recipe on the config's model and data: SGD with a step schedule, no tricks. Each
 # later row keeps every switch above it. Keys are `--set` items.

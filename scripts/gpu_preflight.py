@@ -71,7 +71,7 @@ def _steps(device_name: str, found: dict) -> str | None:
     import torch
 
     from lsvr.bench.train import Stepper
-    from lsvr.train.parallel import pick_device
+    from lsvr.device import pick_device
 
     try:
         device = pick_device(device_name, setting="DEVICE")

@@ -9,7 +9,7 @@ import math
 import statistics
 from pathlib import Path
 
-from lsvr.train.metrics import read_metrics, time_to_accuracy
+from lsvr.runs.metrics import read_metrics, time_to_accuracy
 
 
 def main() -> None:

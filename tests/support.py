@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from lsvr.cli import main
-from lsvr.train.metrics import read_metrics
+from lsvr.runs.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATA = ROOT / "data" / "fashion-mnist-small"

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from lsvr.config import OptimConfig
+from lsvr.runs.metrics import read_metrics
+from lsvr.runs.record import CheckpointRecord
 from lsvr.train import budget
 from lsvr.train.budget import AGAIN_STEPS, TIMED_STEPS, WARMUP_STEPS, first_at_last_side, plan_steps
-from lsvr.train.metrics import MetricsLog, read_metrics
+from lsvr.train.metrics import MetricsLog
 from lsvr.train.optim import Schedule
 from lsvr.train.parallel import Distributed
-from lsvr.train.record import CheckpointRecord
 from lsvr.train.state import RunState
 
 SPE = 100  # steps per epoch

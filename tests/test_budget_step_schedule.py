@@ -5,8 +5,8 @@ import pytest
 from tests.support import train
 
 from lsvr.config import OptimConfig
+from lsvr.runs.metrics import read_metrics
 from lsvr.train import budget
-from lsvr.train.metrics import read_metrics
 from lsvr.train.optim import Schedule
 
 

@@ -12,9 +12,10 @@ import torch
 from tests.support import CONFIG, cli, sets
 
 from lsvr.errors import InputError
+from lsvr.runs import checkpoints
+from lsvr.runs.record import CheckpointRecord
 from lsvr.safe_load import safe_load
 from lsvr.train import checkpoint
-from lsvr.train.record import CheckpointRecord
 
 
 def state(step: int) -> CheckpointRecord:
@@ -52,14 +53,14 @@ def test_a_skipped_broken_checkpoint_is_moved_aside_and_the_resume_point_kept(tm
         checkpoint.Checkpointer(tmp_path, keep=2).save(state(step))
     broken = tmp_path / "step-00000006.pt"
     broken.write_bytes(broken.read_bytes()[:100])
-    resumed = checkpoint.find_valid(tmp_path)
+    resumed = checkpoints.find_valid(tmp_path)
     assert resumed == tmp_path / "step-00000004.pt"
     checkpoint.Checkpointer(tmp_path, keep=2).save(state(5))
     assert names(tmp_path) == ["step-00000004.pt", "step-00000005.pt", "step-00000006.pt.corrupt"]
     assert "moved aside as step-00000006.pt.corrupt" in capsys.readouterr().err
     checkpoint.Checkpointer(tmp_path, keep=2).save(state(6))
     assert names(tmp_path) == ["step-00000005.pt", "step-00000006.pt", "step-00000006.pt.corrupt"]
-    assert checkpoint.load(checkpoint.find(tmp_path))["step"] == 6
+    assert checkpoints.load(checkpoints.find(tmp_path))["step"] == 6
 
 
 @pytest.mark.slow
@@ -79,7 +80,7 @@ def test_a_bad_latest_pointer_falls_back_to_the_newest_step_file_in_every_comman
 ):
     (copy / "checkpoints" / "latest").write_bytes(pointer)
     newest = copy / "checkpoints" / "step-00000004.pt"
-    assert checkpoint.find(copy) == newest and checkpoint.find_valid(copy) == newest
+    assert checkpoints.find(copy) == newest and checkpoints.find_valid(copy) == newest
     image = tmp_path / "image.png"
     from PIL import Image
 
@@ -92,7 +93,7 @@ def test_a_bad_latest_pointer_falls_back_to_the_newest_step_file_in_every_comman
         assert cli(*command) == 0, command[0]
         err = capsys.readouterr().err
         assert "latest" in err and "using the newest step file step-00000004.pt" in err, (command[0], err)
-    assert checkpoint.load(checkpoint.find(copy))["step"] == 5
+    assert checkpoints.load(checkpoints.find(copy))["step"] == 5
 
 
 def test_a_pointer_outside_its_folder_is_never_followed(tmp_path, capsys):
@@ -100,16 +101,16 @@ def test_a_pointer_outside_its_folder_is_never_followed(tmp_path, capsys):
     torch.save(state(9), outside)
     checkpoint.Checkpointer(tmp_path / "c", keep=2).save(state(1))
     (tmp_path / "c" / "latest").write_text(str(outside) + "\n")
-    assert checkpoint.find(tmp_path / "c") == tmp_path / "c" / "step-00000001.pt"
+    assert checkpoints.find(tmp_path / "c") == tmp_path / "c" / "step-00000001.pt"
     (tmp_path / "c" / "step-00000001.pt").unlink()
-    assert checkpoint.find(tmp_path / "c") is None
+    assert checkpoints.find(tmp_path / "c") is None
     assert "no step file to use instead" in capsys.readouterr().err
 
 
 def zip_bomb(source, out, megabytes: int = 64):
     """A real checkpoint's model plus `megabytes` of zeros, every member DEFLATEd: a small
     file that torch.load expands to its full declared size."""
-    state = {k: v for k, v in checkpoint.load(source).items() if k in ("model", "config", "classes", "preprocess")}
+    state = {k: v for k, v in checkpoints.load(source).items() if k in ("model", "config", "classes", "preprocess")}
     state["padding"] = torch.zeros(megabytes << 18)  # float32: 4 bytes each
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -121,7 +122,7 @@ def zip_bomb(source, out, megabytes: int = 64):
 
 @pytest.mark.slow
 def test_a_zip_bomb_checkpoint_is_refused_by_every_command_before_loading(tiny_data, run, tmp_path, capsys):
-    bomb = zip_bomb(checkpoint.find(run), tmp_path / "bomb.pt")
+    bomb = zip_bomb(checkpoints.find(run), tmp_path / "bomb.pt")
     assert bomb.stat().st_size * 8 < 64 << 20  # declares 64 MB more than it holds
     commands = [("info", bomb), ("eval", bomb, tiny_data), ("predict", bomb, tiny_data / "mean.npy"),
                 ("export", bomb, tmp_path / "m.safetensors"),
@@ -149,7 +150,7 @@ def test_info_verify_checks_checkpoints_and_runs(copy, capsys):
     newest = copy / "checkpoints" / "step-00000004.pt"
     assert cli("info", newest, "--verify") == 0
     assert "verified: True" in capsys.readouterr().out
-    bad = checkpoint.load(newest)
+    bad = checkpoints.load(newest)
     next(iter(bad["model"].values())).view(-1)[:3] = float("nan")
     torch.save(bad, newest)
     assert cli("info", newest, "--verify") == 2
@@ -196,7 +197,7 @@ def test_a_latest_link_to_a_file_outside_is_named_never_read(tmp_path, capsys):
     checkpoint.Checkpointer(folder, keep=2).save(state(1))
     (folder / "latest").unlink()
     (folder / "latest").symlink_to(secret)
-    assert checkpoint.find(folder) == folder / "step-00000001.pt"
+    assert checkpoints.find(folder) == folder / "step-00000001.pt"
     err = capsys.readouterr().err
     assert "root:x" not in err and "the first line" not in err
     assert f"{folder / 'latest'} is a link (to '{str(secret)[:40]}" in err
@@ -207,6 +208,6 @@ def test_a_long_pointer_is_echoed_cut_short(tmp_path, capsys):
     folder = tmp_path / "c"
     checkpoint.Checkpointer(folder, keep=2).save(state(1))
     (folder / "latest").write_text("x" * 200 + "\n")
-    assert checkpoint.find(folder) == folder / "step-00000001.pt"
+    assert checkpoints.find(folder) == folder / "step-00000001.pt"
     err = capsys.readouterr().err
     assert f"names {'x' * 40!r}..., not a step-NNNNNNNN.pt" in err and "x" * 41 not in err

@@ -18,9 +18,9 @@ from lsvr.config_file import describe_keys, load_config
 from lsvr.errors import InputError
 from lsvr.folders import write_atomic
 from lsvr.preprocess import VERSION, Preprocess
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
+from lsvr.runs.record import FORMAT, CheckpointRecord
 from lsvr.train.faults import Faults
-from lsvr.train.record import FORMAT, CheckpointRecord
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +51,14 @@ def old_layout(record: CheckpointRecord) -> dict:
 @pytest.fixture(scope="module")
 def old(run, tmp_path_factory):
     path = tmp_path_factory.mktemp("old") / "old.pt"
-    torch.save(old_layout(checkpoint.read(checkpoint.find(run))), path)
+    torch.save(old_layout(checkpoints.read(checkpoints.find(run))), path)
     return path
 
 
 def test_a_saved_record_carries_its_format_and_reads_back(run):
-    raw = checkpoint.load(checkpoint.find(run))
+    raw = checkpoints.load(checkpoints.find(run))
     assert raw["format"] == FORMAT and raw["preprocess"]["version"] == VERSION
-    record = checkpoint.read(checkpoint.find(run))
+    record = checkpoints.read(checkpoints.find(run))
     assert record.step == 4 and record.classes == [str(i) for i in range(10)]
     assert record.preprocess.crop == record.preprocess.eval_crop == 28 and record.preprocess.size == 32
     assert record.preprocess.encoding == "raw" and record.setting("model", "name") == "alexnet_small"
@@ -66,7 +66,7 @@ def test_a_saved_record_carries_its_format_and_reads_back(run):
 
 
 def test_an_unversioned_checkpoint_reads_as_the_same_record(run, old):
-    new, was = checkpoint.read(checkpoint.find(run)), checkpoint.read(old)
+    new, was = checkpoints.read(checkpoints.find(run)), checkpoints.read(old)
     assert was.preprocess == replace(new.preprocess, encoding=None, augment=None)  # the fields it did not record
     assert torch.equal(was.preprocess.mean_image, new.preprocess.mean_image)
     assert (was.step, was.loader, was.run_id, was.classes) == (new.step, new.loader, new.run_id, new.classes)
@@ -92,17 +92,17 @@ def test_an_unversioned_checkpoint_is_read_by_every_command(run, old, tiny_data,
     assert json.loads(capsys.readouterr().out)["crop"] == 28
     resumed = tmp_path / "resumed"
     assert cli("train", CONFIG, "--out", resumed, "--resume", old, *sets(tiny_data, **{"train.max_steps": 6})) == 0
-    assert checkpoint.read(checkpoint.find(resumed)).step == 6
+    assert checkpoints.read(checkpoints.find(resumed)).step == 6
 
 
 def test_a_checkpoint_from_a_newer_lsvr_or_with_a_wrong_type_is_refused_naming_why(run, tmp_path):
-    state = checkpoint.load(checkpoint.find(run))
+    state = checkpoints.load(checkpoints.find(run))
     for change, message in (({"format": FORMAT + 1}, "written by a newer lsvr"), ({"step": "4"}, "step is a str"),
                             ({"preprocess": {**state["preprocess"], "version": VERSION + 1}}, "reads up to"),
                             ({"preprocess": {**state["preprocess"], "crop": -3}}, "crop is -3")):  # fmt: skip
         torch.save({**state, **change}, tmp_path / "x.pt")
         with pytest.raises(InputError, match=message):
-            checkpoint.read(tmp_path / "x.pt")
+            checkpoints.read(tmp_path / "x.pt")
 
 
 def test_preprocess_round_trips_and_compares_field_by_field():
@@ -153,10 +153,10 @@ def test_a_run_folder_of_the_earlier_layout_resumes(run, tiny_data, tmp_path):
     config = yaml.safe_load((folder / "config.yaml").read_text())
     config["fault"] = {("kind" if k == "fault" else k): v for k, v in config.pop("debug").items()}
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    for path in checkpoint.steps(folder / "checkpoints"):
-        torch.save(old_layout(checkpoint.read(path)), path)
+    for path in checkpoints.steps(folder / "checkpoints"):
+        torch.save(old_layout(checkpoints.read(path)), path)
     assert cli("train", CONFIG, "--out", folder, "--resume", "auto", *sets(tiny_data, **{"train.max_steps": 6})) == 0
-    assert checkpoint.read(checkpoint.find(folder)).step == 6
+    assert checkpoints.read(checkpoints.find(folder)).step == 6
     assert load_config(folder / "config.yaml").debug.fault == "none"  # written anew, in the current layout
     assert "fault" not in yaml.safe_load((folder / "config.yaml").read_text())
 

@@ -9,7 +9,7 @@ import pytest
 from tests.support import train
 
 from lsvr.errors import InputError
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 EXTRA = {"train.global_batch": 8, "train.epochs": 2, "checkpoint.every_steps": 4}  # 20 steps an epoch
 
@@ -34,7 +34,7 @@ def _resumed(broken_at_12, tiny_data, tmp_path, **extra) -> tuple[list[str], byt
 
 def _loads(path) -> bool:
     try:
-        checkpoint.load_step(path)
+        checkpoints.load_step(path)
     except InputError:
         return False
     return True

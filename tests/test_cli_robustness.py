@@ -142,8 +142,8 @@ def test_a_missing_path_is_named_as_missing(tiny_data, tmp_path, capsys):
 def test_a_run_whose_only_checkpoint_is_truncated_says_none_loads(tiny_data, tmp_path, capsys):
     import torch
 
+    from lsvr.runs.record import CheckpointRecord
     from lsvr.train import checkpoint
-    from lsvr.train.record import CheckpointRecord
 
     run = tmp_path / "run"
     checkpoint.Checkpointer(run / "checkpoints", keep=2).save(CheckpointRecord(step=2, model={"w": torch.zeros(4)}))

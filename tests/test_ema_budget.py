@@ -16,10 +16,11 @@ from lsvr.config import TrainConfig
 from lsvr.errors import InputError
 from lsvr.inference import load_model
 from lsvr.models.weights import read_state_dict
+from lsvr.runs.metrics import read_metrics, time_to_accuracy
 from lsvr.train import budget
 from lsvr.train.budget import plan_steps
 from lsvr.train.ema import WeightEMA, ema_decay
-from lsvr.train.metrics import MetricsLog, read_metrics, time_to_accuracy
+from lsvr.train.metrics import MetricsLog
 from lsvr.train.parallel import Distributed
 
 

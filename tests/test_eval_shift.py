@@ -15,9 +15,9 @@ from lsvr.data.dataset import PreparedDataset
 from lsvr.evaluate import eval_loader, evaluate
 from lsvr.inference import eval_batch, predict
 from lsvr.preprocess import Preprocess
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
+from lsvr.runs.metrics import read_metrics
 from lsvr.train.budget import plan_steps
-from lsvr.train.metrics import read_metrics
 
 
 class Pixels(torch.nn.Module):
@@ -97,7 +97,7 @@ def test_a_run_validated_from_epoch_3_with_shifted_views_is_scored_again_by_lsvr
     assert train(run, tiny_data, **extra) == 0, capsys.readouterr().err[-2000:]
     vals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "val"]
     assert [r["epoch"] for r in vals] == [3]
-    pre = checkpoint.read(checkpoint.find(run)).preprocess
+    pre = checkpoints.read(checkpoints.find(run)).preprocess
     assert (pre.eval_flip, pre.eval_shift) == (True, 1)
     capsys.readouterr()
     assert cli("eval", run, tiny_data, "--json", "--batch", "64") == 0

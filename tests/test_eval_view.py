@@ -13,8 +13,8 @@ from lsvr.data.augment import Augment
 from lsvr.data.dataset import PreparedDataset
 from lsvr.evaluate import eval_loader, evaluate
 from lsvr.preprocess import Preprocess
-from lsvr.train import checkpoint
-from lsvr.train.metrics import read_metrics
+from lsvr.runs import checkpoints
+from lsvr.runs.metrics import read_metrics
 
 
 class Columns(torch.nn.Module):
@@ -86,7 +86,7 @@ def test_a_run_validated_higher_and_mirrored_is_scored_again_by_lsvr_eval(demo_p
              "checkpoint.every_steps": 0, "data.eval_size": 34, "data.eval_crop": 30,
              "data.val_flip": "true"}  # fmt: skip
     assert train(run, demo_prepared / "train", **extra) == 0, capsys.readouterr().err[-2000:]
-    pre = checkpoint.read(checkpoint.find(run)).preprocess
+    pre = checkpoints.read(checkpoints.find(run)).preprocess
     assert (pre.crop, pre.eval_size, pre.eval_crop, pre.eval_flip) == (28, 34, 30, True)
     (val,) = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "val"]
     capsys.readouterr()

@@ -7,7 +7,7 @@ from tests.support import ROOT, cli, write_tree
 from lsvr.data.dataset import PreparedDataset
 from lsvr.models.alexnet import AlexNetTV
 from lsvr.models.weights import load_matching, read_state_dict
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_paper_preset_trains_a_few_steps(imagenet_like, tmp_path):
         "--set", "train.global_batch=4", "--set", "train.max_steps=2", "--set", "data.workers=1",
     )  # fmt: skip
     assert code == 0  # with the progress bar on, as a user sees it
-    state = checkpoint.load(checkpoint.find(run))
+    state = checkpoints.load(checkpoints.find(run))
     cfg = state["config"]
     assert cfg["optim"] == {
         "lr": 0.01, "lr_steps": [20, 40], "schedule": "step", "warmup_epochs": 0.0, "momentum": 0.9,

@@ -7,7 +7,7 @@ import json
 import pytest
 from tests.support import train
 
-from lsvr.train.metrics import read_metrics
+from lsvr.runs.metrics import read_metrics
 
 
 def test_a_resume_record_drops_the_earlier_attempts_records_past_its_step(tmp_path):

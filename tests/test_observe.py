@@ -9,7 +9,7 @@ import pytest
 from tests.support import train
 
 from lsvr.data.loader import Loader
-from lsvr.train.metrics import read_metrics
+from lsvr.runs.metrics import read_metrics
 from lsvr.train.throughput import Throughput
 
 

@@ -14,7 +14,7 @@ from lsvr.config import Config, to_dict
 from lsvr.data.dataset import PreparedDataset
 from lsvr.models.registry import build_model
 from lsvr.preprocess import Preprocess
-from lsvr.train.record import CheckpointRecord
+from lsvr.runs.record import CheckpointRecord
 
 MEAN, STD = (100.0, 110.0, 120.0), (50.0, 60.0, 70.0)
 

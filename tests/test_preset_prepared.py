@@ -14,7 +14,8 @@ from tests.support import ROOT, as_rank, cli, one_line, train, write_tree
 from lsvr.config_file import load_config
 from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError
-from lsvr.prepared_with import check_prepared, parse_prepare, prepared_with, recorded_options
+from lsvr.prepared_with import parse_prepare, prepared_with, recorded_options
+from lsvr.train.prepared_check import check_prepared
 
 PRESETS = sorted(ROOT.glob("configs/*.yaml"))
 UNCHECKED = {"debug"}  # the tests' preset: trained on sets prepared many ways (its header says so)

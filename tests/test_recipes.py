@@ -5,7 +5,7 @@ import pytest
 import yaml
 from tests.support import ROOT, cli, write_tree
 
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 RECIPES = ("resnet18_imagenet", "resnet50_imagenet", "vit_b_16_imagenet")
 # bf16 autocast on a CPU without bf16 units runs ViT-B/16 over 50x slower than fp32 (5 steps did not end
@@ -39,7 +39,7 @@ def test_recipe_runs_five_steps(recipe, short_sets, tmp_path):
         "train.progress=false", "train.log_every=1", *FP32,
     )  # fmt: skip
     assert code == 0
-    state = checkpoint.load(checkpoint.find(run))
+    state = checkpoints.load(checkpoints.find(run))
     assert state["step"] == 5
     want = yaml.safe_load(preset.read_text())
     for section in ("optim", "model"):

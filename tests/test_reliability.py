@@ -11,6 +11,7 @@ import torch
 from tests.support import cli, final_weights, logged_steps, max_difference, train_process, uninterrupted, wait_for
 
 from lsvr import folders
+from lsvr.runs import checkpoints
 from lsvr.train import checkpoint, parallel
 from lsvr.train.faults import KILL_POINTS
 from lsvr.train.health import Health
@@ -34,15 +35,15 @@ def kills_at(point: str, data, root) -> list[int]:
     first resuming from what the last left; then a clean run to the end."""
     out, codes = root / point, []
     for attempt in range(KILLS_PER_POINT):
-        latest = checkpoint.find(out)
-        step = checkpoint.load(latest)["step"] if latest else 0
+        latest = checkpoints.find(out)
+        step = checkpoints.load(latest)["step"] if latest else 0
         first_save = step + (3 if point == "during-prune" else 1)  # pruning starts at the third file
         fault = {"debug.fault": "kill_save", "debug.point": point, "debug.step": first_save}
         # --resume auto also where a kill left no checkpoint: the folder's run starts again
         result = train_process(out, data, "--resume", "auto", **fault, **{"checkpoint.every_steps": 1})
         codes.append(result.returncode)
-        if checkpoint.find(out) is not None:  # `latest` always loads
-            checkpoint.load(checkpoint.find(out))
+        if checkpoints.find(out) is not None:  # `latest` always loads
+            checkpoints.load(checkpoints.find(out))
         assert attempt or codes[0] == -signal.SIGKILL
     final = train_process(out, data, "--resume", "auto", **{"checkpoint.every_steps": 1})
     assert final.returncode == 0, final.stderr[-2000:]
@@ -67,10 +68,10 @@ def test_a_truncated_or_empty_newest_checkpoint_is_skipped_with_a_warning(data, 
     steps = sorted((out / "checkpoints").glob("step-*.pt"))
     newest = steps[-1]
     newest.write_bytes(newest.read_bytes()[:1000])
-    found = checkpoint.find_valid(out)
+    found = checkpoints.find_valid(out)
     assert found == steps[-2] and f"skipping the checkpoint {newest}" in capsys.readouterr().err
     newest.write_bytes(b"")
-    assert checkpoint.find_valid(out) == steps[-2]
+    assert checkpoints.find_valid(out) == steps[-2]
     result = train_process(out, data, "--resume", "auto", **{"train.max_steps": 8})
     assert result.returncode == 0 and str(newest) in result.stderr
 
@@ -95,7 +96,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(data
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0 and "SIGTERM" in err and "checkpoint saved" in err, err[-2000:]
-    stopped_at = checkpoint.load(checkpoint.find(out))["step"]
+    stopped_at = checkpoints.load(checkpoints.find(out))["step"]
     assert 4 <= stopped_at < 15
     resumed = train_process(out, data, "--resume", "auto", **{"checkpoint.every_steps": 100})
     assert resumed.returncode == 0
@@ -152,7 +153,7 @@ def test_a_full_disk_stops_cleanly_and_keeps_the_previous_checkpoint(data, tmp_p
     assert cli("train", checkpoint.Path(__file__).parents[1] / "configs" / "debug.yaml", "--out", out, *args) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "step-00000002.pt is intact" in err
-    assert checkpoint.load(checkpoint.find(out))["step"] == 2
+    assert checkpoints.load(checkpoints.find(out))["step"] == 2
     assert not list((out / "checkpoints").glob(".*.tmp"))
 
 
@@ -160,9 +161,9 @@ def test_a_full_disk_stops_cleanly_and_keeps_the_previous_checkpoint(data, tmp_p
 def test_a_diverging_run_stops_naming_the_step(data, tmp_path):
     result = train_process(tmp_path / "run", data, **{"optim.lr": 1e6, "checkpoint.every_steps": 1})
     assert result.returncode == 1 and "non-finite loss at step" in result.stderr
-    latest = checkpoint.find(tmp_path / "run")
+    latest = checkpoints.find(tmp_path / "run")
     if latest is not None:  # the last good checkpoint, intact: the lagged health check ran before each save
-        weights = checkpoint.load(latest)["model"]
+        weights = checkpoints.load(latest)["model"]
         assert all(torch.isfinite(w).all() for w in weights.values())
 
 

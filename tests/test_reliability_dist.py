@@ -6,7 +6,7 @@ import signal
 import pytest
 from tests.support import final_weights, logged_steps, max_difference, torchrun_train, uninterrupted, wait_for
 
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 pytestmark = pytest.mark.slow  # torchrun, two processes per test
 
@@ -42,7 +42,7 @@ def test_sigterm_to_torchrun_stops_every_worker_with_a_checkpoint(tiny_data, who
     _, err = job.communicate(timeout=120)
     assert "checkpoint saved" in err, err[-3000:]
     assert job.returncode != 0  # torchrun itself exits non-zero when its agent is signalled (see RELIABILITY.md)
-    assert checkpoint.load(checkpoint.find(out))["step"] >= 4
+    assert checkpoints.load(checkpoints.find(out))["step"] >= 4
     resumed = torchrun_train(out, tiny_data, "--resume", "auto", **{"checkpoint.every_steps": 100})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert max_difference(whole, final_weights(out)) == 0.0
@@ -55,7 +55,7 @@ def test_a_nan_on_one_rank_is_seen_by_every_rank_at_the_same_step(tiny_data, tmp
                                           "guard.nonfinite": policy})  # fmt: skip
     if policy == "stop":
         assert result.returncode != 0 and result.stderr.count("lsvr train: stopped: non-finite loss at step 5") == 1
-        assert checkpoint.load(checkpoint.find(out))["step"] == 4  # the last good checkpoint, intact
+        assert checkpoints.load(checkpoints.find(out))["step"] == 4  # the last good checkpoint, intact
     else:
         assert result.returncode == 0 and "step 5: non-finite loss, update skipped" in result.stderr
-        assert checkpoint.load(checkpoint.find(out))["step"] == 15
+        assert checkpoints.load(checkpoints.find(out))["step"] == 15

@@ -19,7 +19,7 @@ from lsvr.data.dataset import PreparedDataset
 from lsvr.data.loader import Loader
 from lsvr.data.resolution import ResolutionRamp
 from lsvr.errors import InputError
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 from lsvr.train.resizing import check_resolution
 
 
@@ -196,6 +196,6 @@ def test_a_run_ramps_from_24_to_28_px_and_resumes_mid_ramp_exactly(tiny_data, tm
     assert train(tmp_path / "part", tiny_data, **extra, **{"train.max_steps": 4}) == 0
     assert train(tmp_path / "part", tiny_data, "--resume", "auto", **extra) == 0
     assert [r["res"] for r in train_records(tmp_path / "part")] == [24] * 5 + [28] * 10
-    whole = checkpoint.load(checkpoint.find(tmp_path / "whole"))["model"]
-    part = checkpoint.load(checkpoint.find(tmp_path / "part"))["model"]
+    whole = checkpoints.load(checkpoints.find(tmp_path / "whole"))["model"]
+    part = checkpoints.load(checkpoints.find(tmp_path / "part"))["model"]
     assert all(torch.equal(whole[k], part[k]) for k in whole)

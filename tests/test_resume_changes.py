@@ -9,7 +9,7 @@ import pytest
 import torch
 from tests.support import files, one_line, train
 
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_accepted_changes_reach_the_optimizer_and_an_ema_starts_at_the_checkpoin
 ):
     out = tmp_path / "run"
     shutil.copytree(two_steps, out)
-    at_2 = checkpoint.load(out / "checkpoints" / "step-00000002.pt")["model"]
+    at_2 = checkpoints.load(out / "checkpoints" / "step-00000002.pt")["model"]
     change = {"train.max_steps": 3, "optim.lr": 5, "optim.weight_decay": 0.0, "optim.momentum": 0.5, "train.ema": 0.9}
     capsys.readouterr()
     assert train(out, tiny_data, "--resume", "auto", "--allow-changes", **change) == 0
@@ -52,7 +52,7 @@ def test_accepted_changes_reach_the_optimizer_and_an_ema_starts_at_the_checkpoin
         " train.ema 0.0 -> 0.9 (the EMA starts from the checkpoint's weights), optim.lr 0.01 -> 5.0,"
         " optim.momentum 0.9 -> 0.5, optim.weight_decay 0.0005 -> 0.0\n"
     ) in err
-    saved = checkpoint.load(out / "checkpoints" / "step-00000003.pt")
+    saved = checkpoints.load(out / "checkpoints" / "step-00000003.pt")
     weights = saved["optimizer"]["param_groups"][0]
     assert (weights["lr"], weights["momentum"], weights["weight_decay"]) == (5.0, 0.5, 0.0)
     at_3 = saved["model"]

@@ -11,9 +11,9 @@ import pytest
 from tests.support import CONFIG, cli, sets
 
 from lsvr.config_file import load_config
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
+from lsvr.runs.metrics import read_metrics
 from lsvr.train.engine import train
-from lsvr.train.metrics import read_metrics
 
 
 def run(out, data, *args, **extra) -> int:
@@ -42,7 +42,7 @@ def test_a_dataset_with_the_classes_in_another_order_is_refused(started, tiny_da
     assert f"{shuffled}: does not fit the checkpoint" in err
     assert "classes: the same 10 names in another order (at index 0: checkpoint '0', dataset '9'" in err
     assert (started / "checkpoints" / "latest").read_text() == saved  # nothing trained, nothing rewritten
-    assert checkpoint.load(checkpoint.find(started))["classes"][0] == "0"
+    assert checkpoints.load(checkpoints.find(started))["classes"][0] == "0"
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_an_epoch_stopped_on_its_last_step_is_validated_on_resume(tiny_data, tmp
 
     summary = train(cfg, out=out, on_step=sigterm_after_step_3)
     assert summary["stopped"] == "SIGTERM"
-    assert checkpoint.load(checkpoint.find(out))["loader"]["step"] == 4  # the epoch's last step
+    assert checkpoints.load(checkpoints.find(out))["loader"]["step"] == 4  # the epoch's last step
     assert not [r for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "val"]
     assert run(out, tiny_data, "--resume", "auto", **{"data.holdout": 32, "train.epochs": 2}) == 0
     val = [r for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "val"]

@@ -19,7 +19,7 @@ from lsvr.data.draws import Draws, sample_keys
 from lsvr.data.loader import Loader
 from lsvr.data.readers import HostReader, resize_window
 from lsvr.errors import InputError
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 
 def random_sizes(count: int, seed: int = 0) -> np.ndarray:
@@ -224,7 +224,7 @@ def test_a_training_run_through_rrc_records_its_eval_view(tiny_data, tmp_path, c
     extra = {"data.augment": "rrc", "data.holdout": 32, "model.name": "resnet18", "data.crop": 24,
              "train.epochs": 1, "train.max_steps": 3, "checkpoint.every_steps": 0}  # fmt: skip
     assert train(tmp_path / "run", tiny_data, **extra) == 0, capsys.readouterr().err[-2000:]
-    pre = checkpoint.read(checkpoint.find(tmp_path / "run")).preprocess
+    pre = checkpoints.read(checkpoints.find(tmp_path / "run")).preprocess
     assert pre.augment == "rrc" and pre.eval_crop == 24 and pre.eval_size == round(24 * 256 / 224)
     assert pre.interpolation == "bilinear"
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -324,7 +324,7 @@ def test_a_set_of_varying_shapes_trains_and_evaluates_through_windows(short_set,
     extra = {"data.augment": augment, "data.crop": 28, "data.holdout": 8, "data.normalize": "channel",
              "train.global_batch": 8, "train.epochs": 1, "train.max_steps": 2, "checkpoint.every_steps": 0}  # fmt: skip
     assert train(tmp_path / "run", short_set, **extra) == 0, capsys.readouterr().err[-2000:]
-    pre = checkpoint.read(checkpoint.find(tmp_path / "run")).preprocess
+    pre = checkpoints.read(checkpoints.find(tmp_path / "run")).preprocess
     assert pre.resize == "short" and pre.eval_crop == 28 and pre.eval_size == 32  # alexnet_small: the stored side
     capsys.readouterr()
     assert cli("eval", tmp_path / "run", short_set, "--json") == 0

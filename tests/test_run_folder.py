@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from tests.support import CONFIG, ENV, cli, files, sets, train, train_process, wait_for
 
-from lsvr.train import checkpoint
-from lsvr.train.metrics import read_metrics
+from lsvr.runs import checkpoints
+from lsvr.runs.metrics import read_metrics
 
 
 @pytest.mark.slow
@@ -21,7 +21,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_holder(tiny_data,
     first = train_process(out, tiny_data, background=True, **{"debug.fault": "hang", "debug.step": 3})
     try:
         # step 2 saved (`latest`, the save's last write, in place), then step 3 hangs: nothing more is written
-        wait_for(lambda: (out / "checkpoints" / "latest").is_file() and checkpoint.find(out) is not None)
+        wait_for(lambda: (out / "checkpoints" / "latest").is_file() and checkpoints.find(out) is not None)
         before = files(out)
         for args in ([], ["--resume", "auto"]):
             assert train(out, tiny_data, *args) == 2
@@ -53,10 +53,10 @@ def test_a_checkpoint_of_another_run_never_mixes_two_runs(tiny_data, tmp_path, c
     out, err = capsys.readouterr()
     notes = [line for line in err.splitlines() if "is a checkpoint of another run" in line]
     assert len(notes) == 1 and "starting a new run" in notes[0] and "val top-1" not in out, (out, err)
-    run_a, run_c = (checkpoint.load(checkpoint.find(x)) for x in (a, c))
+    run_a, run_c = (checkpoints.load(checkpoints.find(x)) for x in (a, c))
     assert run_c["step"] == 4 and run_c["run_id"] != run_a["run_id"] and not run_c["metrics"]
     assert train(c, tiny_data, "--resume", "auto", **{"train.max_steps": 6}) == 0  # now its own run
-    assert checkpoint.load(checkpoint.find(c))["run_id"] == run_c["run_id"]
+    assert checkpoints.load(checkpoints.find(c))["run_id"] == run_c["run_id"]
     assert "another run" not in capsys.readouterr().err
 
 
@@ -141,7 +141,7 @@ def test_metrics_on_a_full_disk_at_start_is_one_line_exit_1(tiny_data, tmp_path,
     err = capsys.readouterr().err.strip()
     expected = (
         f"lsvr train: stopped: {out / 'metrics.jsonl'}: could not be written (No space left on device);"
-        f" the previous checkpoint {checkpoint.find(out)} is intact"
+        f" the previous checkpoint {checkpoints.find(out)} is intact"
     )
     assert err.splitlines()[-1] == expected
     assert files(out / "checkpoints") == saved
@@ -179,4 +179,4 @@ def test_sigterm_during_start_up_says_so_inone_line(tiny_data, tmp_path):
         _, err = run.communicate(timeout=120)
     assert run.returncode == 143, err[-2000:]
     assert err.strip().splitlines()[-1] == "lsvr train: stopped during start-up; nothing to save"
-    assert "Traceback" not in err and checkpoint.find(out) is None
+    assert "Traceback" not in err and checkpoints.find(out) is None

@@ -11,9 +11,9 @@ import pytest
 from tests.support import CONFIG, files, sets, train
 
 from lsvr.config_file import load_config
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
+from lsvr.runs.metrics import read_metrics
 from lsvr.train.engine import train as train_run
-from lsvr.train.metrics import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_resuming_a_run_past_its_last_epoch_trains_nothing(tiny_data, tmp_path, 
     assert err == f"lsvr train: {out} is already at step 4 (all 1 epochs done): nothing to train", err
     assert files(out) == before
     assert train(out, tiny_data, "--resume", "auto", **{"train.epochs": 2, "data.holdout": 32}) == 0  # more: trains
-    assert checkpoint.load(checkpoint.find(out))["step"] == 8
+    assert checkpoints.load(checkpoints.find(out))["step"] == 8
 
 
 @pytest.mark.slow
@@ -66,7 +66,7 @@ def test_a_stop_on_the_last_step_still_validates_before_nothing_is_left(tiny_dat
             os.kill(os.getpid(), signal.SIGTERM)
 
     assert train_run(cfg, out=out, on_step=sigterm_after_step_3)["stopped"] == "SIGTERM"
-    assert checkpoint.load(checkpoint.find(out))["loader"]["step"] == 4
+    assert checkpoints.load(checkpoints.find(out))["loader"]["step"] == 4
     assert train(out, tiny_data, "--resume", "auto", **extra) == 0
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "val"] == [4]
     before = files(out)

@@ -9,7 +9,7 @@ import pytest
 from tests.support import files, start_ids, train
 
 from lsvr.errors import InputError
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_resume_auto_with_no_checkpoint_that_loads_is_refused_naming_them(run1, 
     assert files(out) == before  # no new run, no start line, no config.yaml rewrite
     fresh = tmp_path / "fresh"  # nothing saved yet: --resume auto starts the run
     assert train(fresh, tiny_data, "--resume", "auto", **{"train.max_steps": 2}) == 0
-    assert len(start_ids(fresh)) == 1 and checkpoint.find_valid(fresh).name == "step-00000002.pt"
+    assert len(start_ids(fresh)) == 1 and checkpoints.find_valid(fresh).name == "step-00000002.pt"
 
 
 def user_folder(tmp_path: Path, kind: str, tiny_data: Path) -> tuple[Path, str]:
@@ -126,4 +126,4 @@ def test_resume_auto_never_continues_another_runs_checkpoint(run1, tiny_data, tm
     assert f"resumed from {out / 'checkpoints' / 'step-00000004.pt'} at step 4" in err
     ids = start_ids(out)
     assert len(ids) == 2 and ids[0] == ids[1] == start_ids(run1)[0]
-    assert checkpoint.load(checkpoint.find(out))["run_id"] == ids[0]
+    assert checkpoints.load(checkpoints.find(out))["run_id"] == ids[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.support import cli, files, start_ids, train
 
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_resume_auto_without_a_checkpoint_starts_the_folders_run_again(run2, tin
     err = capsys.readouterr().err
     assert f"lsvr train: {out} holds no checkpoint of run {old}: starting that run again from step 0" in err, err
     assert start_ids(out) == [old, old]
-    assert checkpoint.load(checkpoint.find(out))["run_id"] == old
+    assert checkpoints.load(checkpoints.find(out))["run_id"] == old
 
 
 def test_a_torchrun_restart_before_the_first_save_continues_the_same_run(run2, tiny_data, tmp_path, monkeypatch):
@@ -82,7 +82,7 @@ def test_an_image_lsvr_plot_wrote_into_the_run_folder_does_not_stop_a_resume(nam
     shutil.copytree(run2, out)
     assert cli("plot", out, "--out", out / name) == 0 and (out / name).is_file()
     assert train(out, tiny_data, "--resume", "auto", **{"train.max_steps": 4}) == 0
-    assert checkpoint.load(checkpoint.find(out))["step"] == 4
+    assert checkpoints.load(checkpoints.find(out))["step"] == 4
 
 
 def test_a_stray_file_on_resume_is_to_be_moved_away_not_the_run_left(run2, tiny_data, tmp_path, capsys):

@@ -135,7 +135,7 @@ def test_a_peak_past_the_run_exits_2_before_training(tiny_data, tmp_path, capsys
 @pytest.mark.slow
 def test_a_run_steps_its_lr_along_the_triangle(tiny_data, tmp_path):
     """The loop's lr per step is the schedule's: 5 steps, peak at step 2, each step logged."""
-    from lsvr.train.metrics import read_metrics
+    from lsvr.runs.metrics import read_metrics
 
     extra = {"train.epochs": 1, "optim.lr": 0.01, "optim.schedule": "triangular", "optim.unit": "step",
              "optim.peak": 2, "checkpoint.every_steps": 0}  # fmt: skip

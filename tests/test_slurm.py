@@ -24,7 +24,7 @@ from tests.support import (
     wait_for,
 )
 
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 pytestmark = pytest.mark.slow
 TEMPLATE = ROOT / "scripts" / "slurm" / "train.sbatch"
@@ -60,7 +60,7 @@ def test_sigusr1_saves_requeues_and_the_requeued_job_continues_exactly(tiny_data
     assert "SIGUSR1: stopping after this step" in err and "checkpoint saved" in err
     assert f"SLURM job {JOB} requeued" in err
     assert calls.read_text().splitlines() == [f"requeue {JOB}"]
-    assert checkpoint.load(checkpoint.find(out))["step"] >= 3
+    assert checkpoints.load(checkpoints.find(out))["step"] >= 3
     again = subprocess.run([*command, "--resume", "auto"], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert max_difference(whole, final_weights(out)) == 0.0
@@ -84,7 +84,7 @@ def test_a_failing_scontrol_keeps_the_checkpoint_and_says_to_resubmit(tiny_data,
     _, err = job.communicate(timeout=120)
     assert job.returncode == 0 and "checkpoint saved" in err, err[-3000:]
     assert f"scontrol requeue {JOB} failed (Requested operation not supported); resubmit it" in err
-    assert checkpoint.find(out) is not None
+    assert checkpoints.find(out) is not None
 
 
 def free_port() -> int:
@@ -119,7 +119,7 @@ def test_the_sbatch_template_at_world_2_requeues_on_sigusr1_to_torchrun(tiny_dat
     assert "checkpoint saved" in err and f"SLURM job {JOB} requeued" in err, err[-4000:]
     made = calls.read_text().splitlines()
     assert made[0] == "show hostnames localhost" and made.count(f"requeue {JOB}") == 1, made  # rank 0 alone
-    assert checkpoint.load(checkpoint.find(out))["step"] >= 4
+    assert checkpoints.load(checkpoints.find(out))["step"] >= 4
     requeued = sbatch(env, out, tiny_data)  # what SLURM starts again: the same script, the same job id
     _, err = requeued.communicate(timeout=300)
     assert requeued.returncode == 0, err[-3000:]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from tests.support import CONFIG, ENV, sets, wait_for
 
-from lsvr.train import checkpoint
-from lsvr.train.signals import Preemption, StartUpStop, check_start_up, start_up_stop
+from lsvr.runs import checkpoints
+from lsvr.signals import Preemption, StartUpStop, check_start_up, start_up_stop
 
 STOP_LINE = "lsvr train: stopped during start-up; nothing to save"
 
@@ -71,8 +71,8 @@ def test_sigterm_anywhere_in_the_start_up_exits_143_in_one_line_or_saves(tiny_da
     assert "Traceback" not in err, err[-3000:]
     if run.returncode == 143:  # before training: one line, nothing kept
         assert err.strip().splitlines() == [STOP_LINE], err[-3000:]
-        assert checkpoint.find(out) is None and not out.exists()
+        assert checkpoints.find(out) is None and not out.exists()
     else:  # the loop's handler had it: stopped after a step, with a checkpoint (100 steps were asked)
         assert run.returncode == 0, err[-3000:]
         assert "stopped by SIGTERM" in err and "checkpoint saved" in err, err[-3000:]
-        assert checkpoint.load(checkpoint.find(out))["step"] < 100
+        assert checkpoints.load(checkpoints.find(out))["step"] < 100

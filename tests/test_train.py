@@ -9,8 +9,8 @@ import torch
 from tests.support import ROOT, cli
 
 from lsvr.models.registry import build_model
-from lsvr.train import checkpoint
-from lsvr.train.metrics import read_metrics
+from lsvr.runs import checkpoints
+from lsvr.runs.metrics import read_metrics
 
 DEBUG = ROOT / "configs" / "debug.yaml"
 
@@ -46,7 +46,7 @@ def test_tiny_config_learns(trained_run):
 @pytest.mark.slow
 def test_run_folder_and_checkpoint_contents(trained_run):
     assert (trained_run / "config.yaml").is_file()
-    state = checkpoint.load(checkpoint.find(trained_run))
+    state = checkpoints.load(checkpoints.find(trained_run))
     for key in (
         "model optimizer scheduler scaler step epoch loader rng config classes preprocess lsvr_version commit metrics"
     ).split():
@@ -90,8 +90,8 @@ def test_resume_continues_to_the_same_weights(demo_prepared, tmp_path):
     part = tmp_path / "part"
     assert cli("train", DEBUG, "--out", part, *common, "--set", "train.max_steps=6") == 0
     assert cli("train", DEBUG, "--out", part, *common, "--set", "train.max_steps=12", "--resume", "auto") == 0
-    a = checkpoint.load(checkpoint.find(tmp_path / "whole"))["model"]
-    b = checkpoint.load(checkpoint.find(part))["model"]
+    a = checkpoints.load(checkpoints.find(tmp_path / "whole"))["model"]
+    b = checkpoints.load(checkpoints.find(part))["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -146,7 +146,7 @@ def test_entry_points_exit_2_without_traceback(tmp_path):
 
 @pytest.mark.slow
 def test_time_to_accuracy_reads_the_run(trained_run):
-    from lsvr.train.metrics import time_to_accuracy
+    from lsvr.runs.metrics import time_to_accuracy
 
     records = read_metrics(trained_run / "metrics.jsonl")
     reached = time_to_accuracy(records, 40.0)
@@ -165,7 +165,7 @@ def test_a_compiled_model_trains_to_the_same_weights(demo_prepared, tmp_path):
         assert cli("train", DEBUG, "--out", out, *data_args(demo_prepared), "--set", "data.val=null",
                    "--set", "model.name=alexnet_small_bn", "--set", "train.max_steps=1",
                    "--set", f"train.compile={mode}") == 0  # fmt: skip
-        runs[mode] = checkpoint.load(checkpoint.find(out))["model"]
+        runs[mode] = checkpoints.load(checkpoints.find(out))["model"]
     torch.manual_seed(0)  # the weights the runs started from: the Trainer seeds train.seed (0), then builds
     start = build_model("alexnet_small_bn", num_classes=10, in_channels=1, crop=28, dropout=0.0).state_dict()
     for name, eager in runs["none"].items():

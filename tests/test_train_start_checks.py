@@ -6,7 +6,7 @@ aside into RUN/failed-start-N/."""
 import pytest
 from tests.support import as_rank, one_line, start_ids, train
 
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 
 @pytest.mark.parametrize("augment", ["crop", "rrc"])
@@ -77,7 +77,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again_with_its_rec
                      f" {out / 'failed-start-1'}; starting run {new}"]  # fmt: skip
     aside = out / "failed-start-1"
     assert start_ids(aside) == [failed] and (aside / "config.yaml").read_bytes() == config
-    assert checkpoint.load(checkpoint.find(out))["run_id"] == new
+    assert checkpoints.load(checkpoints.find(out))["run_id"] == new
     # the folder with failed-start-1/ is still a run folder: it resumes, and a fresh start is refused
     capsys.readouterr()
     assert train(out, tiny_data, **settings) == 2

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from tests.support import one_line, train
 
 from lsvr.models.whiten import EPS, whiten
-from lsvr.train import checkpoint
+from lsvr.runs import checkpoints
 
 
 def smooth_images(n: int = 64, side: int = 12) -> torch.Tensor:
@@ -42,7 +42,7 @@ def test_a_whitened_run_keeps_its_first_conv_frozen_and_says_so(tiny_data, tmp_p
     extra = {"model.name": "quicknet", "model.whiten": "true", "model.dropout": 0.0, "train.max_steps": 4}
     assert train(run, tiny_data, **extra) == 0, capsys.readouterr().err[-2000:]
     assert "model.whiten: 16 filters of the first conv from 160 training images, frozen" in capsys.readouterr().err
-    first, last = (checkpoint.read(run / "checkpoints" / f"step-0000000{s}.pt").model for s in (2, 4))
+    first, last = (checkpoints.read(run / "checkpoints" / f"step-0000000{s}.pt").model for s in (2, 4))
     assert torch.equal(first["features.stem.0.weight"], last["features.stem.0.weight"])
     assert not torch.equal(first["fc.weight"], last["fc.weight"])  # the rest trains
 

@@ -66,9 +66,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from lsvr.data.dataset import PreparedDataset
+    from lsvr.device import pick_device
     from lsvr.evaluate import eval_loader, evaluate
     from lsvr.inference import augment_for, check_dataset, check_eval_flags, eval_view, load_model
-    from lsvr.train.parallel import pick_device
 
     check_eval_flags(args.resize, args.crop, flip=args.flip, crops=args.crops, shift=args.shift)  # before any file
     device = pick_device(args.device, setting="--device")
@@ -99,8 +99,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from lsvr.device import pick_device
     from lsvr.inference import augment_for, check_view, image_paths, load_images, load_model, predict
-    from lsvr.train.parallel import pick_device
 
     if args.top < 1:  # torch's topk raised on -1; 0 printed the file names and no class
         raise InputError(f"--top must be a positive whole number, got {args.top}")

@@ -79,12 +79,13 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / Path(config).stem)
     check_writable(out, what="run folder")  # before the heavy imports and any data is read
 
+    from lsvr.runs import checkpoints
+    from lsvr.signals import check_start_up
     from lsvr.train import checkpoint, slurm
     from lsvr.train.engine import NonFiniteLossError, train
     from lsvr.train.launch import launch_env, wait_for_stop
     from lsvr.train.metrics import WriteError
     from lsvr.train.parallel import PeerError
-    from lsvr.train.signals import check_start_up
 
     check_start_up()  # a SIGTERM during the imports above (torch's): nothing to save
 
@@ -114,7 +115,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"lsvr train: {exc}", file=sys.stderr)
         return 1
     except (checkpoint.SaveError, WriteError) as exc:
-        latest = checkpoint.find(out)
+        latest = checkpoints.find(out)
         kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint"
         print(f"lsvr train: stopped: {exc}; {kept}", file=sys.stderr)
         return 1

@@ -14,8 +14,8 @@ from lsvr.folders import write_atomic
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.preprocess import Preprocess
-from lsvr.train.record import CheckpointRecord
-from lsvr.train.state import provenance
+from lsvr.runs.provenance import provenance
+from lsvr.runs.record import CheckpointRecord
 
 # torchvision's ImageNet preprocessing: shorter side 256 (bilinear), centre crop 224, channel mean/std.
 TV_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]

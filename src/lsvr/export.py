@@ -17,7 +17,7 @@ from pathlib import Path
 from lsvr.errors import InputError
 from lsvr.folders import write_atomic
 from lsvr.preprocess import Preprocess
-from lsvr.train.record import CheckpointRecord
+from lsvr.runs.record import CheckpointRecord
 
 MEAN = "lsvr.mean_image"
 

@@ -29,8 +29,8 @@ from lsvr.errors import InputError
 from lsvr.evaluate import check_shift, eval_views
 from lsvr.models.registry import build_model
 from lsvr.preprocess import Preprocess
-from lsvr.train import checkpoint
-from lsvr.train.record import CheckpointRecord
+from lsvr.runs import checkpoints
+from lsvr.runs.record import CheckpointRecord
 
 
 def load_model(
@@ -47,10 +47,10 @@ def load_model(
             raise InputError(f"{path}: no such file")
         found, state = path, read_export(path)
     else:
-        found = checkpoint.find_valid(path)  # a run's newest checkpoint that loads, warning of any skipped
+        found = checkpoints.find_valid(path)  # a run's newest checkpoint that loads, warning of any skipped
         if found is None:
-            raise InputError(checkpoint.none_found(path, expected="a .pt file, a run folder or a .safetensors"))
-        state = checkpoint.read(found)
+            raise InputError(checkpoints.none_found(path, expected="a .pt file, a run folder or a .safetensors"))
+        state = checkpoints.read(found)
     pre, name = state.preprocess, state.setting("model", "name")
     # a record normalised by a mean image needs it; one of channel statistics (resize "short") has none
     usable = (

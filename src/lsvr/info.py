@@ -9,9 +9,9 @@ import torch
 
 from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError
-from lsvr.train import checkpoint
-from lsvr.train.metrics import complete, read_metrics
-from lsvr.train.record import CheckpointRecord
+from lsvr.runs import checkpoints
+from lsvr.runs.metrics import complete, read_metrics
+from lsvr.runs.record import CheckpointRecord
 
 
 def _read(path: Path) -> CheckpointRecord:
@@ -20,7 +20,7 @@ def _read(path: Path) -> CheckpointRecord:
         from lsvr.export import read_export
 
         return read_export(path)
-    return checkpoint.read(path)
+    return checkpoints.read(path)
 
 
 def weight_problems(path: Path, state: CheckpointRecord) -> list[str]:
@@ -72,7 +72,7 @@ def verify_run(folder: Path) -> list[str]:
     problems = [] if steps else [f"{folder}: no checkpoint"]
     for path in steps:
         try:
-            problems += weight_problems(path, checkpoint.read(path))
+            problems += weight_problems(path, checkpoints.read(path))
         except InputError as exc:
             problems.append(str(exc))
     return problems
@@ -89,7 +89,7 @@ def describe(target: Path, *, verify: bool = False) -> dict[str, Any]:
     if not target.exists():
         raise InputError(f"{target}: no such file or directory")
     if target.is_file():
-        return describe_checkpoint(checkpoint.follow_pointer(target), verify=verify)
+        return describe_checkpoint(checkpoints.follow_pointer(target), verify=verify)
     if (target / "meta.json").is_file():
         dataset = PreparedDataset(target)
         info = {"kind": "dataset", **dataset.describe()}
@@ -100,7 +100,7 @@ def describe(target: Path, *, verify: bool = False) -> dict[str, Any]:
             info["verified"] = not info["problems"]
         return info
     if (target / "config.yaml").is_file() or (target / "checkpoints").is_dir():
-        latest = checkpoint.find_valid(target)
+        latest = checkpoints.find_valid(target)
         records = read_metrics(target / "metrics.jsonl") if (target / "metrics.jsonl").is_file() else []
         val = complete(records, "val", ("top1",))
         info = {

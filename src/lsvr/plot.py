@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lsvr.errors import InputError
-from lsvr.train.metrics import complete, read_metrics
+from lsvr.runs.metrics import complete, read_metrics
 
 
 def image_formats() -> list[str]:

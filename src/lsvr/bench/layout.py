@@ -17,9 +17,9 @@ import torch
 
 from lsvr.bench.timing import environment
 from lsvr.config import GuardConfig, OptimConfig, TrainConfig
+from lsvr.device import pick_device
 from lsvr.models.registry import build_model, model_spec
 from lsvr.train.optim import build_optimizer
-from lsvr.train.parallel import pick_device
 from lsvr.train.step import apply_update, step_forward_backward
 
 SETTINGS = {  # name: (train.precision, train.channels_last); the first is the baseline

@@ -29,10 +29,10 @@ from lsvr.bench.timing import cpu_seconds, environment, workdir
 from lsvr.config import OptimConfig
 from lsvr.data.augment import Augment
 from lsvr.data.loader import Loader
+from lsvr.device import pick_device
 from lsvr.evaluate import autocast, input_dtype
 from lsvr.models.registry import build_model, model_spec
 from lsvr.train.optim import build_optimizer
-from lsvr.train.parallel import pick_device
 from lsvr.train.profile import WARMUP, StepProfiler
 
 

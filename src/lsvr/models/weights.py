@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from lsvr.errors import InputError
+from lsvr.runs import checkpoints
+from lsvr.runs.record import CheckpointRecord, is_checkpoint
 from lsvr.safe_load import safe_load
-from lsvr.train import checkpoint
-from lsvr.train.record import CheckpointRecord, is_checkpoint
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -21,11 +21,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder (expected a weights file or a run folder)")
     if path.is_dir():
-        found = checkpoint.find_valid(path)
+        found = checkpoints.find_valid(path)
         if found is None:
-            raise InputError(checkpoint.none_found(path, expected="a weights file or a run folder"))
+            raise InputError(checkpoints.none_found(path, expected="a weights file or a run folder"))
         path = found
-    path = checkpoint.follow_pointer(path)  # RUN/checkpoints/best: the step file it names
+    path = checkpoints.follow_pointer(path)  # RUN/checkpoints/best: the step file it names
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     state = safe_load(path, what="weights")  # on the CPU

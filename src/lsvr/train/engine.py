@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from lsvr.config import Config
+from lsvr.signals import Preemption, check_start_up
 from lsvr.train import parallel
 from lsvr.train.cpus import choose_threads
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import check_inputs
-from lsvr.train.signals import Preemption, check_start_up
 from lsvr.train.trainer import NonFiniteLossError, StepHook, Trainer
 
 __all__ = ["NonFiniteLossError", "StepHook", "train"]

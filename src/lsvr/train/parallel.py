@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lsvr.config import Config
+from lsvr.device import pick_device
 from lsvr.train.launch import LaunchEnv, launch_env
 
 
@@ -44,18 +45,6 @@ class Distributed:
     def is_main(self) -> bool:
         """Rank 0 alone prints and writes."""
         return self.rank == 0
-
-
-def pick_device(name: str, local_rank: int = 0, *, setting: str = "train.device") -> torch.device:
-    """`setting` names where the choice came from in the refusal (a config key or a flag)."""
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        from lsvr.errors import InputError
-
-        sep = " " if setting.startswith("--") else "="
-        raise InputError(f"{setting}{sep}cuda but no CUDA device is available")
-    return torch.device("cuda", local_rank)
 
 
 def setup(cfg: Config) -> Distributed:

@@ -9,9 +9,10 @@ import torch
 
 from lsvr.config import to_dict
 from lsvr.errors import InputError
-from lsvr.train import checkpoint
-from lsvr.train.record import CheckpointRecord
-from lsvr.train.state import RunState, provenance, rng_state, set_rng_state
+from lsvr.runs import checkpoints
+from lsvr.runs.provenance import provenance
+from lsvr.runs.record import CheckpointRecord
+from lsvr.train.state import RunState, rng_state, set_rng_state
 
 if TYPE_CHECKING:
     from lsvr.train.trainer import Trainer
@@ -22,7 +23,7 @@ def restore(trainer: Trainer) -> None:
     where, cfg = trainer.inputs.resume_from, trainer.cfg
     if where is None:
         return
-    saved = checkpoint.read(where)  # on the CPU: load_state_dict moves each tensor
+    saved = checkpoints.read(where)  # on the CPU: load_state_dict moves each tensor
     settings = [{k: v for k, v in group.items() if k != "params"} for group in trainer.optimizer.param_groups]
     try:
         trainer.model.load_state_dict(saved.model)

@@ -37,9 +37,10 @@ from lsvr.config import Config
 from lsvr.config_file import RENAMED
 from lsvr.errors import InputError
 from lsvr.folders import FolderLock, check_writable, write_atomic
+from lsvr.runs import checkpoints
+from lsvr.runs.record import CheckpointRecord
 from lsvr.train import checkpoint
 from lsvr.train.metrics import MetricsLog, WriteError
-from lsvr.train.record import CheckpointRecord
 
 LOCK_NAME = ".lock"
 # What lsvr writes in a run folder: train (config, metrics, checkpoints, lock; tb/ for
@@ -122,9 +123,9 @@ class RunFolder:
         self.close()
 
     def holds_checkpoints(self) -> bool:
-        """A checkpoint the folder points at (checkpoint.find): a save killed before its first
+        """A checkpoint the folder points at (checkpoints.find): a save killed before its first
         `latest` left nothing to continue."""
-        return checkpoint.find(self.out) is not None
+        return checkpoints.find(self.out) is not None
 
     def start(self, resume: str | None) -> Start:
         """Decide how the run begins; an InputError where it would overwrite or mix a run."""
@@ -142,10 +143,10 @@ class RunFolder:
             return Start(run_id)
         if resume == "auto":
             return self._continue()
-        found = checkpoint.find_valid(resume)
+        found = checkpoints.find_valid(resume)
         if found is None:
-            raise InputError(checkpoint.none_found(Path(resume), expected="a .pt file or a run folder"))
-        state = checkpoint.read(found, mmap=True)
+            raise InputError(checkpoints.none_found(Path(resume), expected="a .pt file or a run folder"))
+        state = checkpoints.read(found, mmap=True)
         theirs = state.run_id
         if self._inside(found):
             return Start(theirs or new_run_id(), found, state)
@@ -176,9 +177,9 @@ class RunFolder:
         if starts:
             return starts[-1]["run_id"]
         ids = Counter()
-        for path in checkpoint.steps(self.out / "checkpoints"):
+        for path in checkpoints.steps(self.out / "checkpoints"):
             with contextlib.suppress(InputError):
-                ids[checkpoint.load_step(path).run_id] += 1
+                ids[checkpoints.load_step(path).run_id] += 1
         ids.pop(None, None)
         return ids.most_common(1)[0][0] if ids else None
 
@@ -188,9 +189,9 @@ class RunFolder:
         folder's run started again from step 0 under its id, said on stderr; a new run where the
         folder holds none. Step files, none of them usable: refused, naming each and why."""
         ours, skipped = self.run_id(), []
-        for path in checkpoint.candidates(self.out):
+        for path in checkpoints.candidates(self.out):
             try:
-                state = checkpoint.load_step(path)
+                state = checkpoints.load_step(path)
             except InputError as exc:
                 skipped.append(str(exc))
                 print(f"lsvr: warning: skipping the checkpoint {exc}", file=sys.stderr)

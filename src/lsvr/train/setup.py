@@ -17,13 +17,13 @@ from lsvr.data.randaugment import randaugment_for
 from lsvr.errors import InputError
 from lsvr.evaluate import eval_loader
 from lsvr.models.registry import model_spec
-from lsvr.prepared_with import check_prepared, open_set
 from lsvr.preprocess import Preprocess
+from lsvr.runs.record import CheckpointRecord
 from lsvr.train.changes import check_changes
 from lsvr.train.cpus import choose_workers
 from lsvr.train.optim import check_schedule
 from lsvr.train.parallel import Distributed
-from lsvr.train.record import CheckpointRecord
+from lsvr.train.prepared_check import check_prepared, open_set
 from lsvr.train.resizing import check_resolution, resolution_ramp
 from lsvr.train.run_folder import Start
 from lsvr.train.validation import check_eval_view

@@ -4,15 +4,11 @@
 from __future__ import annotations
 
 import random
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-
-from lsvr import __version__
 
 
 def rng_state() -> dict[str, Any]:
@@ -42,26 +38,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["gauss"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
-
-
-def git_commit() -> str:
-    """The source tree's commit, or "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def provenance() -> dict[str, str]:
-    return {"lsvr_version": __version__, "commit": git_commit(), "torch": str(torch.__version__)}
 
 
 @dataclass

@@ -28,21 +28,22 @@ from lsvr.models.alexnet import PaperLRN
 from lsvr.models.registry import build_model
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
+from lsvr.runs.metrics import RESUME
+from lsvr.runs.provenance import provenance
+from lsvr.runs.record import CheckpointRecord
+from lsvr.signals import Preemption
 from lsvr.train import checkpoint, parallel, slurm
 from lsvr.train.budget import TimeBudget, process_start, val_views
 from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
 from lsvr.train.lookahead import Lookahead
-from lsvr.train.metrics import RESUME
 from lsvr.train.observe import Observers
 from lsvr.train.optim import Schedule, build_optimizer, check_schedule
-from lsvr.train.record import CheckpointRecord
 from lsvr.train.resume import record_of, restore
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import RunInputs, run_loaders, run_preprocess
-from lsvr.train.signals import Preemption
-from lsvr.train.state import RunState, provenance
+from lsvr.train.state import RunState
 from lsvr.train.step import apply_update, step_forward_backward
 from lsvr.train.throughput import Throughput
 from lsvr.train.whitening import whiten_first_conv
