@@ -46,6 +46,9 @@ class Preprocess:
     eval_flip: bool = False  # evaluation averages each view with its mirror (data.val_flip; lsvr eval --flip)
     eval_shift: int = 0  # and views shifted this many px, half the weight (data.val_shift; lsvr eval --shift)
     interpolation: str = "bilinear"  # of the resize (prepare's, and inference's)
+    # inference may decode a JPEG at a reduced DCT scale (1/2, 1/4, 1/8) that still covers the side
+    # it is resized to, as prepare does; False: full decodes only (weights trained on those: torchvision's)
+    reduced_decode: bool = True
     augment: str | None = None  # the training windows: crop (the paper) or rrc; None: not recorded
     normalize: str | None = field(default=None, metadata=_compared("data.normalize"))  # mean_image or channel
     mean_image: torch.Tensor | None = field(default=None, compare=False, repr=False)  # (size, size, C) float
@@ -107,8 +110,9 @@ class Preprocess:
                 raise ValueError(f"preprocess {name} is {value!r}, not a positive whole number")
         if not isinstance(self.eval_shift, int) or isinstance(self.eval_shift, bool) or self.eval_shift < 0:
             raise ValueError(f"preprocess eval_shift is {self.eval_shift!r}, not a whole number >= 0")
-        if not isinstance(self.eval_flip, bool):
-            raise ValueError(f"preprocess eval_flip is {self.eval_flip!r}, not true or false")
+        for name in ("eval_flip", "reduced_decode"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"preprocess {name} is {getattr(self, name)!r}, not true or false")
         if not all(isinstance(c, str) for c in self.classes):
             raise ValueError("preprocess classes are not all names")
         if self.mean_image is not None and not isinstance(self.mean_image, torch.Tensor):
