@@ -9,7 +9,9 @@ from typing import Any
 from lsvr.config import Config
 from lsvr.data.dataset import PreparedDataset
 from lsvr.errors import InputError
+from lsvr.models.registry import model_spec
 from lsvr.prepared_with import FLAGS, KEY, prepared_with
+from lsvr.train.preprocess_record import run_preprocess
 
 # What the preset's views are of, for each --resize: what another policy takes from it.
 VIEWS = {
@@ -68,9 +70,6 @@ def _too_small(cfg: Config, ds: PreparedDataset, size: int) -> str | None:
     """Why a stored side below the preset's spoils its recipe, or None where only the bytes differ."""
     if ds.meta.get("resize") != "short":  # fixed-shape: the crop's share of each image is the augmentation
         return "the random crop and the evaluation's centre would cover more of each image than the preset's"
-    from lsvr.models.registry import model_spec
-    from lsvr.train.setup import run_preprocess  # here: setup imports this module
-
     crop = cfg.data.crop or min(model_spec(cfg.model.name).default_crop, size)
     need = max(crop, run_preprocess(cfg, ds, crop=crop).eval_size)
     if size < need:

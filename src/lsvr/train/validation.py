@@ -2,7 +2,7 @@
 FFCV's train-test resolution gap, Touvron et al. 2019's FixRes), flip averaging (data.val_flip) and
 shifted views (data.val_shift, airbench's translate TTA).
 
-The view is written into the run's preprocess record (lsvr.train.setup.run_preprocess), so
+The view is written into the run's preprocess record (lsvr.train.preprocess_record.run_preprocess), so
 `lsvr eval` of the run scores as its validation did. Each check here is an InputError before
 any process group exists.
 """
