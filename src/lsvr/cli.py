@@ -89,10 +89,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from lsvr.convert import convert
+    from lsvr.convert import convert, describe
 
-    result = convert(Path(args.weights), Path(args.out), model_name=args.model, classes=read_names(args.classes))
-    print(f"wrote {result['checkpoint']} ({result['model']}, {result['classes']} classes)")
+    classes = read_names(args.classes)
+    if args.classes_from:
+        from lsvr.data.dataset import PreparedDataset
+
+        if classes is not None:
+            raise InputError("convert: give --classes or --classes-from, not both")
+        classes = list(PreparedDataset(args.classes_from).classes)
+    result = convert(Path(args.weights), Path(args.out), model_name=args.model, classes=classes,
+                     weights_name=args.weights_name)  # fmt: skip
+    print(describe(result))
     return 0
 
 
@@ -203,15 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("convert", help="torchvision AlexNet weights -> lsvr checkpoint (model alexnet_tv)",
-                       description="Turn torchvision's AlexNet weights (alexnet-owt-7be5be79.pth, or its"
-                       " state_dict as .safetensors) into a checkpoint of lsvr's alexnet_tv, the one model"
-                       " with torchvision AlexNet's layout, for lsvr eval and predict.")  # fmt: skip
-    p.add_argument("weights", help="torchvision AlexNet weights: a state_dict .pth/.pt or .safetensors")
+    from lsvr.models.torchvision_weights import WEIGHTS
+
+    p = sub.add_parser("convert", help="torchvision weights file -> lsvr checkpoint with their preprocessing",
+                       description="Turn a torchvision weights file of a zoo model (resnet50-11ad3fa6.pth, or"
+                       " its state_dict as .safetensors) into an lsvr checkpoint for lsvr eval and predict, its"
+                       " preprocessing the evaluation transform torchvision publishes for those weights"
+                       " (docs/MODELS.md lists them).")  # fmt: skip
+    p.add_argument("weights", help="torchvision weights: a state_dict .pth/.pt or .safetensors")
     p.add_argument("out", help="the checkpoint to write, OUT.pt")
-    p.add_argument("--model", choices=("alexnet_tv",), default="alexnet_tv",
-                   help="the lsvr model the weights go into: only alexnet_tv takes them (the default)")  # fmt: skip
+    p.add_argument("--model", choices=tuple(WEIGHTS), default="alexnet_tv",
+                   help="the lsvr model the weights go into (default alexnet_tv)")  # fmt: skip
+    p.add_argument("--weights", dest="weights_name", metavar="NAME",
+                   help="which of the model's torchvision weights the file holds (IMAGENET1K_V2, or"
+                   " ResNet50_Weights.IMAGENET1K_V2); default: the one torchvision names the file after,"
+                   " else the first (V1)")  # fmt: skip
     p.add_argument("--classes", help="file of class names, one per line")
+    p.add_argument("--classes-from", metavar="SET",
+                   help="the class names of a prepared set (an ImageNet set: its sorted wnids,"
+                   " torchvision's order)")  # fmt: skip
     p.set_defaults(func=cmd_convert)
     _add_bench(sub)
     return parser

@@ -1,49 +1,78 @@
-"""`lsvr convert`: a torchvision AlexNet weights file -> an lsvr checkpoint for eval/predict."""
+"""`lsvr convert WEIGHTS.pth OUT.pt --model NAME [--weights IMAGENET1K_V2]`: a torchvision
+weights file of a zoo model -> an lsvr checkpoint for eval and predict, its preprocessing record
+the evaluation transform those weights were published with (lsvr.models.torchvision_weights)."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lsvr.config import Config, to_dict
 from lsvr.errors import InputError
 from lsvr.folders import write_atomic
 from lsvr.models.registry import build_model
+from lsvr.models.torchvision_weights import WEIGHTS, PublishedWeights
 from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.preprocess import Preprocess
 from lsvr.runs.provenance import provenance
 from lsvr.runs.record import CheckpointRecord
 
-# torchvision's ImageNet preprocessing: shorter side 256 (bilinear), centre crop 224, channel mean/std.
-TV_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
-TV_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
+
+def pick_weights(model_name: str, weights: Path, named: str | None) -> tuple[PublishedWeights, str]:
+    """Which published weights the file holds, and how that was decided: `--weights` (the enum
+    member, IMAGENET1K_V2, or its full name), else the file name torchvision downloads them
+    under (resnet50-11ad3fa6.pth is IMAGENET1K_V2), else the model's first (V1, or its only)."""
+    if model_name not in WEIGHTS:
+        raise InputError(f"--model {model_name}: no torchvision weights for it; those with: {', '.join(WEIGHTS)}")
+    known = WEIGHTS[model_name]
+    if named is not None:
+        found = next((w for w in known if named in (w.member, w.name)), None)
+        if found is None:
+            raise InputError(f"--weights {named}: not one of {model_name}'s: {', '.join(w.member for w in known)}")
+        return found, "named by --weights"
+    by_file = next((w for w in known if w.file == weights.name), None)
+    if by_file is not None:
+        return by_file, f"torchvision's file name {weights.name}"
+    others = [w.member for w in known[1:]]
+    how = "the default" + (f"; --weights {' or '.join(others)} for the other" if others else "")
+    return known[0], how
 
 
-def convert(weights: Path, out: Path, *, model_name: str, classes: list[str] | None) -> dict:
-    if model_name != "alexnet_tv":
-        raise InputError(f"--model {model_name}: only alexnet_tv takes torchvision weights")
+def record_for(published: PublishedWeights, classes: list[str]) -> Preprocess:
+    """The preprocessing record of torchvision's evaluation transform for these weights:
+    Resize(resize) of the shorter side of the fully decoded image (a PIL image there: no reduced
+    JPEG decode), CenterCrop(crop), Normalize(mean, std) in lsvr's 0..255 units."""
+    return Preprocess(
+        classes=tuple(classes), size=published.resize, channels=3, resize="short", crop=published.crop,
+        eval_size=published.resize, eval_crop=published.crop, interpolation=published.interpolation,
+        reduced_decode=False, augment=None, normalize="channel",
+        channel_mean=tuple(m * 255 for m in published.mean), channel_std=tuple(s * 255 for s in published.std),
+    )  # fmt: skip
+
+
+def convert(weights: Path, out: Path, *, model_name: str, classes: list[str] | None,
+            weights_name: str | None = None) -> dict:  # fmt: skip
+    """Write OUT as a checkpoint of `model_name` holding the file's tensors and the record of its
+    published weights. A file of another architecture: InputError naming the first key that
+    differs (load_matching); the class count is the file's, `classes` name them (default 0..N-1)."""
+    published, how = pick_weights(model_name, weights, weights_name)
     state = read_state_dict(weights)
-    fc = state.get("classifier.6.weight")
-    if fc is None:
-        raise InputError(f"{weights}: no classifier.6.weight, not a torchvision AlexNet")
-    count = fc.shape[0]
-    classes = classes or [str(i) for i in range(count)]
-    if len(classes) != count:
-        raise InputError(f"--classes: {len(classes)} names for a classifier of {count} classes")
-    model = build_model(model_name, num_classes=count, in_channels=3, crop=224)
+    with torch.device("meta"):  # the classifier's bias, the model's last tensor, holds the class count
+        head = next(reversed(build_model(model_name, num_classes=1000, in_channels=3, crop=published.crop)
+                             .state_dict()))  # fmt: skip
+    count = state[head].shape[0] if head in state and state[head].dim() == 1 else 1000  # else load_matching names it
+    names = classes or [str(i) for i in range(count)]
+    if len(names) != count:
+        raise InputError(f"--classes: {len(names)} names for a classifier of {count} classes")
+    model = build_model(model_name, num_classes=count, in_channels=3, crop=published.crop)
     load_matching(model, state, source=str(weights))  # the class count is the file's: nothing left out
     cfg = Config()
     cfg.model.name = model_name
-    pre = Preprocess(
-        classes=tuple(classes), size=256, channels=3, resize="center", crop=224, eval_size=256, eval_crop=224,
-        interpolation="bilinear", normalize="channel", channel_mean=tuple(TV_MEAN), channel_std=tuple(TV_STD),
-        mean_image=torch.from_numpy(np.tile(np.float32(TV_MEAN), (256, 256, 1))),
-    )  # fmt: skip
-    record = CheckpointRecord(model=model.state_dict(), config=to_dict(cfg), preprocess=pre,
-                              provenance={**provenance(), "source": str(weights)})  # fmt: skip
+    about = {**provenance(), "source": str(weights), "weights": published.name}
+    record = CheckpointRecord(model=model.state_dict(), config=to_dict(cfg), preprocess=record_for(published, names),
+                              provenance=about)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(record.to_dict(), buffer)
@@ -51,4 +80,13 @@ def convert(weights: Path, out: Path, *, model_name: str, classes: list[str] | N
         write_atomic(out, buffer.getvalue())
     except OSError as exc:
         raise InputError(f"{out}: could not be written ({exc.strerror or exc})") from None
-    return {"checkpoint": str(out), "classes": count, "model": model_name}
+    return {"checkpoint": str(out), "classes": count, "model": model_name, "weights": published, "how": how}
+
+
+def describe(result: dict) -> str:
+    """convert's one line: what was written, which weights and why, their preprocessing and the
+    published accuracy `lsvr eval` should reproduce."""
+    w: PublishedWeights = result["weights"]
+    published = f"published top-1 {w.acc1:.3f}%" if w.acc1 is not None else "no published accuracy (features only)"
+    return (f"wrote {result['checkpoint']} ({result['model']}, {result['classes']} classes; {w.name}: {result['how']};"
+            f" shorter side {w.resize}, centre {w.crop}, {w.interpolation}; {published})")  # fmt: skip

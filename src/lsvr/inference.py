@@ -204,14 +204,16 @@ def load_image(path: Path, pre: Preprocess) -> np.ndarray:
         raise InputError(f"{path}: a link to {os.readlink(path)}, which does not exist")
     if not path.is_file():
         raise InputError(f"{path}: {'not a regular file' if path.exists() else 'no such image file'}")
-    # prepare's decode (data/prepare.py, Converter): policies that shrink to `size` let a JPEG decode smaller
-    min_side = pre.size if pre.resize in ("squash", "center", "short", None) else 0
+    # prepare's decode (data/prepare.py, Converter): policies that shrink to `size` let a JPEG decode smaller;
+    # a record of reduced_decode False (torchvision's weights: PIL decodes whole) decodes at full scale
+    shrinks = pre.reduced_decode and pre.resize in ("squash", "center", "short", None)
+    min_side = pre.size if shrinks else 0
     try:
         pixels = decode_file(path, min_side)
     except DecodeError as exc:
         raise InputError(f"{path}: {exc}") from None
     if pre.resize == "short":
-        return to_channels(resize_short(pixels, pre.size, pre.max_size), pre.channels)
+        return to_channels(resize_short(pixels, pre.size, pre.max_size, interpolation=pre.interpolation), pre.channels)
     return to_channels(resize(pixels, pre.size, pre.resize or "squash"), pre.channels)
 
 

@@ -33,6 +33,7 @@ READ_CHUNK = 1 << 30  # one read() returns at most about 2 GiB on Linux: bigger 
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 SCALES = (8, 4, 2)  # libjpeg-turbo's reduced-size decodes that pay (3/4 and the like do not)
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}  # Preprocess.interpolation
 
 
 class DecodeError(Exception):
@@ -213,15 +214,17 @@ def short_side_shape(height: int, width: int, size: int, *, max_size: int | None
     return (new_short, new_long) if height <= width else (new_long, new_short)
 
 
-def resize_short(pixels: np.ndarray, size: int, max_size: int | None = None) -> np.ndarray:
-    """(H, W, C) -> (h, w, C) of short_side_shape, antialiased (Pillow's bilinear filter widens
-    with the reduction, as for the fixed-size policies)."""
+def resize_short(pixels: np.ndarray, size: int, max_size: int | None = None, *,
+                 interpolation: str = "bilinear") -> np.ndarray:  # fmt: skip
+    """(H, W, C) -> (h, w, C) of short_side_shape, antialiased (Pillow's bilinear or bicubic
+    filter widens with the reduction, as for the fixed-size policies): what torchvision's
+    Resize(size, interpolation, antialias=True) calls on a PIL image, so the same pixels."""
     h, w, c = pixels.shape
     nh, nw = short_side_shape(h, w, size, max_size=max_size)
     if (nh, nw) == (h, w):
         return pixels
     image = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels)
-    image = image.resize((nw, nh), Image.Resampling.BILINEAR)
+    image = image.resize((nw, nh), RESAMPLING[interpolation])
     return np.asarray(image).reshape(nh, nw, c)
 
 

@@ -19,7 +19,8 @@ from lsvr.errors import InputError
 from lsvr.preprocess import Preprocess
 
 FORMAT = 2
-PROVENANCE = ("lsvr_version", "commit", "torch", "source")  # who wrote it; `source`: what convert read
+# who wrote it; `source`: what convert read, `weights`: the torchvision weights it held (ResNet50_Weights.IMAGENET1K_V2)
+PROVENANCE = ("lsvr_version", "commit", "torch", "source", "weights")
 
 # field -> the types a saved value may have (None is always allowed): a file holding another
 # thing under a known key is refused, naming the key, rather than failing deep in a reader.
