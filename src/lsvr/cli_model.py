@@ -1,7 +1,7 @@
 """The commands that use a trained model: `lsvr eval`, `lsvr predict`, `lsvr export`.
 
 lsvr eval CHECKPOINT DATASET [--resize N] [--crop N] [--crops 1|10] [--[no-]flip] [--shift N] [--allow-mismatch]
-          [--json]
+          [--json] [--report DIR]
 lsvr predict CHECKPOINT IMAGE|FOLDER... [--top 5] [--json]
 lsvr export CHECKPOINT OUT.safetensors [--overwrite]
 """
@@ -44,6 +44,9 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="score a set prepared with another --resize than the checkpoint's (warns)")  # fmt: skip
+    p.add_argument("--report", metavar="DIR",
+                   help="also write a report there: DIR/index.html (confusion matrix, per-class table, top losses,"
+                        " calibration), report.json, per_class.csv; DIR new, empty or an earlier report's")  # fmt: skip
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top classes of image files")
@@ -71,6 +74,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lsvr.inference import augment_for, check_dataset, check_eval_flags, eval_view, load_model
 
     check_eval_flags(args.resize, args.crop, flip=args.flip, crops=args.crops, shift=args.shift)  # before any file
+    if args.report:  # before the pass: a folder holding a user's files is refused, nothing scored or written
+        from lsvr.report.folder import check_report_folder
+
+        check_report_folder(Path(args.report))
     device = pick_device(args.device, setting="--device")
     refuse_split_parent(Path(args.dataset))
     dataset = PreparedDataset(args.dataset)
@@ -83,18 +90,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loader = eval_loader(dataset, pre, crops=args.crops, batch_size=args.batch, workers=2, prefetch=2, device=device)
+    keep = None
+    if args.report:
+        from lsvr.report.collect import Collector
+
+        keep = Collector()  # each image's top classes, from the probabilities evaluate counts
     result = evaluate(model, loader, augment_for(pre, device), crops=args.crops, flip=pre.eval_flip,
-                      shift=pre.eval_shift)  # fmt: skip
+                      shift=pre.eval_shift, keep=keep)  # fmt: skip
     result.update(crops=args.crops, flip=pre.eval_flip, shift=pre.eval_shift, resize=pre.eval_size,
                   crop=pre.eval_crop, checkpoint=str(found), dataset=str(dataset.path))  # fmt: skip
+    views = "10 crops (corners, centre, mirrored) each" if args.crops == 10 else "the centre crop"
+    views += " and its mirror" if pre.eval_flip else ""
+    views += f", and shifted {pre.eval_shift} px up-left and down-right" if pre.eval_shift else ""
+    views += f" ({pre.eval_crop} px of {pre.eval_size})"
+    if keep is not None:
+        from lsvr.report.build import write_eval_report
+
+        result["report"] = str(write_eval_report(Path(args.report), keep.predictions(), dataset=dataset, pre=pre,
+                                                 record=state.preprocess, crops=args.crops, checkpoint=str(found),
+                                                 description=views))  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
-        views = "10 crops (corners, centre, mirrored) each" if args.crops == 10 else "the centre crop"
-        views += " and its mirror" if pre.eval_flip else ""
-        views += f", and shifted {pre.eval_shift} px up-left and down-right" if pre.eval_shift else ""
-        views += f" ({pre.eval_crop} px of {pre.eval_size})"
         print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['images']} images, {views}")
+        if keep is not None:
+            print(f"report: {result['report']}")
     return 0
 
 

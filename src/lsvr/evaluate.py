@@ -52,11 +52,14 @@ def evaluate(
     shift: int = 0,
     precision: str = "fp32",
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+    keep: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
 ) -> dict[str, float]:
     """{"top1", "top5" (accuracy, percent), "loss" (mean NLL), "images"} over every image of a
     loader from `eval_loader`: its windows where it cuts them, else `crops` views of whole images;
     flip: each one-view image and its mirror (ten crops hold their mirrors already: flip adds none);
-    shift: whole images' centre views and those shifted (`shift_views`)."""
+    shift: whole images' centre views and those shifted (`shift_views`).
+    keep: called with each batch's scored (B, classes) probabilities and (B,) labels
+    (`lsvr eval --report`: lsvr.report.collect)."""
     was_training = model.training
     model.eval()
     device = loader.device
@@ -71,6 +74,8 @@ def evaluate(
             with autocast(device, precision):
                 probs = probs + weight * F.softmax(model(view).float(), dim=1)  # (B, classes); weights sum to 1
         labels = batch.labels
+        if keep is not None:
+            keep(probs, labels)
         k = min(5, probs.shape[1])
         top = probs.topk(k, dim=1).indices  # (B, k)
         hits = top == labels[:, None]
