@@ -21,7 +21,6 @@ from lsvr.folders import check_writable
 
 CHECKPOINT_HELP = "a checkpoint .pt, a run folder (its latest checkpoint) or a .safetensors export"
 DEVICE_HELP = "where the model runs (default auto: a CUDA device when there is one, else the CPU)"
-PREDICT_BATCH = 64  # images decoded and scored at a time: a folder of any size fits in memory
 
 
 def add_model_commands(sub: Any) -> None:
@@ -54,6 +53,8 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE|FOLDER",
                    help="image files, or folders of them (the images directly inside, sorted by name)")  # fmt: skip
     p.add_argument("--top", type=positive_int, default=5, help="classes shown per image, most likely first (default 5)")
+    p.add_argument("--batch", type=positive_int, default=64,
+                   help="images scored at a time; the next batch decodes as the model runs (default 64)")  # fmt: skip
     p.add_argument("--device", choices=choices(Device), default="auto", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="every prediction in one JSON object on stdout")
     p.set_defaults(func=cmd_predict)
@@ -119,8 +120,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from lsvr.data.readers import Batch
     from lsvr.device import pick_device
-    from lsvr.inference import augment_for, check_view, image_paths, load_images, load_model, predict
+    from lsvr.inference import augment_for, check_view, image_paths, load_model, predict
+    from lsvr.predict_batches import scored_batches, take_free_cpus
 
     if args.top < 1:  # torch's topk raised on -1; 0 printed the file names and no class
         raise InputError(f"--top must be a positive whole number, got {args.top}")
@@ -129,18 +134,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     check_view(state.preprocess, found)  # the view `lsvr eval` scores: refused where eval would refuse it
     augment = augment_for(state.preprocess, device)
     paths = image_paths(args.images)
+    threads = take_free_cpus()  # the decoding pool's and torch's, from the CPUs other work leaves free
+
+    def score(batch: Batch) -> torch.Tensor:
+        return predict(model, augment, batch, device, flip=state.preprocess.eval_flip,
+                       shift=state.preprocess.eval_shift)  # fmt: skip
+
     results, failed = [], 0
-    for start in range(0, len(paths), PREDICT_BATCH):
-        batch, good, bad = load_images(paths[start : start + PREDICT_BATCH], state.preprocess)
-        for line in bad:
+    for scored in scored_batches(paths, state.preprocess, score, batch=args.batch, threads=threads):
+        for line in scored.bad:
             print(f"lsvr predict: error: {line}", file=sys.stderr)
-        failed += len(bad)
-        if batch is None:
+        failed += len(scored.bad)
+        if scored.probs is None:
             continue
-        probs = predict(model, augment, batch, device, flip=state.preprocess.eval_flip,
-                        shift=state.preprocess.eval_shift)  # fmt: skip
-        values, indices = probs.topk(min(args.top, probs.shape[1]), dim=1)
-        for path, row_values, row_indices in zip(good, values, indices, strict=True):
+        values, indices = scored.probs.topk(min(args.top, scored.probs.shape[1]), dim=1)
+        for path, row_values, row_indices in zip(scored.paths, values, indices, strict=True):
             top = [{"class": state.classes[i], "index": int(i), "probability": float(v)}
                    for v, i in zip(row_values, row_indices, strict=True)]  # fmt: skip
             results.append({"image": str(path), "top": top})

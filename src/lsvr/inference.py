@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -245,17 +246,27 @@ def eval_batch(images: list[np.ndarray], pre: Preprocess) -> Batch:
     return Batch(torch.stack(cut), labels, draws)  # (B, crop, crop, C)
 
 
-def load_images(paths: list[Path], pre: Preprocess) -> tuple[Batch | None, list[Path], list[str]]:
+def load_images(paths: list[Path], pre: Preprocess, *, pool: Executor | None = None
+                ) -> tuple[Batch | None, list[Path], list[str]]:  # fmt: skip
     """The readable files as one batch of evaluation's view (eval_batch; None if there is none),
-    their paths, and one line for each file that could not be read: one bad file spoils no other."""
+    their paths, and one line for each file that could not be read: one bad file spoils no other.
+    pool: threads that decode the files (lsvr.predict_batches); the order stays the paths'."""
     images, good, bad = [], [], []
-    for path in paths:
-        try:
-            images.append(load_image(path, pre))
+    for path, loaded in zip(paths, (pool.map if pool else map)(lambda p: _try_load(p, pre), paths), strict=True):
+        if isinstance(loaded, str):
+            bad.append(loaded)
+        else:
+            images.append(loaded)
             good.append(path)
-        except InputError as exc:
-            bad.append(str(exc))
     return (eval_batch(images, pre) if images else None), good, bad
+
+
+def _try_load(path: Path, pre: Preprocess) -> np.ndarray | str:
+    """load_image's pixels, or the line saying why the file cannot be read."""
+    try:
+        return load_image(path, pre)
+    except InputError as exc:
+        return str(exc)
 
 
 @torch.inference_mode()
