@@ -116,12 +116,12 @@ def reliability(pred: Predictions, *, bins: int = RELIABILITY_BINS) -> tuple[lis
     rows, gap = [], 0.0
     for b in range(bins):
         n = int(counts[b])
-        conf = 100.0 * conf_sum[b] / n if n else None
-        acc = 100.0 * hit_sum[b] / n if n else None
+        conf = 100.0 * float(conf_sum[b]) / n if n else None
+        acc = 100.0 * float(hit_sum[b]) / n if n else None
         if n:
             gap += n * abs(acc - conf)
         rows.append({"lo": b / bins, "hi": (b + 1) / bins, "images": n, "confidence": conf, "accuracy": acc})
-    return rows, (gap / len(pred) if len(pred) else None)
+    return rows, (float(gap) / len(pred) if len(pred) else None)
 
 
 def summarize(pred: Predictions, names: list[str]) -> dict:
