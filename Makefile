@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO ?= runs/demo
 
-.PHONY: demo test test-fast lint format install clean gpu-wheels docs
+.PHONY: demo test test-fast lint format install clean gpu-wheels docs chromium
 
 install: $(VENV)/.installed
 
@@ -30,8 +30,16 @@ format: install
 	$(BIN)/ruff format src tests scripts
 	$(BIN)/ruff check --fix src tests scripts
 
-test: lint
+test: lint chromium
 	$(BIN)/python -m pytest -q
+
+# Debian's chromium, for tests/test_report_browser.py (the report page in a real browser; it fails
+# without it): installed with apt-get when missing and this runs as root, else said.
+chromium:
+	@test -x /usr/bin/chromium || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	  else echo "make: /usr/bin/chromium is missing and cannot be installed here (needs root and apt-get):" \
+	  "install Debian's chromium package, or tests/test_report_browser.py fails" >&2; fi; }
 
 # No process started, nothing over a few seconds (pyproject.toml's `slow` marker).
 test-fast: install
