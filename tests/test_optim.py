@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from lsvr.config import Config, OptimConfig
+from lsvr.config import OptimConfig
+from lsvr.config_file import from_dict
 from lsvr.errors import InputError
 from lsvr.train.optim import Schedule, build_optimizer
 
@@ -144,4 +145,4 @@ def test_adamw_follows_its_formula_per_group_across_an_lr_drop():
 )
 def test_bad_adamw_settings_are_refused(override, message):
     with pytest.raises(InputError, match=re.escape(message)):
-        Config(optim=OptimConfig(**override))
+        from_dict({"optim": override})

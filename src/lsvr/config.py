@@ -11,7 +11,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lsvr.config_checks import check_ranges
 from lsvr.errors import InputError
 
 # The choices of a key are its Literal type, checked in Config.__post_init__ and read by the
@@ -271,15 +270,10 @@ class Config:
     debug: DebugConfig = field(default_factory=DebugConfig)  # last: `--keys` lists it apart
 
     def __post_init__(self) -> None:
+        # the choices; the ranges and the keys that go together are lsvr.config_checks' (it imports
+        # this module's types), run on every config read from a file or --set (config_file.from_dict)
         for key, value, allowed in _choice_fields(self):
             _choice(key, value, allowed)
-        check_ranges(self)
-        if self.train.global_batch % self.train.accumulate:
-            raise InputError("config: train.global_batch must divide by train.accumulate")
-        if self.train.accumulate > 1 and self.train.compile in CUDA_GRAPH_MODES:
-            # each micro-batch's graph replay would overwrite the gradients the last one left
-            raise InputError(f"config: train.compile={self.train.compile} (CUDA graphs) cannot accumulate"
-                             " gradients; use max-autotune-no-cudagraphs or train.accumulate=1")  # fmt: skip
 
 
 def _choice_fields(cfg: Config) -> list[tuple[str, Any, tuple[str, ...]]]:

@@ -1,19 +1,18 @@
 """The range checks of the configuration: numbers outside what their key means, and keys
-that only make sense together. Config.__post_init__ calls check_ranges; each refusal is one
-InputError line naming the key."""
+that only make sense together. lsvr.config_file.from_dict calls check_ranges on every config it
+builds (a preset, its --set overrides, a run folder's config.yaml); each refusal is one
+InputError line naming the key. Config.__post_init__ checks the choices alone: this module
+stands above lsvr.config, whose types it checks."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import math
-from typing import TYPE_CHECKING
 
+from lsvr.config import CUDA_GRAPH_MODES, Config, DataConfig, OptimConfig, TrainConfig
 from lsvr.errors import InputError
 from lsvr.prepared_with import prepared_with
-
-if TYPE_CHECKING:
-    from lsvr.config import Config, DataConfig, OptimConfig, TrainConfig
 
 MAX_SEED = 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without importing torch here
@@ -77,6 +76,12 @@ def check_ranges(cfg: Config) -> None:
     _check_schedule(cfg.optim)
     _check_adamw(cfg.optim)
     _check_ema_budget(cfg.train)
+    if cfg.train.global_batch % cfg.train.accumulate:
+        raise InputError("config: train.global_batch must divide by train.accumulate")
+    if cfg.train.accumulate > 1 and cfg.train.compile in CUDA_GRAPH_MODES:
+        # each micro-batch's graph replay would overwrite the gradients the last one left
+        raise InputError(f"config: train.compile={cfg.train.compile} (CUDA graphs) cannot accumulate"
+                         " gradients; use max-autotune-no-cudagraphs or train.accumulate=1")  # fmt: skip
 
 
 def _check_float32(cfg: Config) -> None:

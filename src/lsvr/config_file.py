@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from lsvr.config import Config, sections
+from lsvr.config_checks import check_ranges
 from lsvr.errors import InputError
 
 
@@ -133,7 +134,9 @@ def from_dict(raw: dict[str, Any]) -> Config:
                 raise unknown_key(name, key)
             kwargs[key] = _check_type(f"{name}.{key}", v, fields[key])
         built[name] = cls(**kwargs)
-    return Config(**built)
+    config = Config(**built)
+    check_ranges(config)
+    return config
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
