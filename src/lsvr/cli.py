@@ -125,6 +125,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from lsvr.bench.dist import bench_dist
 
         bench_dist(model=args.model or "alexnet", batch=args.batch or 16, steps=args.steps, as_json=args.json)
+    elif args.what == "predict":
+        from lsvr.bench.predict import bench_predict
+
+        bench_predict(images=args.images, batch=args.batch or 64, model_name=args.model or "resnet18",
+                      rounds=args.rounds or 3, folder=args.dir, workers=args.workers, as_json=args.json)  # fmt: skip
     elif args.what == "layout":
         from lsvr.bench.layout import bench_layout
 
@@ -142,13 +147,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     """`lsvr bench`'s arguments."""
     p = sub.add_parser("bench", help="benchmarks against baselines and limits (docs/BENCHMARKS.md)")
-    p.add_argument("what", choices=("loader", "prepare", "dist", "train", "layout"),
+    p.add_argument("what", choices=("loader", "prepare", "dist", "train", "layout", "predict"),
                    help="loader: reading batches; prepare: converting photos; dist: a step at world 1 and 2;"
-                   " train: end-to-end steps; layout: channels-last against contiguous")  # fmt: skip
+                   " train: end-to-end steps; layout: channels-last against contiguous;"
+                   " predict: lsvr predict against a torchvision-style predict")  # fmt: skip
     p.add_argument("--images", type=positive_int, default=2000, help="generated photos (default 2000)")
     p.add_argument("--batch", type=positive_int,
-                   help="batch (loader: 128, train: 32, layout: 256) or global batch (dist: 16)")  # fmt: skip
-    p.add_argument("--model", help="dist, train, layout: the model stepped (default alexnet; layout: quicknet)")
+                   help="batch (loader: 128, train: 32, layout: 256, predict: 64)"
+                   " or global batch (dist: 16)")  # fmt: skip
+    p.add_argument("--model",
+                   help="dist, train, layout, predict: the model"
+                   " (default alexnet; layout: quicknet; predict: resnet18)")  # fmt: skip
     p.add_argument("--steps", type=positive_int, default=3,
                    help="dist: timed steps per world size; train, layout: per pipeline")  # fmt: skip
     p.add_argument("--device", choices=choices(Device), default="auto", help="train, layout: where the model steps")
@@ -161,7 +170,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decode", choices=choices(Decode), default="host", help="train, jpeg: in loader threads or on GPU")
     p.add_argument("--epochs", type=positive_int, default=2, help="passes over the set per measure (raw: 4x)")
     p.add_argument("--rounds", type=positive_int,
-                   help="interleaved rounds, the median reported (train, layout: 3; others: 5)")  # fmt: skip
+                   help="interleaved rounds, the median reported (train, layout, predict: 3; others: 5)")  # fmt: skip
     p.add_argument("--workers", type=thread_count, help="threads (lsvr) and processes (baseline); default: all cores")
     p.add_argument("--source", choices=("folder", "tar"), default="folder",
                    help="prepare: tar races a nested tar (ILSVRC2012_img_train.tar's layout) with folders")  # fmt: skip
