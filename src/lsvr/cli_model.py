@@ -2,7 +2,7 @@
 
 lsvr eval CHECKPOINT DATASET [--resize N] [--crop N] [--crops 1|10] [--[no-]flip] [--shift N] [--allow-mismatch]
           [--json] [--report DIR]
-lsvr predict CHECKPOINT IMAGE|FOLDER... [--top 5] [--json]
+lsvr predict CHECKPOINT IMAGE|FOLDER... [--top 5] [--batch 64] [--json]
 lsvr export CHECKPOINT OUT.safetensors [--overwrite]
 """
 
