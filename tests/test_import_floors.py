@@ -6,6 +6,7 @@ not from one run's sys.modules: a lazy import on a path a test does not take sti
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,17 @@ def _module(path: Path) -> str:
 MODULES = {_module(p): p for p in sorted(SRC.rglob("*.py"))}
 
 
+@functools.cache
 def imports(name: str) -> set[str]:
     """The lsvr modules a module names in any import statement (the module itself where one
     of them is a package's submodule: `from lsvr.train import checkpoint`)."""
-    tree = ast.parse(MODULES[name].read_text())
+    return named_in(MODULES[name].read_text(), name=name)
+
+
+def named_in(source: str, *, name: str) -> set[str]:
+    """The lsvr modules, other than `name`, that any import statement of source names:
+    lazy ones inside functions and type-only ones under `if TYPE_CHECKING:` too."""
+    tree = ast.parse(source)
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -71,3 +79,27 @@ def test_using_a_model_imports_no_training_code(name):
 def test_the_check_sees_lazy_imports():
     """The walk counts an import inside a function (cli_train's are all lazy)."""
     assert "lsvr.train.trainer" in reachable("lsvr.cli_train")
+
+
+def cycle_through(name: str) -> str | None:
+    """An import cycle back to name, as `a -> b -> a`, or None where none returns to it."""
+    for there in sorted(imports(name)):
+        seen = reachable(there)
+        if name in seen:
+            return f"{name} -> {_path(seen, name)}"
+    return None
+
+
+def test_no_module_imports_itself_back():
+    """No import cycle among lsvr's modules, counting every import statement: a type-only one
+    ties two files into one floor as much as a runtime one (neither can be read or moved alone)."""
+    cycles: dict[frozenset[str], str] = {}
+    for name in MODULES:
+        if (cycle := cycle_through(name)) is not None:
+            cycles.setdefault(frozenset(cycle.split(" -> ")), cycle)
+    assert not cycles, "import cycles: " + "; ".join(sorted(cycles.values()))
+
+
+def test_the_cycle_check_sees_type_only_imports():
+    source = "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from lsvr.config import Config\n"
+    assert named_in(source, name="lsvr.x") == {"lsvr.config"}

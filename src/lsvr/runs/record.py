@@ -50,7 +50,7 @@ class CheckpointRecord:
     scheduler: dict[str, int] = field(default_factory=dict)  # the lr schedule's position: {"step": N}
     scaler: dict[str, Any] = field(default_factory=dict)  # {} when fp16's scaler is off
     loader: dict[str, int] = field(default_factory=dict)  # epoch, step, sample, global_batch
-    rng: dict[str, Any] | None = None  # lsvr.train.state.rng_state()
+    rng: dict[str, Any] | None = None  # lsvr.train.state.RNGs().state_dict()
     config: dict[str, Any] = field(default_factory=dict)  # lsvr.config.to_dict of the run's config
     preprocess: Preprocess | None = None
     metrics: dict[str, Any] = field(default_factory=dict)  # the last validation's

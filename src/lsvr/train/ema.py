@@ -70,11 +70,9 @@ class WeightEMA:
         """The average as a state_dict of the model (what a checkpoint's `ema` holds)."""
         return self.module.state_dict()
 
-    def load_state_dict(self, state: dict[str, torch.Tensor], *, where: object) -> None:
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """From a checkpoint's `ema`, in place (the references stay valid); InputError where it does not fit."""
         try:
             self.module.load_state_dict(state)
         except (RuntimeError, ValueError) as exc:
-            raise InputError(
-                f"{where}: its ema does not fit this config's model ({str(exc).splitlines()[0]})"
-            ) from None
+            raise InputError(f"its ema does not fit this config's model ({str(exc).splitlines()[0]})") from None

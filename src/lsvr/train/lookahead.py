@@ -43,14 +43,14 @@ class Lookahead:
         """The slow weights by the model's state_dict names (what a checkpoint's `lookahead` holds)."""
         return dict(zip(self.names, self._slow, strict=True))
 
-    def load_state_dict(self, state: dict[str, torch.Tensor], *, where: object) -> None:
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """From a checkpoint's `lookahead` (or its `model`, which starts a cycle at its weights),
         in place; InputError where it does not fit."""
         missing = [name for name in self.names if name not in state]
         if missing:
-            raise InputError(f"{where}: its lookahead weights do not fit this config's model (no {missing[0]})")
+            raise InputError(f"its lookahead weights do not fit this config's model (no {missing[0]})")
         for name, slow in zip(self.names, self._slow, strict=True):
             if state[name].shape != slow.shape:
-                raise InputError(f"{where}: its lookahead weights do not fit this config's model ({name} is"
+                raise InputError(f"its lookahead weights do not fit this config's model ({name} is"
                                  f" {tuple(state[name].shape)}, the model's {tuple(slow.shape)})")  # fmt: skip
             slow.copy_(state[name])

@@ -1,5 +1,5 @@
-"""What a checkpoint holds beyond the weights: the run's position (RunState), RNG states, provenance
-(the whole record: train/record.py)."""
+"""What a checkpoint holds beyond the weights: the run's position (RunState) and the RNG states
+(RNGs), each a part that saves and loads itself (lsvr.train.parts; the whole record: lsvr.runs.record)."""
 
 from __future__ import annotations
 
@@ -10,34 +10,38 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG state as tensors, lists and numbers (weights_only=True refuses numpy's tuple)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "gauss": float(gauss),
-            "kind": str(kind),
-        },
-        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
-    }
+from lsvr.errors import InputError
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    keys = n["keys"].numpy().astype(np.uint32)
-    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["gauss"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+class RNGs:
+    """Every RNG of the process (torch's, CUDA's, numpy's and Python's global ones) as one part:
+    its state as tensors, lists and numbers (weights_only=True refuses numpy's tuple)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "gauss": float(gauss),
+                "kind": str(kind),
+            },
+            "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        if state.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        n = state["numpy"]
+        keys = n["keys"].numpy().astype(np.uint32)
+        np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["gauss"]))
+        p = state["python"]
+        random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
 
 
 @dataclass
@@ -69,7 +73,11 @@ class RunState:
                 "budget_replan": self.budget_replan}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """From a checkpoint (state_dict's entries); its loader's global_batch is the caller's to check."""
+        """From a checkpoint (state_dict's entries); refused where its loader position counts
+        global batches of another size."""
+        saved_batch = state["loader"].get("global_batch", self.global_batch)
+        if saved_batch != self.global_batch:  # the position counts global batches: they must agree
+            raise InputError(f"written with train.global_batch={saved_batch}; resume with it")
         self.step, self.epoch, self.batch = state["step"], state["loader"]["epoch"], state["loader"]["step"]
         self.best_top1, self.last_val = state.get("best_top1"), state.get("metrics") or None
         self.budget_steps, self.budget_replan = state.get("budget_steps"), state.get("budget_replan")

@@ -30,16 +30,14 @@ from lsvr.models.weights import load_matching, read_state_dict
 from lsvr.progress import progress_bar
 from lsvr.runs.metrics import RESUME
 from lsvr.runs.provenance import provenance
-from lsvr.runs.record import CheckpointRecord
 from lsvr.signals import Preemption
 from lsvr.train import checkpoint, parallel, slurm
 from lsvr.train.budget import TimeBudget, process_start, val_views
-from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.faults import Faults
 from lsvr.train.health import Health, nonfinite_hint
-from lsvr.train.lookahead import Lookahead
 from lsvr.train.observe import Observers
 from lsvr.train.optim import Schedule, build_optimizer, check_schedule
+from lsvr.train.parts import TrainingParts
 from lsvr.train.resume import record_of, restore
 from lsvr.train.run_folder import RunFolder, Start
 from lsvr.train.setup import RunInputs, run_loaders, run_preprocess
@@ -135,13 +133,14 @@ class Trainer:
         self.health = Health(self.env, check_grads=cfg.train.precision != "fp16")  # fp16: its scaler skips inf steps
         self.params = list(model.parameters())
         self.loss_sum, self.loss_count = torch.zeros((), device=device), 0  # the logging window's losses
-        decay, k = ema_decay(cfg.train), cfg.train.lookahead_steps  # on the device: they hold the model's tensors
-        self.ema = WeightEMA(self.model, decay=decay) if decay else None
-        self.lookahead = Lookahead(self.model, steps=k, alpha=cfg.train.lookahead_alpha) if k else None
+        self.parts = TrainingParts.of(self.model, optimizer=self.optimizer, scaler=self.scaler, state=self.state,
+                                      train=cfg.train)  # fmt: skip
+        self.ema, self.lookahead = self.parts.ema, self.parts.lookahead  # where train.ema, train.lookahead_steps
 
     def resume(self) -> None:
-        """Continue from inputs.resume_from (if any): weights, optimizer, scaler, position, RNGs."""
-        restore(self)
+        """Continue from inputs.resume_from (if any): each part loads its entries (lsvr.train.resume)."""
+        if where := self.inputs.resume_from:
+            restore(self.parts, where, forked=self.start.forked, validates=self.val_loader is not None, say=self.say)
 
     def arm_budget(self) -> None:
         """train.time_budget_s: a checkpoint's totals are kept, this process times what is left
@@ -394,8 +393,5 @@ class Trainer:
             s.best_top1 = top1
         if not self.env.is_main:
             return
-        self.checkpointer.save(self.checkpoint_record(), top1=top1)
-
-    def checkpoint_record(self) -> CheckpointRecord:
-        """Everything a checkpoint holds: enough to continue exactly (RunState's entries included)."""
-        return record_of(self)
+        self.checkpointer.save(record_of(self.parts, cfg=self.cfg, preprocess=self.preprocess, world=self.env.world,
+                                         run_id=self.start.run_id), top1=top1)  # fmt: skip
