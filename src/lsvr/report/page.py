@@ -35,7 +35,7 @@ img.cells { width: 100%; max-width: 1000px; image-rendering: pixelated; border: 
   margin: 0 auto 4px; background: #f4f4f4; }
 .wrong { color: #b00; }
 .side { display: flex; gap: 28px; flex-wrap: wrap; align-items: flex-start; }
-.side > div { flex: 1 1 420px; min-width: 0; }
+.side > div { flex: 2 1 360px; min-width: 0; } .side > div:first-child { flex: 3 1 480px; }
 .side h3 { margin-top: 0; }
 """
 

@@ -52,8 +52,8 @@ def confusion_png(matrix: np.ndarray, names: list[str]) -> bytes:
     ax.set_yticks(range(n), [_plain(s) for s in names])
     if n <= ANNOTATED:
         for t, p in zip(*np.nonzero(matrix), strict=True):
-            said = f"{100 * shares[t, p]:.0f}" if shares[t, p] >= 0.005 else "<1"
-            ax.text(p, t, said, ha="center", va="center", fontsize=8, color="white" if shares[t, p] > 0.45 else "black")
+            said = f"{100 * shares[t, p]:.0f}" if shares[t, p] >= 0.01 else "<1"
+            ax.text(p, t, said, ha="center", va="center", fontsize=9, color="white" if shares[t, p] > 0.45 else "black")
     ax.set(xlabel="predicted class", ylabel="true class")
     ax.set_title(f"confusion matrix, row-normalised ({n} classes)")
     fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class's images (sqrt scale)")
