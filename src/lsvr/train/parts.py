@@ -1,8 +1,9 @@
 """The Trainer's parts that a checkpoint holds, each saving and loading itself, as torchtitan's
-Stateful parts do: `state_dict()` gives its entries, `load_state_dict(state)` takes them back in
-place (the model, optimizer, scaler, EMA, Lookahead, RunState and the RNGs). lsvr.train.resume
-turns the parts into a CheckpointRecord and back; it reads no Trainer attribute, and no part
-reads another's entries.
+Stateful parts do (torch.distributed.checkpoint.stateful's shape): `state_dict()` gives the
+part's entries, `load_state_dict(state)` takes them back in place. The parts: the model, the
+optimizer, fp16's scaler, the EMA, the Lookahead, RunState and the RNGs. lsvr.train.resume turns
+them into a CheckpointRecord and back; it reads no Trainer attribute, and no part reads
+another's entries.
 
 A part refuses entries that do not fit it with an InputError (or torch's RuntimeError or
 ValueError for the model and optimizer); the resume names the checkpoint.
@@ -11,7 +12,7 @@ ValueError for the model and optimizer); the resume names the checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,14 +21,6 @@ from lsvr.config import TrainConfig
 from lsvr.train.ema import WeightEMA, ema_decay
 from lsvr.train.lookahead import Lookahead
 from lsvr.train.state import RNGs, RunState
-
-
-class Stateful(Protocol):
-    """What a checkpoint saves and a resume loads (torch.distributed.checkpoint.stateful's shape)."""
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
 
 class OptimizerPart:

@@ -135,7 +135,7 @@ class Trainer:
         self.loss_sum, self.loss_count = torch.zeros((), device=device), 0  # the logging window's losses
         self.parts = TrainingParts.of(self.model, optimizer=self.optimizer, scaler=self.scaler, state=self.state,
                                       train=cfg.train)  # fmt: skip
-        self.ema, self.lookahead = self.parts.ema, self.parts.lookahead  # where train.ema, train.lookahead_steps
+        self.ema, self.lookahead = self.parts.ema, self.parts.lookahead  # None where the config has none
 
     def resume(self) -> None:
         """Continue from inputs.resume_from (if any): each part loads its entries (lsvr.train.resume)."""
