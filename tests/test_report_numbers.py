@@ -3,6 +3,7 @@ an earlier report replaced, a write cut short never leaving a page (lsvr.report)
 
 from __future__ import annotations
 
+import base64
 import csv
 import functools
 import io
@@ -158,3 +159,28 @@ def test_an_earlier_report_is_replaced_and_a_cut_write_leaves_no_page(tmp_path, 
     write_report_files(out, files())  # the cut write's leftovers are a report's: taken again
     assert (out / "index.html").read_text().rstrip().endswith("</html>")
     assert not (out / ".index.html.tmp").exists()
+
+
+def test_a_thousand_classes_stay_small():
+    """1,000 classes: the matrix a picture of one pixel per cell (a lone stray cell shows), the page
+    and its numbers a few MB at most, whatever the set's size (here 3,000 images, every one wrong
+    somewhere: the sparse confusion list grows with the images, at most one cell each)."""
+    from PIL import Image
+
+    classes, n = 1000, 3000
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, classes, n)
+    probs = rng.dirichlet(np.full(classes, 0.05), n).astype(np.float32)  # (n, classes), rows sum to 1
+    pred = Predictions.from_probs(probs, labels)
+    made = report_files(pred, [f"class {i}" for i in range(classes)], about=about(),
+                        image=lambda row: rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))  # fmt: skip
+    page = made["index.html"].decode()
+    png = base64.b64decode(page.split('id="confusion" alt="confusion matrix"\n src="data:image/png;base64,')[1]
+                           .split('"')[0])  # fmt: skip
+    picture = Image.open(io.BytesIO(png))
+    assert picture.size == (classes, classes)
+    drawn = np.argwhere(np.asarray(picture) > 0)  # (cells, 2): the palette's index 0 is white
+    cells = [[t, p] for t, p, _ in json.loads(made["report.json"])["confusion"]]
+    assert drawn.tolist() == cells  # every non-empty cell, a lone stray image's too, and no other
+    assert len(made["index.html"]) < 1_500_000 and sum(len(v) for v in made.values()) < 3_000_000
+    assert page.count("<tr data-index=") == classes
