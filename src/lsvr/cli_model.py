@@ -3,7 +3,7 @@
 lsvr eval CHECKPOINT DATASET [--resize N] [--crop N] [--crops 1|10] [--[no-]flip] [--shift N] [--allow-mismatch]
           [--json] [--report DIR]
 lsvr predict CHECKPOINT IMAGE|FOLDER... [--top 5] [--batch 64] [--json]
-lsvr export CHECKPOINT OUT.safetensors [--overwrite]
+lsvr export CHECKPOINT OUT.safetensors|OUT.onnx [--overwrite]
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def add_model_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top classes of image files")
-    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    p.add_argument("checkpoint", help="a checkpoint .pt, a run folder (its latest checkpoint), a .safetensors export"
+                   " or an .onnx export (run by onnxruntime)")  # fmt: skip
     p.add_argument("images", nargs="+", metavar="IMAGE|FOLDER",
                    help="image files, or folders of them (the images directly inside, sorted by name)")  # fmt: skip
     p.add_argument("--top", type=positive_int, default=5, help="classes shown per image, most likely first (default 5)")
@@ -59,9 +60,10 @@ def add_model_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="every prediction in one JSON object on stdout")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="a checkpoint's weights as safetensors, for sharing")
+    p = sub.add_parser("export", help="a checkpoint's weights as safetensors, or its model as ONNX, for sharing")
     p.add_argument("checkpoint", help="checkpoint file or run folder")
-    p.add_argument("out", help="OUT.safetensors")
+    p.add_argument("out", help="OUT.safetensors (the weights and record) or OUT.onnx (the model as a graph that"
+                   " takes uint8 images: docs/TRAINING.md#onnx)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     p.set_defaults(func=cmd_export)
 
@@ -129,10 +131,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top < 1:  # torch's topk raised on -1; 0 printed the file names and no class
         raise InputError(f"--top must be a positive whole number, got {args.top}")
-    device = pick_device(args.device, setting="--device")
-    model, state, found = load_model(Path(args.checkpoint), device)
-    check_view(state.preprocess, found)  # the view `lsvr eval` scores: refused where eval would refuse it
-    augment = augment_for(state.preprocess, device)
+    if Path(args.checkpoint).suffix == ".onnx":  # onnxruntime runs the graph, which normalises: pixels go in
+        from lsvr.cpus import threads_free
+        from lsvr.export_onnx import check_onnx_extra, onnx_device, raw_augment, read_onnx
+
+        check_onnx_extra("predict")
+        device, found = onnx_device(args.device), Path(args.checkpoint)
+        model, state = read_onnx(found, threads=threads_free())
+        check_view(state.preprocess, found)
+        augment = raw_augment(state.preprocess)
+    else:
+        device = pick_device(args.device, setting="--device")
+        model, state, found = load_model(Path(args.checkpoint), device)
+        check_view(state.preprocess, found)  # the view `lsvr eval` scores: refused where eval would refuse it
+        augment = augment_for(state.preprocess, device)
     paths = image_paths(args.images)
     threads = take_free_cpus()  # the decoding pool's and torch's, from the CPUs other work leaves free
 
@@ -168,13 +180,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from lsvr.export import export
-    from lsvr.inference import load_model
+    from lsvr.inference import check_view, load_model
 
-    refuse_existing(Path(args.out), overwrite=args.overwrite)
-    check_writable(Path(args.out), what="export file")
-    _, state, _ = load_model(Path(args.checkpoint), torch.device("cpu"))
-    out = export(state, Path(args.out))
-    print(f"exported {len(state.weights)} tensors of {state.setting('model', 'name')} to {out}")
+    out = Path(args.out)
+    if out.suffix not in (".safetensors", ".onnx"):
+        raise InputError(f"{out}: the export is a .safetensors file (weights) or an .onnx file (the graph)")
+    if out.suffix == ".onnx":
+        from lsvr.export_onnx import check_onnx_extra, export_onnx, input_text
+
+        check_onnx_extra("export")
+    refuse_existing(out, overwrite=args.overwrite)
+    check_writable(out, what="export file")
+    model, state, found = load_model(Path(args.checkpoint), torch.device("cpu"))
+    name = state.setting("model", "name")
+    if out.suffix == ".safetensors":
+        print(f"exported {len(state.weights)} tensors of {name} to {export(state, out)}")
+        return 0
+    check_view(state.preprocess, found)  # a mean image fits the stored side only, as in eval
+    print(f"exported {name} to {export_onnx(model, state, out)}; {input_text(state.preprocess)}")
     return 0
 
 
