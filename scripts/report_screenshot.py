@@ -2,7 +2,7 @@
 chromium (playwright drives it, as tests/test_report_browser.py does) at 1200 px wide, the top
 HEIGHT px of the page, scaled to WIDTH px and cut to 256 colours so that it stays small.
 
-    python scripts/report_screenshot.py REPORT_DIR docs/report.png [--height 1650] [--width 900]
+    python scripts/report_screenshot.py REPORT_DIR docs/report.png [--height 1600] [--width 900]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path, help="a folder lsvr eval --report wrote")
     parser.add_argument("out", type=Path, help="the PNG to write")
-    parser.add_argument("--height", type=int, default=1650, help="page pixels from the top (default 1650)")
+    parser.add_argument("--height", type=int, default=1600, help="page pixels from the top (default 1600)")
     parser.add_argument("--width", type=int, default=900, help="the picture's width (default 900)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
