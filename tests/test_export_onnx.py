@@ -217,3 +217,14 @@ def test_predict_refuses_an_unreadable_onnx_and_another_device(tmp_path, capsys)
     one_line(capsys, "none.onnx: no such file")
     assert cli("predict", tmp_path / "junk.onnx", *jpeg, "--device", "cuda") == 2
     one_line(capsys, "--device cuda: an .onnx file runs on the CPU")
+
+
+def test_eval_and_export_of_an_onnx_file_say_predict_runs_it(tiny_data, tmp_path, capsys):
+    (tmp_path / "m.onnx").write_bytes(b"a graph")
+    for command in (
+        ("eval", tmp_path / "m.onnx", tiny_data),
+        ("export", tmp_path / "m.onnx", tmp_path / "w.safetensors"),
+    ):
+        capsys.readouterr()
+        assert cli(*command) == 2
+        one_line(capsys, "m.onnx: an ONNX export runs in `lsvr predict` only")

@@ -41,6 +41,8 @@ def load_model(
 
     path: a checkpoint file, a run folder (its latest checkpoint) or a `lsvr export` file.
     crop: the side of the images it will see (`lsvr eval --crop`; default the record's eval_crop)."""
+    if path.suffix == ".onnx":  # a graph, not weights: only predict runs it (cli_model.cmd_predict)
+        raise InputError(f"{path}: an ONNX export runs in `lsvr predict` only; give the checkpoint or its .safetensors")
     if path.suffix == ".safetensors":
         from lsvr.export import read_export
 
