@@ -1,13 +1,13 @@
 """Check that `lsvr convert` + `lsvr predict` give torchvision's own probabilities for every
 zoo model's torchvision weights (issue 30, item 3).
 
-    PYTHONPATH=src /tmp/tvenv/bin/python scripts/check_torchvision_convert.py [--lsvr .venv/bin/lsvr] [models...]
+    PYTHONPATH=src /tmp/tvenv/bin/python scripts/check_torchvision_convert.py [--out rows.jsonl] [models...]
 
 Run by a Python with torchvision (a throwaway venv: torch 2.14.1 + torchvision 0.29.1); lsvr
-runs as its own command (`--lsvr`, default the checkout's .venv/bin/lsvr) and never imports
-torchvision; this script imports only lsvr's torchvision_weights table (plain data) and
-scripts/torchvision_equivalence.py's helpers. No network: models are torchvision's builders
-at a seeded random init. Steps:
+runs in lsvr's own Python (`--lsvr-python`, default the checkout's .venv/bin/python, with src/
+first on its path) and never imports torchvision; this script, on the torchvision side, imports
+only lsvr's torchvision_weights table (plain data) and scripts/torchvision_equivalence.py's
+helpers. No network: models are torchvision's builders at a seeded random init. Steps:
 
 1. the table (lsvr.models.torchvision_weights) against torchvision's enums: file name of the
    URL, resize, crop, interpolation, mean/std of weights.transforms(), acc@1 and acc@5;
@@ -18,9 +18,10 @@ at a seeded random init. Steps:
    BatchNorm statistics given values (torchvision_equivalence.give_signal) and its classifier
    scaled so its logits have a standard deviation of 6 over the classes (random weights give
    near-uniform probabilities, against which a 1e-3 check says little); its state_dict saved
-   under torchvision's file name, `lsvr convert` (the weights inferred from that name), `lsvr
-   predict --json --top 1000` on the photos, and lsvr's logits of the same views (this script
-   run by lsvr's Python with --logits-of); compared with torchvision's model on
+   under torchvision's file name; in one process of lsvr's Python (this script with
+   --lsvr-side), `lsvr convert` (the weights inferred from that name) and `lsvr predict --json
+   --top 1000` on the photos through lsvr's command line, and the converted model's logits of
+   predict's views; compared with torchvision's model on
    weights.transforms() of each photo opened by PIL and converted to RGB.
 Prints max |probability difference| and max |logit difference| per weights; exits 1 if a
 probability differs by more than 1e-3 or a check of step 1 or 2 fails. Photos: matplotlib's
@@ -76,20 +77,44 @@ def make_photos(folder: Path, lsvr_python: str) -> list[Path]:
     return photos
 
 
-def logits_of(checkpoint: Path, photos: list[Path], out: Path) -> None:
-    """Run by lsvr's Python: the checkpoint's logits of predict's views of the photos, saved as .npy."""
+def run_lsvr(weights_file: Path, model: str, photos: list[Path], folder: Path) -> dict:
+    """Run by lsvr's Python (one process a weights: lsvr's start-up is most of a small model's
+    time): `lsvr convert`, then `lsvr predict --json --top 1000` through lsvr's own command line,
+    and the converted model's logits of predict's views."""
+    import contextlib
+    import io
+
     import torch
 
+    from lsvr.cli import main
     from lsvr.evaluate import eval_views
     from lsvr.inference import augment_for, load_images, load_model
 
+    converted = folder / "converted.pt"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["convert", str(weights_file), str(converted), "--model", model])
+    said = out.getvalue()
+    if code:
+        return {"error": f"lsvr convert exited {code}"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["predict", str(converted), *map(str, photos), "--json", "--top", "1000"])
+    if code:
+        return {"error": f"lsvr predict exited {code}"}
+    probs = [[0.0] * 1000 for _ in photos]
+    for i, prediction in enumerate(json.loads(out.getvalue())["predictions"]):
+        for t in prediction["top"]:
+            probs[i][t["index"]] = t["probability"]
     cpu = torch.device("cpu")
-    model, state, _ = load_model(checkpoint, cpu)
+    net, state, _ = load_model(converted, cpu)
     batch, _, bad = load_images(photos, state.preprocess)
     assert batch is not None and not bad, bad
     (view, _), *_ = eval_views(augment_for(state.preprocess, cpu), batch)
     with torch.inference_mode():
-        np.save(out, model(view).float().numpy())  # (N, classes)
+        logits = net(view).float().tolist()  # (N, classes)
+    converted.unlink()
+    return {"convert": said.strip(), "probs": probs, "logits": logits}
 
 
 def check_table(tv, weights_table) -> list[str]:
@@ -159,7 +184,7 @@ def torchvision_model(tv, model: str, w, generator):
     return net
 
 
-def compare(tv, model: str, w, photos: list[Path], folder: Path, lsvr: str, lsvr_python: str) -> dict:
+def compare(tv, model: str, w, photos: list[Path], folder: Path, lsvr_python: str) -> dict:
     import torch
 
     enum = tv.get_weight(w.name)
@@ -181,28 +206,17 @@ def compare(tv, model: str, w, photos: list[Path], folder: Path, lsvr: str, lsvr
         expected = net(inputs)  # (N, 1000)
     weights_file = folder / w.file
     torch.save(state, weights_file)
-    converted = folder / "converted.pt"
-    run = subprocess.run([lsvr, "convert", weights_file, converted, "--model", model],
-                         capture_output=True, text=True)  # fmt: skip
-    if run.returncode:
-        raise SystemExit(f"lsvr convert {model}: {run.stderr.strip()}")
-    if w.name not in run.stdout:
-        raise SystemExit(f"lsvr convert {model}: took other weights than {w.name} from {w.file}: {run.stdout}")
-    run = subprocess.run([lsvr, "predict", converted, *photos, "--json", "--top", "1000"],
-                         capture_output=True, text=True)  # fmt: skip
-    if run.returncode:
-        raise SystemExit(f"lsvr predict {model}: {run.stderr.strip()}")
-    probs = np.zeros((len(photos), 1000))
-    for i, prediction in enumerate(json.loads(run.stdout)["predictions"]):
-        for t in prediction["top"]:
-            probs[i, t["index"]] = t["probability"]
-    npy = folder / "logits.npy"
-    subprocess.run([lsvr_python, __file__, "--logits-of", converted, "--out", npy, *photos], check=True,
-                   env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})  # fmt: skip
-    ours = np.load(npy)
+    result = folder / "lsvr.json"
+    subprocess.run([lsvr_python, __file__, "--lsvr-side", weights_file, "--model", model, "--out", result,
+                    *photos], check=True, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    got = json.loads(result.read_text())
+    weights_file.unlink()
+    if "error" in got:
+        raise SystemExit(f"{w.name}: {got['error']}")
+    if w.name not in got["convert"]:
+        raise SystemExit(f"lsvr convert {model}: took other weights than {w.name} from {w.file}: {got['convert']}")
+    probs, ours = np.array(got["probs"]), np.array(got["logits"])
     theirs_p = torch.softmax(expected, dim=1).double().numpy()
-    for path in (weights_file, converted, npy):
-        path.unlink()
     return {
         "model": model, "weights": w.name, "resize": w.resize, "crop": w.crop, "interpolation": w.interpolation,
         "max_prob_diff": float(np.abs(probs - theirs_p).max()),
@@ -214,13 +228,16 @@ def compare(tv, model: str, w, photos: list[Path], folder: Path, lsvr: str, lsvr
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="*", help="zoo models to check (default: every one with torchvision weights)")
-    parser.add_argument("--lsvr", default=str(ROOT / ".venv" / "bin" / "lsvr"), help="the lsvr command")
-    parser.add_argument("--lsvr-python", default=str(ROOT / ".venv" / "bin" / "python"), help="lsvr's Python")
-    parser.add_argument("--out", help="also write one JSON line per weights here")
-    parser.add_argument("--logits-of", help=argparse.SUPPRESS)  # the worker run by lsvr's Python
+    parser.add_argument("--lsvr-python", default=str(ROOT / ".venv" / "bin" / "python"),
+                        help="the Python lsvr is installed in (it runs lsvr from src/)")  # fmt: skip
+    parser.add_argument("--out", help="also append one JSON line per weights here, as each is done")
+    parser.add_argument("--lsvr-side", help=argparse.SUPPRESS)  # lsvr's half, run by lsvr's Python
+    parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.logits_of:  # models: the photos
-        logits_of(Path(args.logits_of), [Path(p) for p in args.models], Path(args.out))
+    if args.lsvr_side:  # models: the photos
+        weights_file = Path(args.lsvr_side)
+        got = run_lsvr(weights_file, args.model, [Path(p) for p in args.models], weights_file.parent)
+        Path(args.out).write_text(json.dumps(got))
         return 0
 
     import torch
@@ -251,7 +268,7 @@ def main() -> int:
         for model in names:
             for w in WEIGHTS[model]:
                 start = time.perf_counter()
-                row = compare(tv, model, w, photos, folder, args.lsvr, args.lsvr_python)
+                row = compare(tv, model, w, photos, folder, args.lsvr_python)
                 rows.append(row)
                 view = f"{w.resize}/{w.crop} {w.interpolation[:4]}"
                 print(f"   {w.name:<44} {view:>16} {row['max_prob_diff']:>11.2e} {row['max_logit_diff']:>15.2e}"
@@ -259,8 +276,9 @@ def main() -> int:
                       flush=True)  # fmt: skip
                 if row["max_prob_diff"] > PASS:
                     failed.append(w.name)
-    if args.out:
-        Path(args.out).write_text("".join(json.dumps(row) + "\n" for row in rows))
+                if args.out:
+                    with open(args.out, "a") as f:
+                        f.write(json.dumps(row) + "\n")
     print("all pass" if not failed else f"FAILED: {len(failed)}")
     return 1 if failed else 0
 

@@ -59,10 +59,10 @@ def convert(weights: Path, out: Path, *, model_name: str, classes: list[str] | N
     differs (load_matching); the class count is the file's, `classes` name them (default 0..N-1)."""
     published, how = pick_weights(model_name, weights, weights_name)
     state = read_state_dict(weights)
-    with torch.device("meta"):  # the classifier's bias, the model's last tensor, holds the class count
-        head = next(reversed(build_model(model_name, num_classes=1000, in_channels=3, crop=published.crop)
-                             .state_dict()))  # fmt: skip
-    count = state[head].shape[0] if head in state and state[head].dim() == 1 else 1000  # else load_matching names it
+    # the class count: the classifier's bias, the last tensor of a torchvision state_dict (googlenet's
+    # aux heads come before its fc); a file of another layout is refused by load_matching, naming a key
+    last = next(reversed(state.values()), None)
+    count = last.shape[0] if last is not None and last.dim() == 1 else 1000
     names = classes or [str(i) for i in range(count)]
     if len(names) != count:
         raise InputError(f"--classes: {len(names)} names for a classifier of {count} classes")
