@@ -170,10 +170,12 @@ def test_unknown_weights_are_refused_listing_the_known_ones(tmp_path, capsys):
 
 @pytest.mark.slow  # resnet18 and a ViT-B at 384 built
 def test_a_file_of_another_model_is_refused_naming_the_first_key(tmp_path, capsys):
-    weights_file(tmp_path / "resnet34.pth", "resnet34")
-    assert cli("convert", tmp_path / "resnet34.pth", tmp_path / "c.pt", "--model", "resnet18") == 2
-    one_line(capsys, "resnet34.pth: its tensors do not fit this model",
-             "layer1.2.conv1.weight ((64, 64, 3, 3) in the file) is missing in the model")  # fmt: skip
+    weights_file(tmp_path / "resnet34-b627a593.pth", "resnet34")
+    assert cli("convert", tmp_path / "resnet34-b627a593.pth", tmp_path / "c.pt", "--model", "resnet18") == 2
+    one_line(capsys, "resnet34-b627a593.pth: its tensors do not fit this model",
+             "layer1.2.conv1.weight ((64, 64, 3, 3) in the file) is missing in the model",
+             "(resnet34-b627a593.pth is torchvision's file of ResNet34_Weights.IMAGENET1K_V1:"
+             " --model resnet34)")  # fmt: skip
     weights_file(tmp_path / "vit.pth", "vit_b_16")  # IMAGENET1K_V1's 224 px position embedding
     assert cli("convert", tmp_path / "vit.pth", tmp_path / "c.pt", "--model", "vit_b_16",
                "--weights", "IMAGENET1K_SWAG_E2E_V1") == 2  # fmt: skip

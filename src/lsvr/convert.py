@@ -36,7 +36,7 @@ def pick_weights(model_name: str, weights: Path, named: str | None) -> tuple[Pub
     if by_file is not None:
         return by_file, f"torchvision's file name {weights.name}"
     others = [w.member for w in known[1:]]
-    how = "the default" + (f"; --weights {' or '.join(others)} for the other" if others else "")
+    how = "the default" + (f"; --weights {' or '.join(others)} for another" if others else "")
     return known[0], how
 
 
@@ -67,7 +67,13 @@ def convert(weights: Path, out: Path, *, model_name: str, classes: list[str] | N
     if len(names) != count:
         raise InputError(f"--classes: {len(names)} names for a classifier of {count} classes")
     model = build_model(model_name, num_classes=count, in_channels=3, crop=published.crop)
-    load_matching(model, state, source=str(weights))  # the class count is the file's: nothing left out
+    try:
+        load_matching(model, state, source=str(weights))  # the class count is the file's: nothing left out
+    except InputError as exc:
+        owner = next(((m, w.name) for m, known in WEIGHTS.items() for w in known if w.file == weights.name), None)
+        if owner is None:
+            raise
+        raise InputError(f"{exc} ({weights.name} is torchvision's file of {owner[1]}: --model {owner[0]})") from None
     cfg = Config()
     cfg.model.name = model_name
     about = {**provenance(), "source": str(weights), "weights": published.name}
