@@ -183,3 +183,25 @@ def test_the_decoding_pool_is_as_large_as_the_cpus_other_work_leaves_free(run_an
         assert predict_batches.take_free_cpus() == 4 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_activations_of_one_batch_reuse_the_memory_of_the_one_before(run_and_photos):
+    """Large blocks come from the heap while predict runs: no page faults the second time, where
+    glibc's mmap hands a 64 MB block back on free and faults its 16,384 pages in afresh."""
+    import platform
+    import resource
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc settings")
+    run, photos = run_and_photos
+    _, state, _ = load_model(run, torch.device("cpu"))
+
+    def faults_of_a_block() -> int:
+        torch.ones(16 << 20).sum()  # 64 MB: above any mmap threshold of glibc's
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.ones(16 << 20).sum()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    inside = []
+    list(scored_batches(photos[:2], state.preprocess, lambda b: inside.append(faults_of_a_block()), batch=2))
+    assert inside[0] < 1000

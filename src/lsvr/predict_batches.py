@@ -28,6 +28,7 @@ import torch
 from lsvr import cpus
 from lsvr.data.readers import Batch
 from lsvr.inference import load_images
+from lsvr.memory import keep_activations
 from lsvr.preprocess import Preprocess
 
 BATCH = 64  # images decoded and scored at a time: a folder of any size fits in memory
@@ -79,7 +80,14 @@ def loaded_batches(paths: list[Path], pre: Preprocess, *, batch: int, pool: Thre
 def scored_batches(paths: list[Path], pre: Preprocess, score: Callable[[Batch], torch.Tensor], *,
                    batch: int = BATCH, threads: int | None = None) -> Iterator[Scored]:  # fmt: skip
     """score (a batch of eval_batch -> its probabilities) over every readable file of paths, a
-    batch at a time, as loaded_batches reads them. threads: the decoding pool (None: decode_threads())."""
-    with ThreadPoolExecutor(threads or decode_threads(), thread_name_prefix="lsvr-predict-decode") as pool:
-        for images, good, bad in loaded_batches(paths, pre, batch=batch, pool=pool):
-            yield Scored(good, score(images) if images is not None else None, bad)
+    batch at a time, as loaded_batches reads them. threads: the decoding pool (None: decode_threads()).
+    Meanwhile every allocation comes from the heap and stays there (lsvr.memory.keep_activations):
+    each batch's activations reuse the memory of the one before instead of being page-faulted in
+    afresh, which cost a quarter of resnet18's CPU time here."""
+    keep_activations()
+    try:
+        with ThreadPoolExecutor(threads or decode_threads(), thread_name_prefix="lsvr-predict-decode") as pool:
+            for images, good, bad in loaded_batches(paths, pre, batch=batch, pool=pool):
+                yield Scored(good, score(images) if images is not None else None, bad)
+    finally:
+        keep_activations(False)

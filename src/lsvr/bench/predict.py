@@ -7,7 +7,8 @@ model (random weights of a seed, 1,000 classes) at the same view: the shorter si
 256, the centre 224, ImageNet's channel statistics. lsvr_predict is lsvr.predict_batches as
 `lsvr predict FOLDER --json` runs it (a pool of decoding threads and torch's threads sized from
 the free CPUs, the next batch decoding while the model runs, a JPEG decoded at the reduced DCT
-scale that still covers 256 px); baseline is what a torchvision user writes: each file opened with
+scale that still covers 256 px, the activations kept in the heap: lsvr.memory.keep_activations);
+baseline is what a torchvision user writes: each file opened with
 PIL, Resize(256) + CenterCrop(224) + ToTensor + Normalize, batches of --batch through the model on
 one thread of Python, torch's threads left as they are. torchvision's transforms run where
 torchvision imports, else Pillow + numpy doing its arithmetic (`baseline_transforms` says which).
