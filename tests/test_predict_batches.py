@@ -6,7 +6,6 @@ decoding pool is as large as the CPUs other work leaves free."""
 import dataclasses
 import json
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -112,17 +111,21 @@ def test_results_come_in_the_order_given_whichever_file_decodes_first(run_and_ph
     (tmp_path / "notes.jpg").write_text("not an image")
     paths = [photos[0], tmp_path / "notes.jpg", *photos[1:3], tmp_path / "missing.jpg", *photos[3:]]
     order, load_image = [], inference.load_image
+    third_done = threading.Event()
 
-    def slow_first(path, pre):  # the earlier a file, the later its decode ends
-        time.sleep(0.02 * (len(paths) - paths.index(path)))
-        with threading.Lock():
-            order.append(path)
-        return load_image(path, pre)
+    def slow_first(path, pre):  # the first file's decode ends only after the third's
+        if path == paths[0]:
+            third_done.wait(timeout=30)
+        pixels = load_image(path, pre)
+        order.append(path)
+        if path == paths[2]:
+            third_done.set()
+        return pixels
 
     monkeypatch.setattr(inference, "load_image", slow_first)
     batches = list(scored_batches(paths, state.preprocess, lambda b: b.images.float().mean((1, 2, 3)), batch=3,
                                   threads=3))  # fmt: skip
-    assert order != paths  # the pool finished them out of order
+    assert order.index(paths[2]) < order.index(paths[0])  # the pool finished them out of order
     assert [p for b in batches for p in b.paths] == photos
     bad = [line for b in batches for line in b.bad]
     assert len(bad) == 2 and bad[0].startswith(f"{tmp_path / 'notes.jpg'}:") and "missing.jpg: no such" in bad[1]
