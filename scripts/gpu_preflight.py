@@ -34,7 +34,8 @@ OPTIONAL = {  # reported, not needed: what uses each
     "tensorboard": "train.tensorboard",
     "safetensors": "lsvr export, pretrained weights",
     "scipy": "the ILSVRC devkit's meta.mat",
-    "matplotlib": "lsvr plot",
+    "matplotlib": "lsvr plot, lsvr eval --report",
+    "onnxruntime": "lsvr predict of an .onnx export",
 }
 
 
