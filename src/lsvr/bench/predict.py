@@ -137,6 +137,17 @@ def bench_predict(*, images: int, batch: int, model_name: str, rounds: int, fold
         for name, run in runs.items():
             rounds_of[name].append(measure(run))
     agreement = _agreement(torch.cat(out["lsvr_predict"]), torch.cat(out["baseline"]))
+    settings = {"rounds": rounds, "images": images, "batch": batch, "model": model_name, "size": SIZE, "crop": CROP,
+                "photo_sizes": "500x375 and the like", "jpeg_quality": 90, "baseline_transforms": transforms_name,
+                "baseline_torch_threads": torch_threads, "lsvr_threads": out["threads"][0]}  # fmt: skip
+    result, lines = _summary(rounds_of, agreement, settings, environment(workers or 0))
+    report(result, as_json, [(name, median(ms)) for name, ms in rounds_of.items()], lines)
+    return result
+
+
+def _summary(rounds_of: dict[str, list], agreement: dict, settings: dict, env: dict) -> tuple[dict, list[str]]:
+    """The bench's record and its lines: the ratios, the model's share, the agreement."""
+    images, transforms_name = settings["images"], settings["baseline_transforms"]
     rows = {name: median(ms) for name, ms in rounds_of.items()}
     ratio = rows["lsvr_predict"].per_core / rows["baseline"].per_core
     views_ratio = rows["lsvr_views"].per_core / rows["baseline_views"].per_core
@@ -144,20 +155,8 @@ def bench_predict(*, images: int, batch: int, model_name: str, rounds: int, fold
     model_s = rows["baseline"].cpu_s / rows["baseline"].images - rows["baseline_views"].cpu_s / images
     result = {
         "benchmark": "predict",
-        "settings": {
-            "rounds": rounds,
-            "images": images,
-            "batch": batch,
-            "model": model_name,
-            "size": SIZE,
-            "crop": CROP,
-            "photo_sizes": "500x375 and the like",
-            "jpeg_quality": 90,
-            "baseline_transforms": transforms_name,
-            "baseline_torch_threads": torch_threads,
-            "lsvr_threads": out["threads"][0],
-        },
-        "environment": environment(workers or 0),
+        "settings": settings,
+        "environment": env,
         "images_per_sec_per_core": {name: round(m.per_core, 2) for name, m in rows.items()},
         "pipelines": {name: m.as_dict() for name, m in rows.items()},
         "rounds": {name: [round(m.per_core, 2) for m in ms] for name, ms in rounds_of.items()},
@@ -177,8 +176,7 @@ def bench_predict(*, images: int, batch: int, model_name: str, rounds: int, fold
              f" {agreement['max_probability_diff']:.2e}",
              f"views_ratio_vs_baseline: {views_ratio:.3f} (files to the float batch the model receives, no model);"
              f" the model is {model_s * rows['baseline'].per_core:.0%} of the baseline's CPU time"]  # fmt: skip
-    report(result, as_json, list(rows.items()), lines)
-    return result
+    return result, lines
 
 
 def _agreement(ours: torch.Tensor, theirs: torch.Tensor) -> dict:
