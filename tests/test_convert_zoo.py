@@ -180,6 +180,14 @@ def test_unknown_weights_are_refused_listing_the_known_ones(tmp_path, capsys):
     assert not (tmp_path / "c.pt").exists()
 
 
+def test_an_existing_out_is_kept_unless_overwrite_is_given(tmp_path, capsys):
+    out = tmp_path / "resnet18.pt"
+    out.write_bytes(b"a file of the user's")
+    assert cli("convert", tmp_path / "resnet18-f37072fd.pth", out, "--model", "resnet18") == 2
+    one_line(capsys, f"{out}: exists; pass --overwrite to replace it")
+    assert out.read_bytes() == b"a file of the user's"
+
+
 @pytest.mark.slow  # resnet18 and a ViT-B at 384 built
 def test_a_file_of_another_model_is_refused_naming_the_first_key(tmp_path, capsys):
     weights_file(tmp_path / "resnet34-b627a593.pth", "resnet34")

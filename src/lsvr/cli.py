@@ -91,6 +91,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from lsvr.convert import convert, describe
 
+    refuse_existing(Path(args.out), overwrite=args.overwrite)  # a user's file of that name stays as it is
     classes = read_names(args.classes)
     if args.classes_from:
         from lsvr.data.dataset import PreparedDataset
@@ -239,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes-from", metavar="SET",
                    help="the class names of a prepared set (an ImageNet set: its sorted wnids,"
                    " torchvision's order)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.set_defaults(func=cmd_convert)
     _add_bench(sub)
     return parser
