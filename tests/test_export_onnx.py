@@ -228,3 +228,16 @@ def test_eval_and_export_of_an_onnx_file_say_predict_runs_it(tiny_data, tmp_path
         capsys.readouterr()
         assert cli(*command) == 2
         one_line(capsys, "m.onnx: an ONNX export runs in `lsvr predict` only")
+
+
+@pytest.mark.slow  # exports alexnet (or reuses it)
+def test_info_describes_an_onnx_export_and_verify_runs_its_graph(exported, tmp_path, capsys):
+    _, out = exported("alexnet")
+    capsys.readouterr()
+    assert cli("info", out, "--verify", "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "onnx export" and info["model"] == "alexnet" and info["classes"] == len(CLASSES)
+    assert info["input"].startswith("images: uint8 (N, 3, 67, 67)") and info["verified"] is True
+    (tmp_path / "cut.onnx").write_bytes(out.read_bytes()[:1000])
+    assert cli("info", tmp_path / "cut.onnx") == 2
+    one_line(capsys, "cut.onnx: not a readable ONNX model")

@@ -196,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(sub)
     add_model_commands(sub)
     p = sub.add_parser("info", help="describe a prepared dataset, checkpoint or run folder")
-    p.add_argument("target", help="a prepared dataset, a checkpoint .pt, a .safetensors export or a run folder")
+    p.add_argument(
+        "target", help="a prepared dataset, a checkpoint .pt, a .safetensors or .onnx export, or a run folder"
+    )
     p.add_argument(
         "--verify",
         action="store_true",

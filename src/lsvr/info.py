@@ -37,7 +37,29 @@ def weight_problems(path: Path, state: CheckpointRecord) -> list[str]:
     return problems
 
 
+def describe_onnx(path: Path, *, verify: bool = False) -> dict[str, Any]:
+    """An `lsvr export` .onnx file: what its metadata records, and its input in words; verify:
+    the graph scores a batch of grey images with finite logits, one per class."""
+    from lsvr.export_onnx import check_onnx_extra, input_text, read_onnx
+
+    check_onnx_extra("reading")
+    model, state = read_onnx(path)  # loads in onnxruntime: a graph it refuses is an InputError
+    pre = state.preprocess
+    info = {"kind": "onnx export", "path": str(path), "model": state.setting("model", "name"), "step": state.step,
+            "classes": len(state.classes), "input": input_text(pre), "metrics": state.metrics}  # fmt: skip
+    if verify:
+        logits = model(torch.full((2, pre.channels or 3, pre.eval_crop, pre.eval_crop), 128.0))
+        fine = logits.shape == (2, len(state.classes)) and bool(torch.isfinite(logits).all())
+        info["problems"] = (
+            [] if fine else [f"{path}: scores grey images as {tuple(logits.shape)} logits, not all finite"]
+        )
+        info["verified"] = fine
+    return info
+
+
 def describe_checkpoint(path: Path, *, verify: bool = False) -> dict[str, Any]:
+    if path.suffix == ".onnx":
+        return describe_onnx(path, verify=verify)
     state = _read(path)
     pre = state.preprocess
     # a run's checkpoint or its export, not weights converted or from elsewhere: those have no step
