@@ -131,13 +131,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top < 1:  # torch's topk raised on -1; 0 printed the file names and no class
         raise InputError(f"--top must be a positive whole number, got {args.top}")
+    threads = take_free_cpus()  # the decoding pool's and the model's, from the CPUs other work leaves free
     if Path(args.checkpoint).suffix == ".onnx":  # onnxruntime runs the graph, which normalises: pixels go in
-        from lsvr.cpus import threads_free
         from lsvr.export_onnx import check_onnx_extra, onnx_device, raw_augment, read_onnx
 
         check_onnx_extra("predict")
         device, found = onnx_device(args.device), Path(args.checkpoint)
-        model, state = read_onnx(found, threads=threads_free())
+        model, state = read_onnx(found, threads=threads)
         check_view(state.preprocess, found)
         augment = raw_augment(state.preprocess)
     else:
@@ -146,7 +146,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_view(state.preprocess, found)  # the view `lsvr eval` scores: refused where eval would refuse it
         augment = augment_for(state.preprocess, device)
     paths = image_paths(args.images)
-    threads = take_free_cpus()  # the decoding pool's and torch's, from the CPUs other work leaves free
 
     def score(batch: Batch) -> torch.Tensor:
         return predict(model, augment, batch, device, flip=state.preprocess.eval_flip,

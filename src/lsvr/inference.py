@@ -243,7 +243,8 @@ def eval_batch(images: list[np.ndarray], pre: Preprocess) -> Batch:
     sizes = np.array([image.shape[:2] for image in images], np.int64)  # (B, 2)
     draws = Draws.centred(sizes, resize=pre.eval_size, crop=pre.eval_crop)
     windows = zip(*(t.tolist() for t in (draws.top, draws.left, draws.height, draws.width)), strict=True)
-    cut = [resize_window(torch.from_numpy(np.ascontiguousarray(image[top : top + h, left : left + w])), pre.eval_crop)
+    # np.array: a contiguous, writable copy of the window (torch.from_numpy warns on Pillow's read-only arrays)
+    cut = [resize_window(torch.from_numpy(np.array(image[top : top + h, left : left + w])), pre.eval_crop)
            for image, (top, left, h, w) in zip(images, windows, strict=True)]  # fmt: skip
     return Batch(torch.stack(cut), labels, draws)  # (B, crop, crop, C)
 

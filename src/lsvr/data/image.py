@@ -225,7 +225,7 @@ def resize_short(pixels: np.ndarray, size: int, max_size: int | None = None, *,
         return pixels
     image = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels)
     image = image.resize((nw, nh), RESAMPLING[interpolation])
-    return np.array(image).reshape(nh, nw, c)  # writable (asarray is not): torch.from_numpy warns on read-only
+    return np.asarray(image).reshape(nh, nw, c)
 
 
 def center_crop(pixels: np.ndarray, crop: int) -> np.ndarray:
